@@ -1,0 +1,157 @@
+//! The output contract: one JSON object per event per line (NDJSON).
+//!
+//! * A JSON event nobody changed is written byte-for-byte as it came in.
+//! * A JSON event with appended fields (source metadata, `sample_rate`, ...)
+//!   is its original bytes up to the closing brace, then `,"k":v...}`: the
+//!   original bytes are still untouched.
+//! * A rewritten event (a stage removed or changed fields) is its rewrite.
+//! * A text event is `{"message":"<line, lossily decoded>"}` plus appended
+//!   fields.
+//! * A line the framer cut carries `"sluice_truncated":true`.
+
+use crate::batch::Batch;
+use crate::event::{Event, EventKind, FLAG_TRUNCATED};
+
+/// The field added to events whose line was cut at `max_line_bytes`.
+pub const TRUNCATED_FIELD: &str = "sluice_truncated";
+
+/// Append every event of `batch` to `out`, one line each.
+pub fn write_batch(batch: &Batch, out: &mut Vec<u8>) {
+    out.reserve(batch.data_len() + batch.arena().len() + batch.len());
+    for event in batch.events() {
+        write_event(batch, event, out);
+    }
+}
+
+/// Append one event and its newline to `out`.
+pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
+    let origin = batch.origin(event).map(|o| o.fields_json.as_bytes()).unwrap_or(b"");
+    let extra = event.extra.of(batch.arena());
+    let truncated = event.flags & FLAG_TRUNCATED != 0;
+    let adds = !origin.is_empty() || !extra.is_empty() || truncated;
+    match (event.kind, event.rewrite) {
+        (_, Some(rewrite)) => write_object_with(rewrite.of(batch.arena()), true, origin, extra, truncated, out),
+        (EventKind::Json, None) if !adds => out.extend_from_slice(batch.line(event)),
+        (EventKind::Json, None) => {
+            write_object_with(batch.line(event), event.keys > 0, origin, extra, truncated, out)
+        }
+        (EventKind::Text | EventKind::Unparsed, None) => {
+            out.extend_from_slice(b"{\"message\":");
+            write_json_string(batch.line(event), out);
+            append_pairs(true, origin, extra, truncated, out);
+            out.push(b'}');
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Write a JSON object's bytes with more pairs spliced in before its closing
+/// brace. `object` must end (after optional whitespace) with `}`.
+fn write_object_with(
+    object: &[u8],
+    has_keys: bool,
+    origin: &[u8],
+    extra: &[u8],
+    truncated: bool,
+    out: &mut Vec<u8>,
+) {
+    let close = object.iter().rposition(|&b| b == b'}').unwrap_or(object.len());
+    out.extend_from_slice(&object[..close]);
+    append_pairs(has_keys, origin, extra, truncated, out);
+    out.push(b'}');
+}
+
+fn append_pairs(mut comma: bool, origin: &[u8], extra: &[u8], truncated: bool, out: &mut Vec<u8>) {
+    for frag in [origin, extra] {
+        if frag.is_empty() {
+            continue;
+        }
+        if comma {
+            out.push(b',');
+        }
+        out.extend_from_slice(frag);
+        comma = true;
+    }
+    if truncated {
+        if comma {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"sluice_truncated\":true");
+    }
+}
+
+/// Write `bytes` as a JSON string literal, replacing invalid UTF-8 with
+/// U+FFFD (the only allocation, and only for broken input).
+pub fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(bytes);
+    // serde_json's escaper is correct for every control character and is
+    // table-driven; writing to a Vec cannot fail.
+    serde_json::to_writer(&mut *out, text.as_ref()).expect("writing to a Vec cannot fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Origin;
+    use crate::event::{Span, FLAG_TRUNCATED};
+    use std::sync::Arc;
+
+    fn one(line: &[u8], kind: EventKind, keys: u32) -> Batch {
+        let mut e = Event::unparsed(Span::new(0, line.len()), 0, Event::NO_ORIGIN);
+        e.kind = kind;
+        e.keys = keys;
+        Batch::new(line.to_vec(), vec![e])
+    }
+
+    fn encoded(b: &Batch) -> String {
+        let mut out = Vec::new();
+        write_batch(b, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn untouched_json_is_byte_identical() {
+        let line = br#"{ "b":1,  "a" : "x\u0041" }"#;
+        assert_eq!(encoded(&one(line, EventKind::Json, 2)).as_bytes(), [&line[..], b"\n"].concat());
+    }
+
+    #[test]
+    fn appended_fields_splice_before_the_brace() {
+        let mut b = one(br#"{"a":1}  "#, EventKind::Json, 1);
+        b.append_field(0, "sample_rate", b"20");
+        assert_eq!(encoded(&b), "{\"a\":1,\"sample_rate\":20}\n");
+
+        let mut empty = one(b"{ }", EventKind::Json, 0);
+        empty.append_field(0, "k", b"true");
+        assert_eq!(encoded(&empty), "{ \"k\":true}\n");
+    }
+
+    #[test]
+    fn text_events_are_wrapped_and_escaped() {
+        let b = one(b"bad \"x\"\0\t\xff end", EventKind::Text, 0);
+        assert_eq!(encoded(&b), "{\"message\":\"bad \\\"x\\\"\\u0000\\t\u{fffd} end\"}\n");
+    }
+
+    #[test]
+    fn origin_and_truncation_are_added() {
+        let mut b = one(b"plain", EventKind::Text, 0);
+        let o = b.add_origin(Arc::new(Origin {
+            stream_key: 9,
+            fields_json: "\"pod\":\"web-1\"".into(),
+        }));
+        b.events_mut()[0].origin = o;
+        b.events_mut()[0].flags |= FLAG_TRUNCATED;
+        assert_eq!(
+            encoded(&b),
+            "{\"message\":\"plain\",\"pod\":\"web-1\",\"sluice_truncated\":true}\n"
+        );
+    }
+
+    #[test]
+    fn rewrite_replaces_the_line() {
+        let mut b = one(br#"{"password":"x"}"#, EventKind::Json, 1);
+        let span = b.push_arena(br#"{"password":"****"}"#);
+        b.events_mut()[0].rewrite = Some(span);
+        assert_eq!(encoded(&b), "{\"password\":\"****\"}\n");
+    }
+}

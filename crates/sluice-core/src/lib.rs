@@ -1,0 +1,23 @@
+//! The shared vocabulary of every sluice stage: the zero-copy [`Batch`] of
+//! [`Event`]s, the routing [`Field`]s the parse stage extracts, the [`Stage`]
+//! trait the synchronous middle of the pipeline implements, the
+//! acknowledgement path ([`AckToken`], [`AckTracker`]) through which a source
+//! learns that every sink accepted its data, the cooperative [`Shutdown`]
+//! signal, the [`Registry`] of internal counters, and the NDJSON output
+//! contract ([`encode`]). This crate owns data layout and contracts only: it
+//! must not do I/O, parse JSON, or depend on any concrete source, stage or sink.
+
+pub mod ack;
+pub mod batch;
+pub mod encode;
+pub mod event;
+pub mod metrics;
+pub mod shutdown;
+pub mod stage;
+
+pub use ack::{AckReceiver, AckStatus, AckToken, AckTracker, Acknowledgement};
+pub use batch::{Batch, Origin};
+pub use event::{Event, EventKind, Field, FieldValue, Span, FIELD_COUNT};
+pub use metrics::{Counter, Gauge, Registry};
+pub use shutdown::Shutdown;
+pub use stage::Stage;
