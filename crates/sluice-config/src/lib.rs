@@ -1,0 +1,119 @@
+//! sluice's configuration: the TOML file an operator writes, as typed `serde`
+//! structs that refuse unknown keys, with `${VAR}` / `${VAR:-default}`
+//! environment interpolation and errors that name the file, line and key.
+//! This crate owns the *shape* and validity of a configuration; it must not
+//! build components or touch the files a configuration names.
+
+mod interpolate;
+mod model;
+
+use std::path::{Path, PathBuf};
+
+pub use interpolate::interpolate;
+pub use bytesize::ByteSize;
+pub use model::*;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An environment reference without a value or default.
+    #[error("{path}:{line}: environment variable `{var}` is not set (write ${{{var}:-default}} to give a default)")]
+    MissingVar {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the reference.
+        line: usize,
+        /// The variable.
+        var: String,
+    },
+    /// A malformed `${...}` reference.
+    #[error("{path}:{line}: malformed environment reference `{text}` (expected ${{NAME}} or ${{NAME:-default}}; write $$ for a literal $)")]
+    BadReference {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The offending text.
+        text: String,
+    },
+    /// TOML syntax, an unknown key, a missing key or a wrong type.
+    #[error("{path}:{line}:{column}: {message}\n    {line_text}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong, naming the key.
+        message: String,
+        /// The offending line, for the operator's eye.
+        line_text: String,
+    },
+    /// Well-formed but inconsistent.
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted path of the key at fault.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Read, interpolate, parse and validate a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Interpolate, parse and validate configuration `text` (`origin` names it
+/// in errors); `env` looks variables up.
+pub fn parse(text: &str, origin: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let text = interpolate(text, env).map_err(|e| e.into_config_error(origin))?;
+    let config: Config = toml::from_str(&text).map_err(|e| {
+        // serde reads a tagged component (`type = "file"`) through a buffer
+        // that forgets positions, so such errors point at the table header;
+        // re-reading the component alone finds the exact line and key.
+        let precise = model::component_error(&text).unwrap_or(e);
+        syntax_error(&text, origin, &precise)
+    })?;
+    config.validate().map_err(|(key, message)| ConfigError::Invalid {
+        path: origin.to_owned(),
+        key,
+        message,
+    })?;
+    Ok(config)
+}
+
+fn syntax_error(text: &str, origin: &Path, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("").to_string();
+    ConfigError::Syntax {
+        path: origin.to_owned(),
+        line,
+        column,
+        message: e.message().trim().to_string(),
+        line_text,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! The configuration structs. Every struct refuses unknown keys, so a typo is
+//! an error with a line number, never a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// A whole sluice configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory for state that must survive a restart (checkpoints, spend).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Batching, backpressure and the stage chain.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Inputs, by component id.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Outputs, by component id. Every event goes to every sink.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// What sluice shows while it runs and when it ends.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data/state")
+}
+
+/// Batching and backpressure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// A source cuts a batch once it holds this many bytes of lines.
+    pub batch_bytes: ByteSize,
+    /// Batches that may wait between two steps; with `batch_bytes` this
+    /// bounds the memory in flight.
+    pub channel_capacity: usize,
+    /// Longest line kept whole; longer lines are cut, marked
+    /// `"sluice_truncated":true` and counted, the rest of the line discarded.
+    pub max_line_bytes: ByteSize,
+    /// Run the parse stage (JSON field extraction). Off, every line is a text
+    /// event.
+    pub parse: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_bytes: ByteSize::kib(256),
+            channel_capacity: 4,
+            max_line_bytes: ByteSize::mib(16),
+            parse: true,
+        }
+    }
+}
+
+/// One input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Lines from standard input, until it closes.
+    Stdin(StdinConfig),
+    /// The built-in realistic workload.
+    Generator(GeneratorConfig),
+}
+
+/// The stdin source has no settings yet; the table keeps room for them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinConfig {}
+
+/// How generated events get their timestamps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorClock {
+    /// From `start`, advancing `1 / simulated_rate` per event: the same seed
+    /// gives the same bytes.
+    #[default]
+    Simulated,
+    /// The wall clock at generation.
+    Wall,
+}
+
+/// The built-in workload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Seed: the same seed and settings give the same lines.
+    pub seed: u64,
+    /// Events to generate, then the source ends; absent runs until stopped.
+    pub count: Option<u64>,
+    /// Events per second; absent runs as fast as possible.
+    pub rate: Option<f64>,
+    /// Number of services (volumes follow a Zipf-like law).
+    pub services: usize,
+    /// Timestamp clock.
+    pub clock: GeneratorClock,
+    /// RFC 3339 start of the simulated clock.
+    pub start: String,
+    /// Events per simulated second.
+    pub simulated_rate: f64,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            seed: 1,
+            count: None,
+            rate: None,
+            services: 20,
+            clock: GeneratorClock::Simulated,
+            start: "2026-11-25T00:00:00Z".into(),
+            simulated_rate: 1000.0,
+        }
+    }
+}
+
+/// One output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// NDJSON on standard output.
+    Stdout(StdoutConfig),
+    /// NDJSON files, optionally zstd-compressed, rotated by size.
+    File(FileSinkConfig),
+}
+
+/// The stdout sink has no settings yet; the table keeps room for them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {}
+
+/// File compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Plain NDJSON (`.ndjson`).
+    None,
+    /// zstd frames (`.ndjson.zst`), readable with `zstd -dc` or `zstdcat`.
+    #[default]
+    Zstd,
+}
+
+/// The file sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// Directory the files are written to (created if missing).
+    pub directory: PathBuf,
+    /// File name prefix: `<prefix>-<UTC start time>-<sequence>.ndjson[.zst]`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Compression of the files.
+    #[serde(default)]
+    pub compression: Compression,
+    /// zstd level, 1 (fastest) to 19.
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Start a new file once the current one has this many bytes on disk.
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: ByteSize,
+    /// Keep at most this many files from this sink (oldest deleted first);
+    /// absent keeps all.
+    #[serde(default)]
+    pub max_files: Option<usize>,
+}
+
+fn default_prefix() -> String {
+    "sluice".into()
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_rotate_bytes() -> ByteSize {
+    ByteSize::mib(128)
+}
+
+/// Live progress and the final summary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// A one-line live summary on stderr while running (only on a terminal
+    /// unless forced by `sluice run --progress`).
+    pub progress: bool,
+    /// How often the live line refreshes.
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// A table of counters on stderr at exit.
+    pub summary: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            progress: false,
+            interval: Duration::from_millis(500),
+            summary: true,
+        }
+    }
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))
+    }
+}
+
+/// Deserialize each `[sources.*]` / `[sinks.*]` table straight into its
+/// variant struct, so an error keeps the span of the offending key. Only run
+/// after the whole document failed, to explain why.
+pub(crate) fn component_error(text: &str) -> Option<toml::de::Error> {
+    use serde::de::IntoDeserializer;
+    use toml::de::{DeTable, DeValue};
+
+    fn check<'i, T: Deserialize<'i>>(value: toml::Spanned<DeValue<'i>>) -> Option<toml::de::Error> {
+        T::deserialize(value.into_deserializer()).err()
+    }
+
+    let doc = DeTable::parse(text).ok()?;
+    for section in ["sources", "sinks"] {
+        let Some(DeValue::Table(components)) = doc.get_ref().get(section).map(|v| v.get_ref()) else { continue };
+        for component in components.values() {
+            let DeValue::Table(table) = component.get_ref() else { continue };
+            let Some(DeValue::String(kind)) = table.get("type").map(|v| v.get_ref()) else { continue };
+            // The variant structs do not know `type`: drop it before reading.
+            let mut rest = table.clone();
+            rest.remove("type");
+            let value = toml::Spanned::new(component.span(), DeValue::Table(rest));
+            let err = match (section, kind.as_ref()) {
+                ("sources", "stdin") => check::<StdinConfig>(value),
+                ("sources", "generator") => check::<GeneratorConfig>(value),
+                ("sinks", "stdout") => check::<StdoutConfig>(value),
+                ("sinks", "file") => check::<FileSinkConfig>(value),
+                _ => None,
+            };
+            if err.is_some() {
+                return err;
+            }
+        }
+    }
+    None
+}
+
+impl Config {
+    /// Checks serde cannot express; `Err((key, message))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, msg: &str| Err((key.to_string(), msg.to_string()));
+        if self.sources.is_empty() {
+            return err("sources", "at least one source is required");
+        }
+        if self.sinks.is_empty() {
+            return err("sinks", "at least one sink is required");
+        }
+        let p = &self.pipeline;
+        if !(4 * 1024..=64 * 1024 * 1024).contains(&p.batch_bytes.0) {
+            return err("pipeline.batch_bytes", "must be between 4KiB and 64MiB");
+        }
+        if !(1..=1024).contains(&p.channel_capacity) {
+            return err("pipeline.channel_capacity", "must be between 1 and 1024");
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&p.max_line_bytes.0) {
+            return err("pipeline.max_line_bytes", "must be between 1KiB and 1GiB");
+        }
+        let stdin_count = self.sources.values().filter(|s| matches!(s, SourceConfig::Stdin(_))).count();
+        if stdin_count > 1 {
+            return err("sources", "standard input can feed only one stdin source");
+        }
+        for (id, source) in &self.sources {
+            if let SourceConfig::Generator(g) = source {
+                let key = |k: &str| format!("sources.{id}.{k}");
+                if g.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                    return Err((key("rate"), "must be a positive number of events per second".into()));
+                }
+                if !(1..=10_000).contains(&g.services) {
+                    return Err((key("services"), "must be between 1 and 10000".into()));
+                }
+                if !(g.simulated_rate > 0.0 && g.simulated_rate.is_finite()) {
+                    return Err((key("simulated_rate"), "must be a positive number".into()));
+                }
+                if time::OffsetDateTime::parse(&g.start, &time::format_description::well_known::Rfc3339).is_err() {
+                    return Err((key("start"), format!("`{}` is not an RFC 3339 timestamp", g.start)));
+                }
+            }
+        }
+        for (id, sink) in &self.sinks {
+            if let SinkConfig::File(f) = sink {
+                let key = |k: &str| format!("sinks.{id}.{k}");
+                if !(1..=19).contains(&f.zstd_level) {
+                    return Err((key("zstd_level"), "must be between 1 and 19".into()));
+                }
+                if f.rotate_bytes.0 < 64 * 1024 {
+                    return Err((key("rotate_bytes"), "must be at least 64KiB".into()));
+                }
+                if f.prefix.is_empty() || f.prefix.contains('/') {
+                    return Err((key("prefix"), "must be a non-empty file name without `/`".into()));
+                }
+                if f.max_files == Some(0) {
+                    return Err((key("max_files"), "must be at least 1 (or absent to keep all)".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("test.toml"), &no_env)
+}
+
+const MINIMAL: &str = "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"stdout\"\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert!(matches!(c.sources["in"], SourceConfig::Stdin(_)));
+    assert!(matches!(c.sinks["out"], SinkConfig::Stdout(_)));
+    assert_eq!(c.pipeline.batch_bytes, ByteSize::kib(256));
+    assert_eq!(c.pipeline.channel_capacity, 4);
+    assert!(c.pipeline.parse);
+    assert_eq!(c.data_dir, PathBuf::from("./data/state"));
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let env = |name: &str| (name == "SLUICE_OUT_DIR").then(|| "/tmp/out".to_string());
+    for (name, text) in [
+        ("default.toml", include_str!("../../../config/default.toml")),
+        ("passthrough.toml", include_str!("../../../config/passthrough.toml")),
+        ("bench-stdin-file.toml", include_str!("../../../config/bench-stdin-file.toml")),
+    ] {
+        let c = parse(text, Path::new(name), &env).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!c.sources.is_empty() && !c.sinks.is_empty(), "{name}");
+    }
+    let c = parse(include_str!("../../../config/default.toml"), Path::new("d"), &env).unwrap();
+    let SinkConfig::File(f) = &c.sinks["archive"] else { panic!("default ships a file sink") };
+    assert_eq!(f.directory, PathBuf::from("/tmp/out"));
+    assert_eq!(f.compression, Compression::Zstd);
+    let SourceConfig::Generator(g) = &c.sources["workload"] else { panic!("default ships the generator") };
+    assert_eq!((g.seed, g.count, g.services), (42, Some(1_000_000), 20));
+}
+
+#[test]
+fn a_typo_names_its_line_and_key() {
+    let text = "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ndirectory = \"/tmp\"\ncompresion = \"zstd\"\n";
+    let e = parse_str(text).unwrap_err();
+    let msg = e.to_string();
+    let ConfigError::Syntax { line, ref message, .. } = e else { panic!("{msg}") };
+    assert_eq!(line, 7, "{msg}");
+    assert!(message.contains("unknown field `compresion`"), "{msg}");
+    assert!(msg.starts_with("test.toml:7:1: "), "{msg}");
+}
+
+#[test]
+fn a_typo_in_a_top_level_table_names_its_line() {
+    let text = format!("{MINIMAL}\n[pipeline]\nbatch_byte = \"1MiB\"\n");
+    let e = parse_str(&text).unwrap_err();
+    let ConfigError::Syntax { line, message, .. } = e else { panic!() };
+    assert_eq!(line, 8);
+    assert!(message.contains("unknown field `batch_byte`"), "{message}");
+}
+
+#[test]
+fn an_unknown_component_type_is_named() {
+    let text = "[sources.in]\ntype = \"stdn\"\n\n[sinks.out]\ntype = \"stdout\"\n";
+    let e = parse_str(text).unwrap_err().to_string();
+    assert!(e.contains("unknown variant `stdn`") && e.contains("stdin") && e.contains("generator"), "{e}");
+    assert!(e.starts_with("test.toml:1:") || e.starts_with("test.toml:2:"), "{e}");
+}
+
+#[test]
+fn wrong_types_and_bad_sizes_are_named() {
+    let text = format!("{MINIMAL}\n[pipeline]\nchannel_capacity = \"four\"\n");
+    let e = parse_str(&text).unwrap_err().to_string();
+    assert!(e.starts_with("test.toml:8:") && e.contains("invalid type"), "{e}");
+
+    let text = format!("{MINIMAL}\n[pipeline]\nbatch_bytes = \"lots\"\n");
+    let e = parse_str(&text).unwrap_err().to_string();
+    assert!(e.starts_with("test.toml:8:") && e.contains("lots"), "{e}");
+}
+
+#[test]
+fn semantic_errors_name_the_key() {
+    let text = format!("{MINIMAL}\n[pipeline]\nbatch_bytes = \"1KiB\"\n");
+    let e = parse_str(&text).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "test.toml: `pipeline.batch_bytes`: must be between 4KiB and 64MiB"
+    );
+    let text = "[sources.g]\ntype = \"generator\"\nrate = -1.0\n[sinks.out]\ntype = \"stdout\"\n";
+    assert_eq!(
+        parse_str(text).unwrap_err().to_string(),
+        "test.toml: `sources.g.rate`: must be a positive number of events per second"
+    );
+    let text = "[sources]\n[sinks.out]\ntype = \"stdout\"\n";
+    assert_eq!(
+        parse_str(text).unwrap_err().to_string(),
+        "test.toml: `sources`: at least one source is required"
+    );
+}
+
+#[test]
+fn environment_reaches_any_value() {
+    let env = |name: &str| match name {
+        "CAP" => Some("9".to_string()),
+        _ => None,
+    };
+    let text = format!("{MINIMAL}\n[pipeline]\nchannel_capacity = ${{CAP}}\nbatch_bytes = \"${{BATCH:-1MiB}}\"\n");
+    let c = parse(&text, Path::new("t"), &env).unwrap();
+    assert_eq!(c.pipeline.channel_capacity, 9);
+    assert_eq!(c.pipeline.batch_bytes, ByteSize::mib(1));
+
+    let e = parse("x = \"${NOPE}\"", Path::new("t.toml"), &env).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:1: environment variable `NOPE` is not set (write ${NOPE:-default} to give a default)"
+    );
+}
+
+#[test]
+fn a_wrong_type_inside_a_component_names_its_line() {
+    let text = "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ndirectory = \"/tmp\"\nzstd_level = \"high\"\n";
+    let e = parse_str(text).unwrap_err().to_string();
+    assert!(e.starts_with("test.toml:7:"), "{e}");
+    assert!(e.contains("invalid type: string \"high\""), "{e}");
+}
