@@ -1,0 +1,101 @@
+//! sluice's edges for the foundation: the line framer every byte-stream
+//! source shares, the `stdin` and `generator` sources, and the `stdout` and
+//! `file` (NDJSON, optional zstd, size rotation) sinks. Sources turn bytes
+//! into batches and attach acknowledgement tokens; sinks encode batches with
+//! the core output contract and release the tokens once the bytes are
+//! written. This crate must not parse, transform or drop events: that is
+//! the stage chain's job.
+
+pub mod file_sink;
+pub mod framer;
+pub mod generator_source;
+pub mod stdin_source;
+pub mod stdout_sink;
+mod delivery;
+
+use std::sync::Arc;
+
+use sluice_core::{Batch, Registry, Shutdown};
+use tokio::sync::mpsc;
+
+pub use delivery::{DeliveryLedger, SourceSummary};
+pub use framer::{FramerCounters, LineFramer};
+
+/// What every source gets from the runtime.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// Component id from the configuration.
+    pub id: String,
+    /// Where batches go (the head of the stage chain). Bounded: a full
+    /// channel is backpressure.
+    pub out: mpsc::Sender<Batch>,
+    /// Stop reading when it fires.
+    pub shutdown: Shutdown,
+    /// Metrics.
+    pub registry: Registry,
+    /// Target batch size in bytes.
+    pub batch_bytes: usize,
+    /// Longest line kept whole.
+    pub max_line_bytes: usize,
+}
+
+/// What every sink gets from the runtime.
+#[derive(Debug)]
+pub struct SinkContext {
+    /// Component id from the configuration.
+    pub id: String,
+    /// Batches to write; shared with the other sinks (fan-out). The channel
+    /// closing means the input has ended: flush and return.
+    pub input: mpsc::Receiver<Arc<Batch>>,
+    /// Metrics.
+    pub registry: Registry,
+}
+
+/// A source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading the input failed.
+    #[error("source `{id}`: reading failed: {source}")]
+    Read {
+        /// Component id.
+        id: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration could not be turned into a running source.
+    #[error("source `{id}`: {message}")]
+    Setup {
+        /// Component id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A sink failed; the batches it held were marked not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Writing failed.
+    #[error("sink `{id}`: {action} failed: {source}")]
+    Write {
+        /// Component id.
+        id: String,
+        /// What it was doing.
+        action: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a sink reports when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    /// Events written.
+    pub events: u64,
+    /// NDJSON bytes written (before compression).
+    pub bytes: u64,
+    /// Files this sink created (file sink only).
+    pub files: Vec<std::path::PathBuf>,
+}
