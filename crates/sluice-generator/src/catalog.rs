@@ -71,19 +71,19 @@ const NAMES: [&str; 24] = [
     "checkout",
     "catalog",
     "search",
-    "legacy-billing",
     "cart",
     "users",
     "orders",
+    "legacy-billing",
     "payments",
-    "ml-scoring",
     "inventory",
     "shipping",
+    "ml-scoring",
     "notifications",
     "pricing",
+    "auth",
     "edge-proxy",
     "reviews",
-    "auth",
     "recommendations",
     "fraud",
     "webhooks-node",
@@ -129,7 +129,7 @@ pub const DEPENDENCIES: [&str; 6] = [
     "search-es",
 ];
 
-/// The service table: `n` services, every fifth one a legacy text logger.
+/// The service table: `n` services, a few of them legacy text loggers.
 pub fn services(n: usize, rng: &mut ChaCha8Rng) -> Vec<ServiceProfile> {
     (0..n)
         .map(|i| {
@@ -138,9 +138,11 @@ pub fn services(n: usize, rng: &mut ChaCha8Rng) -> Vec<ServiceProfile> {
             } else {
                 format!("svc-{i:03}")
             };
-            let style = match i % 5 {
-                4 => Style::Text([Lang::Java, Lang::Python, Lang::Go, Lang::Node][(i / 5) % 4]),
-                _ => Style::Json,
+            // A few mid-volume legacy services log plain text (7, 11, 15, 19, ...).
+            let style = if i >= 7 && i % 4 == 3 {
+                Style::Text([Lang::Java, Lang::Python, Lang::Go, Lang::Node][((i - 7) / 4) % 4])
+            } else {
+                Style::Json
             };
             let endpoints = (0..4)
                 .map(|k| {

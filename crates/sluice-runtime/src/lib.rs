@@ -1,0 +1,177 @@
+//! Builds a running pipeline from a [`Config`] and drives it to the end:
+//! sources (tokio tasks or blocking readers) → a fixed chain of synchronous
+//! stages, one worker thread each, joined by bounded channels → fan-out to
+//! every sink. It owns wiring, backpressure, ticking and the shutdown order;
+//! it must not know how any source reads, any stage transforms or any sink
+//! writes.
+//!
+//! How a run ends (the mini-redis way): the input ends or [`Shutdown`]
+//! fires → each source stops reading, sends what it framed and drops its
+//! sender → the first stage sees its channel close, calls `finish` so held
+//! events are released, and drops its own sender → ... → each sink sees its
+//! channel close, flushes, and returns → the dropped batches release their
+//! acknowledgements → each source's delivery ledger settles. Nothing in
+//! flight is abandoned; shutdown only stops *new* input.
+
+mod chain;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_config::{Config, SinkConfig, SourceConfig};
+use sluice_core::{Batch, Registry, Shutdown, Stage};
+use sluice_io::{SinkContext, SinkSummary, SourceContext, SourceSummary};
+use sluice_parse::ParseStage;
+use tokio::sync::mpsc;
+
+pub use chain::TICK;
+
+/// What a finished run reports.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Wall time from start to the last sink's end.
+    pub elapsed: Duration,
+    /// Per source, by id.
+    pub sources: Vec<(String, SourceSummary)>,
+    /// Per sink, by id.
+    pub sinks: Vec<(String, SinkSummary)>,
+    /// Every component failure, as a message; empty for a clean run.
+    pub errors: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether every component ended cleanly and every emitted event was
+    /// acknowledged by every sink.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+            && self
+                .sources
+                .iter()
+                .all(|(_, s)| s.failed_batches == 0 && s.delivered_events == s.emitted_events)
+    }
+}
+
+/// A failure to start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A stage thread could not be started.
+    #[error("cannot start the `{stage}` stage thread: {source}")]
+    Thread {
+        /// The stage.
+        stage: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Build the stage chain a configuration asks for, in pipeline order.
+pub fn build_stages(config: &Config, registry: &Registry) -> Vec<Box<dyn Stage>> {
+    let mut stages: Vec<Box<dyn Stage>> = Vec::new();
+    if config.pipeline.parse {
+        stages.push(Box::new(ParseStage::new(registry)));
+    }
+    stages
+}
+
+/// Run `config` to the end (input exhausted or `shutdown` fired). Must be
+/// called inside a multi-threaded tokio runtime.
+pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Result<RunReport, RuntimeError> {
+    let started = Instant::now();
+    let capacity = config.pipeline.channel_capacity;
+
+    // Sinks first, so the chain has somewhere to send.
+    let mut sink_senders = Vec::new();
+    let mut sink_tasks = Vec::new();
+    for (id, sink) in &config.sinks {
+        let (tx, rx) = mpsc::channel::<Arc<Batch>>(capacity);
+        sink_senders.push(tx);
+        let ctx = SinkContext {
+            id: id.clone(),
+            input: rx,
+            registry: registry.clone(),
+        };
+        let task = match sink {
+            SinkConfig::Stdout(_) => sluice_io::stdout_sink::spawn(ctx),
+            SinkConfig::File(cfg) => sluice_io::file_sink::spawn(ctx, cfg.clone()),
+        };
+        sink_tasks.push((id.clone(), task));
+    }
+
+    let (head_tx, head_rx) = mpsc::channel::<Batch>(capacity);
+    let stages = build_stages(config, registry);
+    let chain = chain::start(stages, head_rx, sink_senders, capacity, registry)?;
+
+    let mut source_tasks = Vec::new();
+    for (id, source) in &config.sources {
+        let ctx = SourceContext {
+            id: id.clone(),
+            out: head_tx.clone(),
+            shutdown: shutdown.clone(),
+            registry: registry.clone(),
+            batch_bytes: config.pipeline.batch_bytes.0 as usize,
+            max_line_bytes: config.pipeline.max_line_bytes.0 as usize,
+        };
+        let task = match source {
+            SourceConfig::Stdin(_) => sluice_io::stdin_source::spawn(ctx),
+            SourceConfig::Generator(cfg) => sluice_io::generator_source::spawn(ctx, cfg.clone()),
+        };
+        source_tasks.push((id.clone(), task));
+    }
+    // Only sources may keep the head open: when the last one ends, the
+    // chain drains and closes behind it.
+    drop(head_tx);
+
+    let mut report = RunReport::default();
+    for (id, task) in sink_tasks {
+        match task.await {
+            Ok(Ok(summary)) => report.sinks.push((id, summary)),
+            Ok(Err(e)) => {
+                // A dead sink cannot take more: stop the input, let the rest drain.
+                shutdown.trigger();
+                report.errors.push(e.to_string());
+            }
+            Err(e) => {
+                shutdown.trigger();
+                report.errors.push(format!("sink `{id}` crashed: {e}"));
+            }
+        }
+    }
+    report.errors.extend(chain.join());
+    for (id, task) in source_tasks {
+        match task.await {
+            Ok(Ok(summary)) => report.sources.push((id, summary)),
+            Ok(Err(e)) => report.errors.push(e.to_string()),
+            Err(e) => report.errors.push(format!("source `{id}` crashed: {e}")),
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Turn SIGINT and SIGTERM into `shutdown`; a second signal exits at once
+/// (status 130) for an operator who does not want to wait for the drain.
+pub fn install_signal_handlers(shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        for round in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            if round == 0 {
+                tracing::info!("signal received: finishing in-flight work (signal again to exit now)");
+                shutdown.trigger();
+            } else {
+                tracing::warn!("second signal: exiting without draining");
+                std::process::exit(130);
+            }
+        }
+    });
+}

@@ -1,0 +1,193 @@
+//! The synchronous middle: one worker thread per stage, bounded channels in
+//! between, fan-out to the sinks at the end.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sluice_core::{Batch, Counter, Registry, Stage};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use crate::RuntimeError;
+
+/// How often an idle stage is ticked (flush timeouts are multiples of it).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Where a stage thread sends its output.
+enum Downstream {
+    Next(mpsc::Sender<Batch>),
+    Sinks(Vec<mpsc::Sender<Arc<Batch>>>),
+}
+
+impl Downstream {
+    /// Send one batch on; `false` once nobody downstream listens.
+    fn send(&self, batch: Batch) -> bool {
+        match self {
+            Downstream::Next(tx) => match tx.blocking_send(batch) {
+                Ok(()) => true,
+                Err(mpsc::error::SendError(batch)) => {
+                    batch.fail_acks();
+                    false
+                }
+            },
+            Downstream::Sinks(sinks) => {
+                // A batch whose events were all dropped on purpose (sampling)
+                // is done: dropping it acknowledges it.
+                if batch.is_empty() {
+                    return true;
+                }
+                let batch = Arc::new(batch);
+                let mut any = false;
+                for tx in sinks {
+                    match tx.blocking_send(batch.clone()) {
+                        Ok(()) => any = true,
+                        // That sink died; it did not take this batch.
+                        Err(_) => batch.fail_acks(),
+                    }
+                }
+                any
+            }
+        }
+    }
+}
+
+/// The running chain.
+pub struct Chain {
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Chain {
+    /// Wait for every stage thread; returns one message per thread that
+    /// crashed.
+    pub fn join(self) -> Vec<String> {
+        self.threads
+            .into_iter()
+            .filter_map(|(name, t)| t.join().err().map(|_| format!("stage `{name}` thread crashed")))
+            .collect()
+    }
+}
+
+/// Start one thread per stage (or one fan-out thread when there is none).
+pub fn start(
+    stages: Vec<Box<dyn Stage>>,
+    head: mpsc::Receiver<Batch>,
+    sinks: Vec<mpsc::Sender<Arc<Batch>>>,
+    capacity: usize,
+    registry: &Registry,
+) -> Result<Chain, RuntimeError> {
+    let handle = Handle::current();
+    let mut threads = Vec::new();
+    let mut input = head;
+    let count = stages.len();
+    let mut stages: Vec<Option<Box<dyn Stage>>> = stages.into_iter().map(Some).collect();
+    if stages.is_empty() {
+        stages.push(None);
+    }
+    let mut sinks = Some(sinks);
+    for (i, stage) in stages.into_iter().enumerate() {
+        let last = i + 1 >= count;
+        let (downstream, next_input) = if last {
+            (Downstream::Sinks(sinks.take().unwrap_or_default()), None)
+        } else {
+            let (tx, rx) = mpsc::channel(capacity);
+            (Downstream::Next(tx), Some(rx))
+        };
+        let name = stage.as_ref().map_or("fanout", |s| s.name());
+        let panics = registry.counter(
+            "stage_panics_total",
+            "Batches lost to a bug in a stage (the stage keeps running).",
+            &[("stage", name)],
+        );
+        let rx = std::mem::replace(&mut input, next_input.unwrap_or_else(|| mpsc::channel(1).1));
+        let h = handle.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-{name}"))
+            .spawn(move || stage_loop(stage, rx, downstream, h, panics))
+            .map_err(|source| RuntimeError::Thread { stage: name, source })?;
+        threads.push((name, thread));
+    }
+    Ok(Chain { threads })
+}
+
+fn stage_loop(
+    mut stage: Option<Box<dyn Stage>>,
+    mut input: mpsc::Receiver<Batch>,
+    downstream: Downstream,
+    handle: Handle,
+    panics: Counter,
+) {
+    let mut out = Vec::new();
+    let mut last_tick = Instant::now();
+    let mut open = true;
+    while open {
+        // Fast path without the timer while batches are flowing.
+        let next = match input.try_recv() {
+            Ok(b) => Some(b),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                match handle.block_on(async { tokio::time::timeout(TICK, input.recv()).await }) {
+                    Ok(b) => b,
+                    Err(_) => {
+                        tick(&mut stage, &mut out, &mut last_tick);
+                        if !forward(&mut out, &downstream) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        match next {
+            Some(batch) => match stage.as_mut() {
+                Some(s) => {
+                    // A bug in a stage costs that batch (its acknowledgements
+                    // fail, so no source checkpoints past it), not the process.
+                    if catch_unwind(AssertUnwindSafe(|| s.process(batch, &mut out))).is_err() {
+                        panics.inc();
+                        tracing::error!(stage = s.name(), "stage panicked on a batch; batch not delivered");
+                    }
+                }
+                None => out.push(batch),
+            },
+            None => {
+                if let Some(s) = stage.as_mut() {
+                    s.finish(&mut out);
+                }
+                open = false;
+            }
+        }
+        if last_tick.elapsed() >= TICK {
+            tick(&mut stage, &mut out, &mut last_tick);
+        }
+        if !forward(&mut out, &downstream) {
+            break;
+        }
+    }
+    // Anything still queued can no longer be delivered.
+    input.close();
+    while let Ok(b) = input.try_recv() {
+        b.fail_acks();
+    }
+}
+
+fn tick(stage: &mut Option<Box<dyn Stage>>, out: &mut Vec<Batch>, last_tick: &mut Instant) {
+    let now = Instant::now();
+    if let Some(s) = stage.as_mut() {
+        s.tick(now, out);
+    }
+    *last_tick = now;
+}
+
+fn forward(out: &mut Vec<Batch>, downstream: &Downstream) -> bool {
+    let mut alive = true;
+    for batch in out.drain(..) {
+        if alive {
+            alive = downstream.send(batch);
+        } else {
+            batch.fail_acks();
+        }
+    }
+    alive
+}

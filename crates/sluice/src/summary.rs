@@ -1,0 +1,132 @@
+//! The end-of-run table (`sluice run`) and the benchmark report
+//! (`sluice bench`). MB here is 10^6 bytes.
+
+use std::fmt::Write as _;
+
+use indicatif::HumanCount;
+use sluice_core::Registry;
+use sluice_runtime::RunReport;
+
+use crate::resources::Usage;
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn counter(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
+    registry.value(name, labels).unwrap_or(0).max(0) as u64
+}
+
+/// The summary table `sluice run` prints on stderr.
+pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String {
+    let mut s = String::new();
+    let verdict = if report.is_clean() {
+        "clean: every event was acknowledged by every sink"
+    } else {
+        "NOT clean: see the errors below"
+    };
+    let _ = writeln!(s, "\nsluice finished in {:.2}s, {verdict}\n", report.elapsed.as_secs_f64());
+    for (id, src) in &report.sources {
+        let l = [("source", id.as_str())];
+        let _ = writeln!(
+            s,
+            "  source {id:<14} {:>12} events {:>10.1} MB read   {:>12} acknowledged{}",
+            HumanCount(src.emitted_events).to_string(),
+            mb(counter(registry, "bytes_in_total", &l)),
+            HumanCount(src.delivered_events).to_string(),
+            if src.failed_batches > 0 {
+                format!(", {} batches FAILED", src.failed_batches)
+            } else {
+                String::new()
+            }
+        );
+        let (empty, cut) = (
+            counter(registry, "empty_lines_total", &l),
+            counter(registry, "lines_truncated_total", &l),
+        );
+        if empty + cut > 0 {
+            let _ = writeln!(s, "  {:<21} {empty} empty lines skipped, {cut} over-long lines cut", "");
+        }
+    }
+    if registry.value("parse_json_events_total", &[]).is_some() {
+        let reason = |r: &str| counter(registry, "parse_errors_total", &[("reason", r)]);
+        let _ = writeln!(
+            s,
+            "  stage  {:<14} {:>12} JSON   {:>12} text (not an object {}, invalid JSON {}, invalid UTF-8 {})",
+            "parse",
+            HumanCount(counter(registry, "parse_json_events_total", &[])).to_string(),
+            HumanCount(registry.total("parse_errors_total")).to_string(),
+            reason("not_object"),
+            reason("invalid_json"),
+            reason("invalid_utf8"),
+        );
+    }
+    for (id, sink) in &report.sinks {
+        let l = [("sink", id.as_str())];
+        let disk = registry.value("file_bytes_written_total", &l);
+        let mut line = format!(
+            "  sink   {id:<14} {:>12} events {:>10.1} MB NDJSON",
+            HumanCount(sink.events).to_string(),
+            mb(sink.bytes)
+        );
+        if let Some(disk) = disk {
+            let disk = disk.max(1) as u64;
+            let _ = write!(
+                line,
+                " → {:.1} MB on disk ({:.1}x), {} file{}",
+                mb(disk),
+                sink.bytes as f64 / disk as f64,
+                sink.files.len(),
+                if sink.files.len() == 1 { "" } else { "s" }
+            );
+            if let Some(dir) = sink.files.first().and_then(|f| f.parent()) {
+                let _ = write!(line, " in {}", dir.display());
+            }
+        }
+        let _ = writeln!(s, "{line}");
+    }
+    let bytes_in = registry.total("bytes_in_total");
+    let secs = usage.wall.as_secs_f64().max(1e-9);
+    let cpu = usage.cpu.as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        s,
+        "\n  {:.1} MB/s · {} events/s · CPU {:.2}s ({:.1} MB per CPU-second) · peak RSS {:.1} MB",
+        mb(bytes_in) / secs,
+        HumanCount((registry.total("events_in_total") as f64 / secs) as u64),
+        cpu,
+        mb(bytes_in) / cpu,
+        mb(usage.peak_rss)
+    );
+    s
+}
+
+/// The report `sluice bench` prints on stdout.
+pub fn render_bench(report: &RunReport, registry: &Registry, usage: &Usage) -> String {
+    let bytes_in = registry.total("bytes_in_total");
+    let events = registry.total("events_in_total");
+    let secs = usage.wall.as_secs_f64().max(1e-9);
+    let cpu = usage.cpu.as_secs_f64().max(1e-9);
+    let mut s = String::new();
+    let _ = writeln!(s, "input        {:.1} MB, {} events", mb(bytes_in), HumanCount(events));
+    let _ = writeln!(s, "wall         {secs:.2} s");
+    let _ = writeln!(
+        s,
+        "throughput   {:.1} MB/s · {} events/s",
+        mb(bytes_in) / secs,
+        HumanCount((events as f64 / secs) as u64)
+    );
+    let _ = writeln!(s, "cpu          {cpu:.2} s user+sys → {:.1} MB per CPU-second", mb(bytes_in) / cpu);
+    let _ = writeln!(s, "peak rss     {:.1} MB", mb(usage.peak_rss));
+    let delivered: u64 = report.sources.iter().map(|(_, s)| s.delivered_events).sum();
+    let _ = writeln!(
+        s,
+        "delivered    {} of {} events acknowledged by every sink{}",
+        HumanCount(delivered),
+        HumanCount(events),
+        if report.is_clean() { "" } else { " (NOT clean)" }
+    );
+    for e in &report.errors {
+        let _ = writeln!(s, "error        {e}");
+    }
+    s
+}
