@@ -99,14 +99,21 @@ mod tests {
     #[test]
     fn substitutes_values_and_defaults() {
         assert_eq!(
-            interpolate("a = \"${DIR}/x\"\nb = \"${NOPE:-./data}\"\nc = \"${EMPTY:-d}\" e = \"${EMPTY}\"", &env).unwrap(),
+            interpolate(
+                "a = \"${DIR}/x\"\nb = \"${NOPE:-./data}\"\nc = \"${EMPTY:-d}\" e = \"${EMPTY}\"",
+                &env
+            )
+            .unwrap(),
             "a = \"/var/log/pods/x\"\nb = \"./data\"\nc = \"d\" e = \"\""
         );
     }
 
     #[test]
     fn dollars_escape_and_pass_through() {
-        assert_eq!(interpolate("p = \"$$HOME costs $5\"", &env).unwrap(), "p = \"$HOME costs $5\"");
+        assert_eq!(
+            interpolate("p = \"$$HOME costs $5\"", &env).unwrap(),
+            "p = \"$HOME costs $5\""
+        );
     }
 
     #[test]

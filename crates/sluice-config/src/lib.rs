@@ -9,8 +9,8 @@ mod model;
 
 use std::path::{Path, PathBuf};
 
-pub use interpolate::interpolate;
 pub use bytesize::ByteSize;
+pub use interpolate::interpolate;
 pub use model::*;
 
 /// Why a configuration was refused.

@@ -227,10 +227,16 @@ pub(crate) fn component_error(text: &str) -> Option<toml::de::Error> {
 
     let doc = DeTable::parse(text).ok()?;
     for section in ["sources", "sinks"] {
-        let Some(DeValue::Table(components)) = doc.get_ref().get(section).map(|v| v.get_ref()) else { continue };
+        let Some(DeValue::Table(components)) = doc.get_ref().get(section).map(|v| v.get_ref()) else {
+            continue;
+        };
         for component in components.values() {
-            let DeValue::Table(table) = component.get_ref() else { continue };
-            let Some(DeValue::String(kind)) = table.get("type").map(|v| v.get_ref()) else { continue };
+            let DeValue::Table(table) = component.get_ref() else {
+                continue;
+            };
+            let Some(DeValue::String(kind)) = table.get("type").map(|v| v.get_ref()) else {
+                continue;
+            };
             // The variant structs do not know `type`: drop it before reading.
             let mut rest = table.clone();
             rest.remove("type");
@@ -270,7 +276,11 @@ impl Config {
         if !(1024..=1024 * 1024 * 1024).contains(&p.max_line_bytes.0) {
             return err("pipeline.max_line_bytes", "must be between 1KiB and 1GiB");
         }
-        let stdin_count = self.sources.values().filter(|s| matches!(s, SourceConfig::Stdin(_))).count();
+        let stdin_count = self
+            .sources
+            .values()
+            .filter(|s| matches!(s, SourceConfig::Stdin(_)))
+            .count();
         if stdin_count > 1 {
             return err("sources", "standard input can feed only one stdin source");
         }

@@ -27,25 +27,35 @@ fn shipped_configs_are_valid() {
     for (name, text) in [
         ("default.toml", include_str!("../../../config/default.toml")),
         ("passthrough.toml", include_str!("../../../config/passthrough.toml")),
-        ("bench-stdin-file.toml", include_str!("../../../config/bench-stdin-file.toml")),
+        (
+            "bench-stdin-file.toml",
+            include_str!("../../../config/bench-stdin-file.toml"),
+        ),
     ] {
         let c = parse(text, Path::new(name), &env).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!c.sources.is_empty() && !c.sinks.is_empty(), "{name}");
     }
     let c = parse(include_str!("../../../config/default.toml"), Path::new("d"), &env).unwrap();
-    let SinkConfig::File(f) = &c.sinks["archive"] else { panic!("default ships a file sink") };
+    let SinkConfig::File(f) = &c.sinks["archive"] else {
+        panic!("default ships a file sink")
+    };
     assert_eq!(f.directory, PathBuf::from("/tmp/out"));
     assert_eq!(f.compression, Compression::Zstd);
-    let SourceConfig::Generator(g) = &c.sources["workload"] else { panic!("default ships the generator") };
+    let SourceConfig::Generator(g) = &c.sources["workload"] else {
+        panic!("default ships the generator")
+    };
     assert_eq!((g.seed, g.count, g.services), (42, Some(1_000_000), 20));
 }
 
 #[test]
 fn a_typo_names_its_line_and_key() {
-    let text = "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ndirectory = \"/tmp\"\ncompresion = \"zstd\"\n";
+    let text =
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ndirectory = \"/tmp\"\ncompresion = \"zstd\"\n";
     let e = parse_str(text).unwrap_err();
     let msg = e.to_string();
-    let ConfigError::Syntax { line, ref message, .. } = e else { panic!("{msg}") };
+    let ConfigError::Syntax { line, ref message, .. } = e else {
+        panic!("{msg}")
+    };
     assert_eq!(line, 7, "{msg}");
     assert!(message.contains("unknown field `compresion`"), "{msg}");
     assert!(msg.starts_with("test.toml:7:1: "), "{msg}");
@@ -55,7 +65,9 @@ fn a_typo_names_its_line_and_key() {
 fn a_typo_in_a_top_level_table_names_its_line() {
     let text = format!("{MINIMAL}\n[pipeline]\nbatch_byte = \"1MiB\"\n");
     let e = parse_str(&text).unwrap_err();
-    let ConfigError::Syntax { line, message, .. } = e else { panic!() };
+    let ConfigError::Syntax { line, message, .. } = e else {
+        panic!()
+    };
     assert_eq!(line, 8);
     assert!(message.contains("unknown field `batch_byte`"), "{message}");
 }
@@ -64,7 +76,10 @@ fn a_typo_in_a_top_level_table_names_its_line() {
 fn an_unknown_component_type_is_named() {
     let text = "[sources.in]\ntype = \"stdn\"\n\n[sinks.out]\ntype = \"stdout\"\n";
     let e = parse_str(text).unwrap_err().to_string();
-    assert!(e.contains("unknown variant `stdn`") && e.contains("stdin") && e.contains("generator"), "{e}");
+    assert!(
+        e.contains("unknown variant `stdn`") && e.contains("stdin") && e.contains("generator"),
+        "{e}"
+    );
     assert!(e.starts_with("test.toml:1:") || e.starts_with("test.toml:2:"), "{e}");
 }
 
@@ -119,7 +134,8 @@ fn environment_reaches_any_value() {
 
 #[test]
 fn a_wrong_type_inside_a_component_names_its_line() {
-    let text = "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ndirectory = \"/tmp\"\nzstd_level = \"high\"\n";
+    let text =
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"file\"\ndirectory = \"/tmp\"\nzstd_level = \"high\"\n";
     let e = parse_str(text).unwrap_err().to_string();
     assert!(e.starts_with("test.toml:7:"), "{e}");
     assert!(e.contains("invalid type: string \"high\""), "{e}");

@@ -53,10 +53,7 @@ impl Drop for Inner {
             AckStatus::Delivered
         };
         // The source may be gone (shutting down); nothing left to tell.
-        let _ = self.tx.send(Acknowledgement {
-            seq: self.seq,
-            status,
-        });
+        let _ = self.tx.send(Acknowledgement { seq: self.seq, status });
     }
 }
 

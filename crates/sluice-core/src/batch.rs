@@ -147,7 +147,8 @@ impl Batch {
             // Not at the arena's end: move the earlier pairs there first so
             // the event's extras stay one contiguous span.
             let start = self.arena.len();
-            self.arena.extend_from_within(extra.start as usize..(extra.start + extra.len) as usize);
+            self.arena
+                .extend_from_within(extra.start as usize..(extra.start + extra.len) as usize);
             self.arena.push(b',');
             start
         };

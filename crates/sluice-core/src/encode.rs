@@ -32,9 +32,7 @@ pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
     match (event.kind, event.rewrite) {
         (_, Some(rewrite)) => write_object_with(rewrite.of(batch.arena()), true, origin, extra, truncated, out),
         (EventKind::Json, None) if !adds => out.extend_from_slice(batch.line(event)),
-        (EventKind::Json, None) => {
-            write_object_with(batch.line(event), event.keys > 0, origin, extra, truncated, out)
-        }
+        (EventKind::Json, None) => write_object_with(batch.line(event), event.keys > 0, origin, extra, truncated, out),
         (EventKind::Text | EventKind::Unparsed, None) => {
             out.extend_from_slice(b"{\"message\":");
             write_json_string(batch.line(event), out);
@@ -47,14 +45,7 @@ pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
 
 /// Write a JSON object's bytes with more pairs spliced in before its closing
 /// brace. `object` must end (after optional whitespace) with `}`.
-fn write_object_with(
-    object: &[u8],
-    has_keys: bool,
-    origin: &[u8],
-    extra: &[u8],
-    truncated: bool,
-    out: &mut Vec<u8>,
-) {
+fn write_object_with(object: &[u8], has_keys: bool, origin: &[u8], extra: &[u8], truncated: bool, out: &mut Vec<u8>) {
     let close = object.iter().rposition(|&b| b == b'}').unwrap_or(object.len());
     out.extend_from_slice(&object[..close]);
     append_pairs(has_keys, origin, extra, truncated, out);
@@ -112,7 +103,10 @@ mod tests {
     #[test]
     fn untouched_json_is_byte_identical() {
         let line = br#"{ "b":1,  "a" : "x\u0041" }"#;
-        assert_eq!(encoded(&one(line, EventKind::Json, 2)).as_bytes(), [&line[..], b"\n"].concat());
+        assert_eq!(
+            encoded(&one(line, EventKind::Json, 2)).as_bytes(),
+            [&line[..], b"\n"].concat()
+        );
     }
 
     #[test]

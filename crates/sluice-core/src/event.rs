@@ -213,10 +213,7 @@ mod tests {
     fn numbers_from_strings_and_numbers() {
         let data = b" 12.5 x";
         assert_eq!(FieldValue::Int(7).as_f64(data, b""), Some(7.0));
-        assert_eq!(
-            FieldValue::Str(Span::new(0, 5)).as_f64(data, b""),
-            Some(12.5)
-        );
+        assert_eq!(FieldValue::Str(Span::new(0, 5)).as_f64(data, b""), Some(12.5));
         assert_eq!(FieldValue::Str(Span::new(5, 2)).as_f64(data, b""), None);
         assert_eq!(FieldValue::Null.as_f64(data, b""), None);
     }

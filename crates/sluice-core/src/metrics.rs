@@ -202,9 +202,21 @@ mod tests {
     #[test]
     fn counters_are_shared_by_name_and_labels() {
         let r = Registry::new();
-        let a = r.counter("parse_errors_total", "Lines kept as text.", &[("reason", "invalid_json")]);
-        let b = r.counter("parse_errors_total", "Lines kept as text.", &[("reason", "invalid_json")]);
-        let c = r.counter("parse_errors_total", "Lines kept as text.", &[("reason", "invalid_utf8")]);
+        let a = r.counter(
+            "parse_errors_total",
+            "Lines kept as text.",
+            &[("reason", "invalid_json")],
+        );
+        let b = r.counter(
+            "parse_errors_total",
+            "Lines kept as text.",
+            &[("reason", "invalid_json")],
+        );
+        let c = r.counter(
+            "parse_errors_total",
+            "Lines kept as text.",
+            &[("reason", "invalid_utf8")],
+        );
         a.inc();
         b.add(2);
         c.inc();
@@ -216,7 +228,8 @@ mod tests {
     #[test]
     fn prometheus_text_is_well_formed() {
         let r = Registry::new();
-        r.counter("events_in_total", "Events read.", &[("source", "std\"in")]).add(5);
+        r.counter("events_in_total", "Events read.", &[("source", "std\"in")])
+            .add(5);
         r.gauge("queue_depth", "Batches waiting.", &[]).set(-1);
         assert_eq!(
             r.render_prometheus(),

@@ -111,7 +111,11 @@ const ROUTES: [(&str, &str, u16, f64); 12] = [
 /// Error type, message, dependency.
 pub const ERRORS: [(&str, &str, &str); 8] = [
     ("TimeoutError", "upstream call exceeded 800ms", "payments-api"),
-    ("DBConnectionError", "could not acquire connection from pool", "orders-db"),
+    (
+        "DBConnectionError",
+        "could not acquire connection from pool",
+        "orders-db",
+    ),
     ("UpstreamUnavailable", "503 from upstream", "inventory-api"),
     ("RedisTimeout", "GET timed out after 50ms", "session-redis"),
     ("KafkaProduceError", "broker not available", "events-kafka"),
@@ -174,7 +178,9 @@ pub fn services(n: usize, rng: &mut ChaCha8Rng) -> Vec<ServiceProfile> {
 /// (the record's opening brace is already out; a comma is written first).
 pub fn plant_secret(rng: &mut ChaCha8Rng, out: &mut Vec<u8>) {
     let n: u32 = rng.random_range(1000..9999);
-    let digits = |rng: &mut ChaCha8Rng, k: usize| -> String { (0..k).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect() };
+    let digits = |rng: &mut ChaCha8Rng, k: usize| -> String {
+        (0..k).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect()
+    };
     let s = match rng.random_range(0..10) {
         0 => format!(",\"email\":\"minsu.kim{n}@example.co.kr\""),
         1 => format!(",\"headers\":{{\"authorization\":\"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LXtufSJ9.{}\",\"user-agent\":\"okhttp/4.9\"}}", digits(rng, 12)),

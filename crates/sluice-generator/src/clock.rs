@@ -37,7 +37,9 @@ impl TimestampClock {
     pub fn unix_ms(&self, n: u64) -> i64 {
         match self.simulated {
             Some((start, rate)) => start + (n as f64 * 1000.0 / rate) as i64,
-            None => SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
         }
     }
 

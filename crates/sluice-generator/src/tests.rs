@@ -44,13 +44,30 @@ fn the_mix_matches_the_field_guide() {
     let mut services: HashMap<String, usize> = HashMap::new();
     let (mut json, mut summaries, mut errors, mut slow, mut secrets, mut traces) = (0, 0, 0, 0, 0, 0);
     for line in text.lines() {
-        if line.starts_with("Traceback") || line.starts_with("panic:") || line.starts_with("\tat ") || line.starts_with("    at ") {
+        if line.starts_with("Traceback")
+            || line.starts_with("panic:")
+            || line.starts_with("\tat ")
+            || line.starts_with("    at ")
+        {
             traces += 1;
         }
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         json += 1;
         *services.entry(v["service"].as_str().unwrap().to_string()).or_default() += 1;
-        for k in ["email", "headers", "body", "phone", "card_number", "rrn", "detail", "aws_access_key_id", "callback", "cookie"] {
+        for k in [
+            "email",
+            "headers",
+            "body",
+            "phone",
+            "card_number",
+            "rrn",
+            "detail",
+            "aws_access_key_id",
+            "callback",
+            "cookie",
+        ] {
             if v.get(k).is_some() {
                 secrets += 1;
             }
@@ -80,5 +97,8 @@ fn the_mix_matches_the_field_guide() {
     assert_eq!(services.len(), 16, "the 4 legacy services log text");
     let mut volumes: Vec<usize> = services.values().copied().collect();
     volumes.sort_unstable();
-    assert!(volumes[volumes.len() - 1] > 10 * volumes[0], "Zipf-like volumes: {volumes:?}");
+    assert!(
+        volumes[volumes.len() - 1] > 10 * volumes[0],
+        "Zipf-like volumes: {volumes:?}"
+    );
 }

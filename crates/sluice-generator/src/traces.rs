@@ -85,7 +85,9 @@ pub fn write_trace(rng: &mut ChaCha8Rng, lang: Lang, p: &ServiceProfile, ts: &[u
     match lang {
         Lang::Java => {
             java_ts(ts, out);
-            out.extend_from_slice(b" ERROR [http-nio-8080-exec-7] c.e.billing.InvoiceService - Failed to generate invoice ");
+            out.extend_from_slice(
+                b" ERROR [http-nio-8080-exec-7] c.e.billing.InvoiceService - Failed to generate invoice ",
+            );
             num(out, id);
             out.extend_from_slice(b"\njava.lang.IllegalStateException: Invoice total mismatch for order ");
             num(out, id);
@@ -99,7 +101,9 @@ pub fn write_trace(rng: &mut ChaCha8Rng, lang: Lang, p: &ServiceProfile, ts: &[u
             }
             if rng.random::<bool>() {
                 out.extend_from_slice(b"Caused by: java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms.\n");
-                out.extend_from_slice(b"\tat com.zaxxer.hikari.pool.HikariPool.createTimeoutException(HikariPool.java:696)\n");
+                out.extend_from_slice(
+                    b"\tat com.zaxxer.hikari.pool.HikariPool.createTimeoutException(HikariPool.java:696)\n",
+                );
                 out.extend_from_slice(b"\tat com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:197)\n");
                 out.extend_from_slice(b"\t... ");
                 num(out, depth);
@@ -122,7 +126,9 @@ pub fn write_trace(rng: &mut ChaCha8Rng, lang: Lang, p: &ServiceProfile, ts: &[u
         }
         Lang::Go => {
             out.extend_from_slice(b"panic: runtime error: invalid memory address or nil pointer dereference\n");
-            out.extend_from_slice(b"[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x6b4f2a]\n\ngoroutine ");
+            out.extend_from_slice(
+                b"[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x6b4f2a]\n\ngoroutine ",
+            );
             num(out, rng.random_range(1..500));
             out.extend_from_slice(b" [running]:\n");
             for k in 0..depth.min(5) {
@@ -148,7 +154,9 @@ pub fn write_trace(rng: &mut ChaCha8Rng, lang: Lang, p: &ServiceProfile, ts: &[u
                 num(out, 40 + k);
                 out.extend_from_slice(b":17)\n");
             }
-            out.extend_from_slice(b"    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)\n");
+            out.extend_from_slice(
+                b"    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)\n",
+            );
         }
     }
 }

@@ -98,7 +98,9 @@ mod tests {
     use sluice_core::{Event, Span};
 
     fn batch(n: usize) -> Batch {
-        let events = (0..n).map(|i| Event::unparsed(Span::new(i, 1), 0, Event::NO_ORIGIN)).collect();
+        let events = (0..n)
+            .map(|i| Event::unparsed(Span::new(i, 1), 0, Event::NO_ORIGIN))
+            .collect();
         Batch::new(vec![b'x'; n], events)
     }
 

@@ -193,13 +193,21 @@ fn run(mut ctx: SinkContext, cfg: FileSinkConfig) -> Result<SinkSummary, SinkErr
     let labels = [("sink", ctx.id.as_str())];
     let r = &ctx.registry;
     let events = r.counter("events_out_total", "Events written by a sink.", &labels);
-    let bytes = r.counter("bytes_out_total", "NDJSON bytes written by a sink (before compression).", &labels);
+    let bytes = r.counter(
+        "bytes_out_total",
+        "NDJSON bytes written by a sink (before compression).",
+        &labels,
+    );
     let mut files = RotatingFiles {
         cfg,
         current: None,
         created: Vec::new(),
         seq: 0,
-        disk_bytes: r.counter("file_bytes_written_total", "Bytes written to files (after compression).", &labels),
+        disk_bytes: r.counter(
+            "file_bytes_written_total",
+            "Bytes written to files (after compression).",
+            &labels,
+        ),
         rotations: r.counter("file_rotations_total", "Files closed for size.", &labels),
     };
     let mut summary = SinkSummary::default();

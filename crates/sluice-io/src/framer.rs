@@ -44,7 +44,11 @@ impl FramerCounters {
                 "Lines cut at max_line_bytes (kept, flagged sluice_truncated).",
                 &l,
             ),
-            discarded: registry.counter("bytes_discarded_total", "Bytes beyond max_line_bytes that were dropped.", &l),
+            discarded: registry.counter(
+                "bytes_discarded_total",
+                "Bytes beyond max_line_bytes that were dropped.",
+                &l,
+            ),
         }
     }
 }
@@ -248,14 +252,21 @@ mod tests {
         let b = f.take_batch(false).unwrap();
         assert_eq!(
             lines(&b),
-            [("01234567".into(), true), ("ok".into(), false), ("01234567".into(), true)]
+            [
+                ("01234567".into(), true),
+                ("ok".into(), false),
+                ("01234567".into(), true)
+            ]
         );
         feed(&mut f, b"still the same line");
         assert!(f.take_batch(false).is_none());
         feed(&mut f, b" end\nnext\n");
         assert_eq!(lines(&f.take_batch(false).unwrap()), [("next".into(), false)]);
         assert_eq!(r.value("lines_truncated_total", &[("source", "t")]), Some(2));
-        assert_eq!(r.value("bytes_discarded_total", &[("source", "t")]), Some(4 + 2 + 19 + 4));
+        assert_eq!(
+            r.value("bytes_discarded_total", &[("source", "t")]),
+            Some(4 + 2 + 19 + 4)
+        );
         assert_eq!(f.buffered(), 0);
     }
 

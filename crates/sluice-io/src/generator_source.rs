@@ -32,7 +32,10 @@ pub fn settings(cfg: &GeneratorConfig) -> Result<WorkloadSettings, String> {
 pub fn spawn(ctx: SourceContext, cfg: GeneratorConfig) -> JoinHandle<Result<SourceSummary, SourceError>> {
     tokio::spawn(async move {
         let id = ctx.id.clone();
-        let settings = settings(&cfg).map_err(|message| SourceError::Setup { id: id.clone(), message })?;
+        let settings = settings(&cfg).map_err(|message| SourceError::Setup {
+            id: id.clone(),
+            message,
+        })?;
         let worker = tokio::task::spawn_blocking(move || generate(ctx, cfg, settings));
         let ledger = worker.await.map_err(|e| SourceError::Setup {
             id,

@@ -6,12 +6,12 @@
 //! written. This crate must not parse, transform or drop events: that is
 //! the stage chain's job.
 
+mod delivery;
 pub mod file_sink;
 pub mod framer;
 pub mod generator_source;
 pub mod stdin_source;
 pub mod stdout_sink;
-mod delivery;
 
 use std::sync::Arc;
 

@@ -19,8 +19,14 @@ pub fn spawn(ctx: SinkContext) -> JoinHandle<Result<SinkSummary, SinkError>> {
 /// The sink loop over any writer (tests pass a buffer).
 pub fn run(mut ctx: SinkContext, mut out: impl Write) -> Result<SinkSummary, SinkError> {
     let labels = [("sink", ctx.id.as_str())];
-    let events = ctx.registry.counter("events_out_total", "Events written by a sink.", &labels);
-    let bytes = ctx.registry.counter("bytes_out_total", "NDJSON bytes written by a sink (before compression).", &labels);
+    let events = ctx
+        .registry
+        .counter("events_out_total", "Events written by a sink.", &labels);
+    let bytes = ctx.registry.counter(
+        "bytes_out_total",
+        "NDJSON bytes written by a sink (before compression).",
+        &labels,
+    );
     let mut summary = SinkSummary::default();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut held: Vec<Arc<Batch>> = Vec::new();

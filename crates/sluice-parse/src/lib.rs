@@ -9,10 +9,10 @@
 //! one with escapes is decoded into the batch's arena (the only copy, and rare
 //! in logs).
 
+use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 use sluice_core::event::FLAG_INVALID_UTF8;
 use sluice_core::{Batch, EventKind, Field, FieldValue, Registry, Span, Stage};
 use sluice_core::{Counter, Event};
-use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 
 /// Why a line became a text event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,9 @@ fn record_fields(
             event.fields[field as usize] = match *value {
                 Node::String(s) => locate_str(s, scratch_ptr, line, line_start, arena),
                 Node::Static(StaticNode::I64(n)) => FieldValue::Int(n),
-                Node::Static(StaticNode::U64(n)) => i64::try_from(n).map_or(FieldValue::Float(n as f64), FieldValue::Int),
+                Node::Static(StaticNode::U64(n)) => {
+                    i64::try_from(n).map_or(FieldValue::Float(n as f64), FieldValue::Int)
+                }
                 Node::Static(StaticNode::F64(f)) => FieldValue::Float(f),
                 Node::Static(StaticNode::Bool(b)) => FieldValue::Bool(b),
                 Node::Static(StaticNode::Null) => FieldValue::Null,
@@ -217,7 +219,10 @@ impl ParseStage {
             counts[slot] += 1;
         }
         let c = &self.counters;
-        for (n, counter) in counts.iter().zip([&c.json, &c.invalid_json, &c.invalid_utf8, &c.not_object]) {
+        for (n, counter) in counts
+            .iter()
+            .zip([&c.json, &c.invalid_json, &c.invalid_utf8, &c.not_object])
+        {
             if *n > 0 {
                 counter.add(*n);
             }

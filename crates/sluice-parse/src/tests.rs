@@ -35,7 +35,10 @@ fn extracts_routing_fields_without_copying() {
     assert_eq!(e.field(Field::Route), FieldValue::Null);
     assert_eq!(e.field(Field::Env), FieldValue::Bool(true));
     assert_eq!(e.field(Field::Msg), FieldValue::Absent);
-    assert!(matches!(e.field(Field::TraceId), FieldValue::Str(_)), "no escapes: a span of the line");
+    assert!(
+        matches!(e.field(Field::TraceId), FieldValue::Str(_)),
+        "no escapes: a span of the line"
+    );
     assert_eq!(b.arena(), b"", "nothing was copied");
 }
 
@@ -78,7 +81,12 @@ fn everything_that_is_not_an_object_becomes_text_and_is_counted() {
     let out = String::from_utf8(out).unwrap();
     let messages: Vec<String> = out
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["message"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         messages,

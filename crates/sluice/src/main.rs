@@ -116,8 +116,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -127,7 +130,9 @@ fn init_logging(filter: &str, format: LogFormat) {
 fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(match path {
         Some(p) => sluice_config::load(p)?,
-        None => sluice_config::parse(DEFAULT_CONFIG, Path::new(DEFAULT_CONFIG_NAME), &|k| std::env::var(k).ok())?,
+        None => sluice_config::parse(DEFAULT_CONFIG, Path::new(DEFAULT_CONFIG_NAME), &|k| {
+            std::env::var(k).ok()
+        })?,
     })
 }
 
@@ -253,5 +258,9 @@ fn bench(path: Option<&Path>, count: Option<u64>) -> anyhow::Result<ExitCode> {
     })?;
     let usage = resources::Usage::now().since(&before);
     print!("{}", summary::render_bench(&report, &registry, &usage));
-    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -17,11 +17,14 @@ impl Live {
     pub fn start(registry: &Registry, interval: Duration, total_bytes: Option<u64>) -> Live {
         let bar = match total_bytes {
             Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}")
-                    .expect("static template"),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+                )
+                .expect("static template"),
             ),
-            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-                .with_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("static template")),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("static template"),
+            ),
         };
         let registry = registry.clone();
         let b = bar.clone();

@@ -49,5 +49,5 @@ impl Usage {
 /// progress bar can show how far along it is.
 pub fn stdin_file_size() -> Option<u64> {
     let meta = std::fs::metadata("/proc/self/fd/0").ok()?;
-    meta.is_file().then(|| meta.len())
+    meta.is_file().then_some(meta.len())
 }

@@ -25,7 +25,11 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
     } else {
         "NOT clean: see the errors below"
     };
-    let _ = writeln!(s, "\nsluice finished in {:.2}s, {verdict}\n", report.elapsed.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "\nsluice finished in {:.2}s, {verdict}\n",
+        report.elapsed.as_secs_f64()
+    );
     for (id, src) in &report.sources {
         let l = [("source", id.as_str())];
         let _ = writeln!(
@@ -115,7 +119,11 @@ pub fn render_bench(report: &RunReport, registry: &Registry, usage: &Usage) -> S
         mb(bytes_in) / secs,
         HumanCount((events as f64 / secs) as u64)
     );
-    let _ = writeln!(s, "cpu          {cpu:.2} s user+sys → {:.1} MB per CPU-second", mb(bytes_in) / cpu);
+    let _ = writeln!(
+        s,
+        "cpu          {cpu:.2} s user+sys → {:.1} MB per CPU-second",
+        mb(bytes_in) / cpu
+    );
     let _ = writeln!(s, "peak rss     {:.1} MB", mb(usage.peak_rss));
     let delivered: u64 = report.sources.iter().map(|(_, s)| s.delivered_events).sum();
     let _ = writeln!(

@@ -1,7 +1,7 @@
 use super::*;
 use sluice_config::ByteSize;
-use sluice_core::{ack, AckStatus, EventKind, Registry, Span};
 use sluice_core::Event;
+use sluice_core::{ack, AckStatus, EventKind, Registry, Span};
 use tokio::sync::mpsc;
 
 fn json_batch(first: usize, n: usize) -> Batch {
@@ -34,7 +34,11 @@ fn read_all(files: &[PathBuf]) -> String {
     let mut out = String::new();
     for f in files {
         let raw = std::fs::read(f).unwrap();
-        let text = if f.extension().unwrap() == "zst" { zstd::decode_all(&raw[..]).unwrap() } else { raw };
+        let text = if f.extension().unwrap() == "zst" {
+            zstd::decode_all(&raw[..]).unwrap()
+        } else {
+            raw
+        };
         out.push_str(std::str::from_utf8(&text).unwrap());
     }
     out
@@ -68,7 +72,11 @@ fn zstd_files_rotate_and_hold_every_line_in_order() {
     let text = read_all(&summary.files);
     let ids: Vec<u64> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["i"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["i"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(ids, (0..20_000).collect::<Vec<_>>());
     assert_eq!(registry.value("events_out_total", &[("sink", "f")]), Some(20_000));

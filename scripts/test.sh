@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up everything sluice's tests need and run all of them: formatting,
+# lints, the release build, unit and end-to-end tests. Idempotent: packages
+# already installed are skipped, and cargo reuses ./target between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+    rustup component add "${component}"
+  fi
+done
+
+# System packages the tests need (none beyond the toolchain yet: zstd and
+# simd-json build from crates). Later issues add servers here (ClickHouse).
+need=()
+for pkg in ${SLUICE_APT_PACKAGES:-}; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  step "apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "cargo build --release"
+cargo build --release --workspace
+
+step "cargo test (release: the end-to-end tests push a million lines)"
+cargo test --workspace --release
+
+step "README's first command on the embedded default"
+out_dir=$(mktemp -d)
+SLUICE_OUT_DIR="$out_dir" SLUICE_DATA_DIR="$out_dir/state" ./target/release/sluice run --no-progress
+ls "$out_dir"/*.ndjson.zst >/dev/null
+rm -rf "$out_dir"
