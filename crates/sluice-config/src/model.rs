@@ -67,6 +67,108 @@ pub enum SourceConfig {
     Stdin(StdinConfig),
     /// The built-in realistic workload.
     Generator(GeneratorConfig),
+    /// Container log files on this node (CRI or Docker json-file), tailed
+    /// through rotation, with checkpoints.
+    File(FileSourceConfig),
+}
+
+/// How the lines of a tailed file are framed by the container runtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// Decide per file from its first line (CRI, Docker, else raw).
+    #[default]
+    Auto,
+    /// `<RFC3339Nano> <stdout|stderr> <P|F> <content>` (containerd, CRI-O).
+    Cri,
+    /// Docker json-file: `{"log":"...\n","stream":"stdout","time":"..."}`.
+    Docker,
+    /// Plain lines, as written.
+    Raw,
+}
+
+/// Where to start in a file that has no checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From its first byte.
+    #[default]
+    Beginning,
+    /// From its current end. Applies only to files found by the first scan
+    /// at startup: a file that appears later is new data and is read whole.
+    End,
+}
+
+/// The file source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// Glob patterns of files to tail.
+    pub include: Vec<String>,
+    /// Glob patterns of files to skip even if included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Runtime line format.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// Start of files without a checkpoint.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// Longest line after joining partial (`P`) pieces; longer lines are cut
+    /// and marked `"sluice_truncated":true`.
+    #[serde(default = "default_max_merged")]
+    pub max_merged_line_bytes: ByteSize,
+    /// How often the include globs are re-scanned for new files.
+    #[serde(default = "default_scan_interval", with = "humantime_serde_compat")]
+    pub scan_interval: Duration,
+    /// How long an idle reader sleeps before looking for new bytes again.
+    #[serde(default = "default_poll_interval", with = "humantime_serde_compat")]
+    pub poll_interval: Duration,
+    /// How long a rotated-away or deleted file is kept open after its last
+    /// byte, in case its writer still appends.
+    #[serde(default = "default_rotate_wait", with = "humantime_serde_compat")]
+    pub rotate_wait: Duration,
+    /// Most files held open at once; more wait their turn.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// Most bytes read from one file per round, so one chatty file cannot
+    /// starve the rest.
+    #[serde(default = "default_read_per_round")]
+    pub read_bytes_per_round: ByteSize,
+    /// How often acknowledged offsets are written to the checkpoint file.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde_compat")]
+    pub checkpoint_interval: Duration,
+    /// End the source once every file was read to its end (backfills,
+    /// benchmarks) instead of tailing forever.
+    #[serde(default)]
+    pub exit_at_eof: bool,
+    /// `service` for records that do not carry one: glob over
+    /// `namespace/pod/container` → service name; unmatched records get the
+    /// container name.
+    #[serde(default)]
+    pub service_map: BTreeMap<String, String>,
+}
+
+fn default_max_merged() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_scan_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_rotate_wait() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_open_files() -> usize {
+    1024
+}
+fn default_read_per_round() -> ByteSize {
+    ByteSize::kib(256)
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// The stdin source has no settings yet; the table keeps room for them.
@@ -244,6 +346,7 @@ pub(crate) fn component_error(text: &str) -> Option<toml::de::Error> {
             let err = match (section, kind.as_ref()) {
                 ("sources", "stdin") => check::<StdinConfig>(value),
                 ("sources", "generator") => check::<GeneratorConfig>(value),
+                ("sources", "file") => check::<FileSourceConfig>(value),
                 ("sinks", "stdout") => check::<StdoutConfig>(value),
                 ("sinks", "file") => check::<FileSinkConfig>(value),
                 _ => None,
@@ -285,6 +388,33 @@ impl Config {
             return err("sources", "standard input can feed only one stdin source");
         }
         for (id, source) in &self.sources {
+            if let SourceConfig::File(f) = source {
+                let key = |k: &str| format!("sources.{id}.{k}");
+                if f.include.is_empty() {
+                    return Err((key("include"), "at least one glob pattern is required".into()));
+                }
+                for (k, patterns) in [("include", &f.include), ("exclude", &f.exclude)] {
+                    for p in patterns {
+                        if let Err(e) = glob::Pattern::new(p) {
+                            return Err((key(k), format!("`{p}` is not a valid glob: {e}")));
+                        }
+                    }
+                }
+                for p in f.service_map.keys() {
+                    if let Err(e) = glob::Pattern::new(p) {
+                        return Err((key("service_map"), format!("`{p}` is not a valid glob: {e}")));
+                    }
+                }
+                if f.max_open_files == 0 {
+                    return Err((key("max_open_files"), "must be at least 1".into()));
+                }
+                if f.max_merged_line_bytes.0 < 1024 {
+                    return Err((key("max_merged_line_bytes"), "must be at least 1KiB".into()));
+                }
+                if f.read_bytes_per_round.0 < 4096 {
+                    return Err((key("read_bytes_per_round"), "must be at least 4KiB".into()));
+                }
+            }
             if let SourceConfig::Generator(g) = source {
                 let key = |k: &str| format!("sources.{id}.{k}");
                 if g.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {

@@ -108,6 +108,12 @@ impl AckReceiver {
     pub fn try_recv(&mut self) -> Option<Acknowledgement> {
         self.rx.try_recv().ok()
     }
+
+    /// Block the thread until the next acknowledgement (`None` once every
+    /// sender and token is gone). Not for async code.
+    pub fn blocking_recv(&mut self) -> Option<Acknowledgement> {
+        self.rx.blocking_recv()
+    }
 }
 
 /// A sender/receiver pair for one source.
@@ -130,13 +136,13 @@ pub struct AckTracker<C> {
     blocked: bool,
 }
 
-impl<C: Clone> Default for AckTracker<C> {
+impl<C> Default for AckTracker<C> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C: Clone> AckTracker<C> {
+impl<C> AckTracker<C> {
     /// An empty tracker.
     pub fn new() -> Self {
         AckTracker {
@@ -154,6 +160,13 @@ impl<C: Clone> AckTracker<C> {
 
     /// Record an acknowledgement. Unknown sequence numbers are ignored.
     pub fn acknowledge(&mut self, ack: Acknowledgement) {
+        self.acknowledge_each(ack, |_| {});
+    }
+
+    /// Record an acknowledgement and hand every checkpoint it commits, in
+    /// order, to `on_commit` (a source whose checkpoints are per-file deltas
+    /// applies each one).
+    pub fn acknowledge_each(&mut self, ack: Acknowledgement, mut on_commit: impl FnMut(&C)) {
         if let Ok(i) = self.pending.binary_search_by_key(&ack.seq, |(s, _, _)| *s) {
             self.pending[i].2 = Some(ack.status);
         }
@@ -161,6 +174,7 @@ impl<C: Clone> AckTracker<C> {
             match self.pending.front() {
                 Some((_, _, Some(AckStatus::Delivered))) => {
                     let (_, c, _) = self.pending.pop_front().expect("front exists");
+                    on_commit(&c);
                     self.committed = Some(c);
                 }
                 Some((_, _, Some(AckStatus::Failed))) => self.blocked = true,

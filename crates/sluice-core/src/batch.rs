@@ -21,6 +21,9 @@ pub struct Origin {
     /// Serialized `"key":"value"` pairs (comma-separated, no braces) added to
     /// every event of this origin; empty for none.
     pub fields_json: Box<str>,
+    /// `service` for events of this origin whose record has none (from the
+    /// source's mapping, e.g. the container name).
+    pub default_service: Option<Box<str>>,
 }
 
 /// Many events and the bytes behind them. See the module docs.
@@ -107,6 +110,14 @@ impl Batch {
             FieldValue::Decoded(s) => Some(s.of(&self.arena)),
             _ => None,
         }
+    }
+
+    /// The event's service: its record's `service` string, else its origin's
+    /// default.
+    #[inline]
+    pub fn service<'a>(&'a self, event: &Event) -> Option<&'a [u8]> {
+        self.str_field(event, Field::Service)
+            .or_else(|| self.origin(event)?.default_service.as_deref().map(str::as_bytes))
     }
 
     /// A numeric field (numbers, or strings holding numbers).
@@ -218,15 +229,18 @@ mod tests {
         let o = Arc::new(Origin {
             stream_key: 1,
             fields_json: "\"pod\":\"p\"".into(),
+            default_service: None,
         });
         assert_eq!(b.add_origin(o.clone()), 0);
         assert_eq!(b.add_origin(o), 0);
         let other = Arc::new(Origin {
             stream_key: 2,
             fields_json: "".into(),
+            default_service: Some("web".into()),
         });
         assert_eq!(b.add_origin(other), 1);
         b.events_mut()[0].origin = 1;
         assert_eq!(b.origin(&b.events()[0]).unwrap().stream_key, 2);
+        assert_eq!(b.service(&b.events()[0]), Some(&b"web"[..]));
     }
 }

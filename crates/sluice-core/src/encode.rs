@@ -8,9 +8,11 @@
 //! * A text event is `{"message":"<line, lossily decoded>"}` plus appended
 //!   fields.
 //! * A line the framer cut carries `"sluice_truncated":true`.
+//! * An event whose origin names a default service and whose record has no
+//!   `service` gets `"service":"<default>"`.
 
 use crate::batch::Batch;
-use crate::event::{Event, EventKind, FLAG_TRUNCATED};
+use crate::event::{Event, EventKind, Field, FieldValue, FLAG_TRUNCATED};
 
 /// The field added to events whose line was cut at `max_line_bytes`.
 pub const TRUNCATED_FIELD: &str = "sluice_truncated";
@@ -23,20 +25,64 @@ pub fn write_batch(batch: &Batch, out: &mut Vec<u8>) {
     }
 }
 
+/// The pairs written after an event's own fields.
+struct Additions<'a> {
+    service: Option<&'a str>,
+    origin: &'a [u8],
+    extra: &'a [u8],
+    truncated: bool,
+}
+
+impl Additions<'_> {
+    fn is_empty(&self) -> bool {
+        self.service.is_none() && self.origin.is_empty() && self.extra.is_empty() && !self.truncated
+    }
+
+    fn write(&self, mut comma: bool, out: &mut Vec<u8>) {
+        let mut sep = |out: &mut Vec<u8>| {
+            if comma {
+                out.push(b',');
+            }
+            comma = true;
+        };
+        if let Some(s) = self.service {
+            sep(out);
+            out.extend_from_slice(b"\"service\":");
+            write_json_string(s.as_bytes(), out);
+        }
+        for frag in [self.origin, self.extra] {
+            if !frag.is_empty() {
+                sep(out);
+                out.extend_from_slice(frag);
+            }
+        }
+        if self.truncated {
+            sep(out);
+            out.extend_from_slice(b"\"sluice_truncated\":true");
+        }
+    }
+}
+
 /// Append one event and its newline to `out`.
 pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
-    let origin = batch.origin(event).map(|o| o.fields_json.as_bytes()).unwrap_or(b"");
-    let extra = event.extra.of(batch.arena());
-    let truncated = event.flags & FLAG_TRUNCATED != 0;
-    let adds = !origin.is_empty() || !extra.is_empty() || truncated;
+    let origin = batch.origin(event);
+    let adds = Additions {
+        service: match (origin.and_then(|o| o.default_service.as_deref()), event.field(Field::Service)) {
+            (Some(s), FieldValue::Absent) => Some(s),
+            _ => None,
+        },
+        origin: origin.map(|o| o.fields_json.as_bytes()).unwrap_or(b""),
+        extra: event.extra.of(batch.arena()),
+        truncated: event.flags & FLAG_TRUNCATED != 0,
+    };
     match (event.kind, event.rewrite) {
-        (_, Some(rewrite)) => write_object_with(rewrite.of(batch.arena()), true, origin, extra, truncated, out),
-        (EventKind::Json, None) if !adds => out.extend_from_slice(batch.line(event)),
-        (EventKind::Json, None) => write_object_with(batch.line(event), event.keys > 0, origin, extra, truncated, out),
+        (_, Some(rewrite)) => write_object_with(rewrite.of(batch.arena()), true, &adds, out),
+        (EventKind::Json, None) if adds.is_empty() => out.extend_from_slice(batch.line(event)),
+        (EventKind::Json, None) => write_object_with(batch.line(event), event.keys > 0, &adds, out),
         (EventKind::Text | EventKind::Unparsed, None) => {
             out.extend_from_slice(b"{\"message\":");
             write_json_string(batch.line(event), out);
-            append_pairs(true, origin, extra, truncated, out);
+            adds.write(true, out);
             out.push(b'}');
         }
     }
@@ -45,30 +91,11 @@ pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
 
 /// Write a JSON object's bytes with more pairs spliced in before its closing
 /// brace. `object` must end (after optional whitespace) with `}`.
-fn write_object_with(object: &[u8], has_keys: bool, origin: &[u8], extra: &[u8], truncated: bool, out: &mut Vec<u8>) {
+fn write_object_with(object: &[u8], has_keys: bool, adds: &Additions<'_>, out: &mut Vec<u8>) {
     let close = object.iter().rposition(|&b| b == b'}').unwrap_or(object.len());
     out.extend_from_slice(&object[..close]);
-    append_pairs(has_keys, origin, extra, truncated, out);
+    adds.write(has_keys, out);
     out.push(b'}');
-}
-
-fn append_pairs(mut comma: bool, origin: &[u8], extra: &[u8], truncated: bool, out: &mut Vec<u8>) {
-    for frag in [origin, extra] {
-        if frag.is_empty() {
-            continue;
-        }
-        if comma {
-            out.push(b',');
-        }
-        out.extend_from_slice(frag);
-        comma = true;
-    }
-    if truncated {
-        if comma {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"sluice_truncated\":true");
-    }
 }
 
 /// Write `bytes` as a JSON string literal, replacing invalid UTF-8 with
@@ -132,12 +159,13 @@ mod tests {
         let o = b.add_origin(Arc::new(Origin {
             stream_key: 9,
             fields_json: "\"pod\":\"web-1\"".into(),
+            default_service: Some("web".into()),
         }));
         b.events_mut()[0].origin = o;
         b.events_mut()[0].flags |= FLAG_TRUNCATED;
         assert_eq!(
             encoded(&b),
-            "{\"message\":\"plain\",\"pod\":\"web-1\",\"sluice_truncated\":true}\n"
+            "{\"message\":\"plain\",\"service\":\"web\",\"pod\":\"web-1\",\"sluice_truncated\":true}\n"
         );
     }
 

@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod stage;
 
-pub use ack::{AckReceiver, AckStatus, AckToken, AckTracker, Acknowledgement};
+pub use ack::{AckReceiver, AckSender, AckStatus, AckToken, AckTracker, Acknowledgement};
 pub use batch::{Batch, Origin};
 pub use event::{Event, EventKind, Field, FieldValue, Span, FIELD_COUNT};
 pub use metrics::{Counter, Gauge, Registry};

@@ -115,6 +115,7 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
         let task = match source {
             SourceConfig::Stdin(_) => sluice_io::stdin_source::spawn(ctx),
             SourceConfig::Generator(cfg) => sluice_io::generator_source::spawn(ctx, cfg.clone()),
+            SourceConfig::File(cfg) => sluice_tail::spawn(ctx, cfg.clone(), config.data_dir.clone()),
         };
         source_tasks.push((id.clone(), task));
     }

@@ -243,6 +243,11 @@ fn bench(path: Option<&Path>, count: Option<u64>) -> anyhow::Result<ExitCode> {
                 }
             }
             SourceConfig::Stdin(_) => total_bytes = resources::stdin_file_size(),
+            SourceConfig::File(f) => {
+                if !f.exit_at_eof {
+                    anyhow::bail!("bench needs an end: set `exit_at_eof = true` on file sources");
+                }
+            }
         }
     }
     let registry = Registry::new();

@@ -1,0 +1,493 @@
+//! The tailing loop: discover, read fairly, cut batches, follow rotation,
+//! and move checkpoints only behind acknowledged data.
+//!
+//! Discovery is polling: the include globs are re-scanned every
+//! `scan_interval`, and an idle reader sleeps `poll_interval` between looks
+//! for new bytes. (Polling needs no watch descriptors, survives inotify queue
+//! overflows and works on every filesystem; at the default 100 ms it costs
+//! one `read` per open file per poll.)
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use sluice_config::{FileSourceConfig, ReadFrom};
+use sluice_core::{AckReceiver, AckSender, AckTracker, Counter, Gauge};
+use sluice_io::{FramerCounters, SourceContext, SourceSummary};
+
+use crate::checkpoint::{CheckpointStore, FileCheckpoint, Fingerprint, Loaded};
+use crate::decode::Stream;
+use crate::k8s::PathMeta;
+use crate::tracked::{fingerprint_of, BatchBuilder, FileId, TrackedFile};
+
+struct Counters {
+    framer: FramerCounters,
+    files_open: Gauge,
+    rotations: Counter,
+    truncations: Counter,
+    malformed: Counter,
+    checkpoints: Counter,
+    io_errors: Counter,
+}
+
+/// A file's acknowledged state, as it goes into the checkpoint.
+#[derive(Debug, Clone)]
+struct Committed {
+    fingerprint: Fingerprint,
+    offset: u64,
+    path: String,
+    /// The file was closed; the entry goes once its last offset is committed.
+    final_offset: Option<u64>,
+}
+
+/// What a sent batch completes once delivered.
+struct Emitted {
+    offsets: Vec<(FileId, u64)>,
+    /// Events emitted up to and including this batch.
+    events_through: u64,
+}
+
+/// The file source's state. See the module docs.
+pub struct Tailer {
+    id: String,
+    shutdown: sluice_core::Shutdown,
+    batch_bytes: usize,
+    max_line_bytes: usize,
+    /// The head of the pipeline; dropped first at the end so the chain can
+    /// drain and acknowledge.
+    out: Option<tokio::sync::mpsc::Sender<sluice_core::Batch>>,
+    cfg: FileSourceConfig,
+    store: CheckpointStore,
+    counters: Counters,
+    files: HashMap<FileId, TrackedFile>,
+    /// Round-robin order (fairness).
+    order: Vec<FileId>,
+    next_stream_key: u64,
+    restored: HashMap<FileId, FileCheckpoint>,
+    /// Fingerprints of files that were truncated, with the offset reached:
+    /// a copytruncate copy found later continues from there.
+    truncated: HashMap<Fingerprint, u64>,
+    acks: (AckSender, AckReceiver),
+    tracker: AckTracker<Emitted>,
+    delivered: u64,
+    committed: HashMap<FileId, Committed>,
+    dirty: bool,
+    next_seq: u64,
+    emitted: u64,
+    failed_batches: u64,
+    service_map: Vec<(glob::Pattern, String)>,
+}
+
+impl Tailer {
+    /// Set up the source and restore its checkpoints.
+    pub fn new(ctx: SourceContext, cfg: FileSourceConfig, data_dir: PathBuf) -> std::io::Result<Tailer> {
+        let store = CheckpointStore::new(&data_dir, &ctx.id);
+        let l = [("source", ctx.id.as_str())];
+        let r = &ctx.registry;
+        let counters = Counters {
+            framer: FramerCounters::new(r, &ctx.id),
+            files_open: r.gauge("files_open", "Files the file source holds open.", &l),
+            rotations: r.counter("file_rotations_seen_total", "Files that were rotated away or deleted and read to their end.", &l),
+            truncations: r.counter("file_truncations_total", "Files that shrank (copytruncate) and were read again from the start.", &l),
+            malformed: r.counter("file_malformed_lines_total", "Runtime lines that did not parse as CRI/Docker, kept as text.", &l),
+            checkpoints: r.counter("checkpoint_writes_total", "Checkpoint files written.", &l),
+            io_errors: r.counter("file_io_errors_total", "Errors opening or reading files (retried).", &l),
+        };
+        let mut restored = HashMap::new();
+        match store.load()? {
+            Loaded::Files(files) => {
+                for f in files {
+                    restored.insert(FileId { dev: f.dev, ino: f.ino }, f);
+                }
+            }
+            Loaded::Quarantined(aside, why) => {
+                tracing::error!(source = %ctx.id, moved_to = %aside.display(), %why,
+                    "checkpoint file unreadable; moved aside, files will be read from their start");
+            }
+        }
+        let committed = restored
+            .iter()
+            .map(|(id, f)| {
+                (
+                    *id,
+                    Committed {
+                        fingerprint: f.fingerprint,
+                        offset: f.offset,
+                        path: f.path.clone(),
+                        final_offset: None,
+                    },
+                )
+            })
+            .collect();
+        let service_map = cfg
+            .service_map
+            .iter()
+            .filter_map(|(k, v)| glob::Pattern::new(k).ok().map(|p| (p, v.clone())))
+            .collect();
+        Ok(Tailer {
+            id: ctx.id,
+            shutdown: ctx.shutdown,
+            batch_bytes: ctx.batch_bytes,
+            max_line_bytes: ctx.max_line_bytes,
+            out: Some(ctx.out),
+            cfg,
+            store,
+            counters,
+            files: HashMap::new(),
+            order: Vec::new(),
+            next_stream_key: 1,
+            restored,
+            truncated: HashMap::new(),
+            acks: sluice_core::ack::channel(),
+            tracker: AckTracker::new(),
+            delivered: 0,
+            committed,
+            dirty: false,
+            next_seq: 0,
+            emitted: 0,
+            failed_batches: 0,
+            service_map,
+        })
+    }
+
+    /// Run until shutdown (or, with `exit_at_eof`, until every file is read),
+    /// then wait for every acknowledgement and write the final checkpoint.
+    pub fn run(mut self) -> std::io::Result<SourceSummary> {
+        let mut builder = BatchBuilder::default();
+        let mut scratch = Vec::new();
+        let mut last_scan: Option<Instant> = None;
+        let mut last_checkpoint = Instant::now();
+        let mut first_scan = true;
+        let mut cursor = 0usize;
+        loop {
+            if self.shutdown.is_triggered() {
+                break;
+            }
+            let mut found_new = false;
+            if last_scan.is_none_or(|t| t.elapsed() >= self.cfg.scan_interval) {
+                found_new = self.scan(first_scan);
+                first_scan = false;
+                last_scan = Some(Instant::now());
+            }
+            // One fair round: at most `read_bytes_per_round` from each file,
+            // starting where the last round stopped.
+            let mut read_any = false;
+            let n = self.order.len();
+            for k in 0..n {
+                let id = self.order[(cursor + k) % n];
+                read_any |= self.read_file(id, &mut builder, &mut scratch);
+                if builder.len() >= self.batch_bytes && !self.send(&mut builder) {
+                    return self.settle();
+                }
+            }
+            cursor = cursor.wrapping_add(1);
+            self.check_rotations(&mut builder);
+            if !read_any && !builder.is_empty() && !self.send(&mut builder) {
+                return self.settle();
+            }
+            self.drain_acks();
+            if self.dirty && last_checkpoint.elapsed() >= self.cfg.checkpoint_interval {
+                self.write_checkpoint();
+                last_checkpoint = Instant::now();
+            }
+            if !read_any {
+                if self.cfg.exit_at_eof && !found_new && !first_scan && last_scan.is_some() {
+                    break;
+                }
+                std::thread::sleep(self.cfg.poll_interval);
+            }
+        }
+        if !builder.is_empty() {
+            self.send(&mut builder);
+        }
+        self.settle()
+    }
+
+    fn origins_for(&mut self, path: &std::path::Path) -> [std::sync::Arc<sluice_core::Origin>; 2] {
+        let meta = PathMeta::from_path(path);
+        let key = meta.service_key();
+        let service = self
+            .service_map
+            .iter()
+            .find(|(p, _)| p.matches(&key))
+            .map(|(_, s)| s.clone())
+            .or_else(|| meta.container.clone());
+        let k = self.next_stream_key;
+        self.next_stream_key += 2;
+        [
+            meta.origin(path, Stream::Stdout, k, service.as_deref()),
+            meta.origin(path, Stream::Stderr, k + 1, service.as_deref()),
+        ]
+    }
+
+    /// Find files; returns whether any new one was taken on.
+    fn scan(&mut self, first_scan: bool) -> bool {
+        let excludes: Vec<glob::Pattern> = self.cfg.exclude.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+        let mut found = false;
+        for pattern in self.cfg.include.clone() {
+            let Ok(paths) = glob::glob(&pattern) else { continue };
+            for path in paths.flatten() {
+                if excludes.iter().any(|e| e.matches_path(&path)) {
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&path) else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let id = FileId::of(&meta);
+                if self.files.contains_key(&id) {
+                    continue;
+                }
+                if self.files.len() >= self.cfg.max_open_files {
+                    break;
+                }
+                match self.open(id, path, meta.len(), first_scan) {
+                    Ok(()) => found = true,
+                    Err(e) => {
+                        self.counters.io_errors.inc();
+                        tracing::warn!(source = %self.id, error = %e, "cannot open a log file; will retry");
+                    }
+                }
+            }
+        }
+        self.counters.files_open.set(self.files.len() as i64);
+        found
+    }
+
+    fn open(&mut self, id: FileId, path: PathBuf, size: u64, first_scan: bool) -> std::io::Result<()> {
+        let file = std::fs::File::open(&path)?;
+        let fingerprint = fingerprint_of(&file)?;
+        // Where to start: our checkpoint of this very file; else, for a
+        // copytruncate copy, where its original was; else the configured start.
+        let same_content = |fp: &Fingerprint| fp.len <= fingerprint.len && prefix_matches(&file, fp);
+        let offset = if let Some(c) = self.restored.remove(&id).filter(|c| same_content(&c.fingerprint)) {
+            c.offset.min(size)
+        } else if let Some(copied) = self.copied_offset(&file, fingerprint) {
+            copied.min(size)
+        } else if first_scan && self.cfg.read_from == ReadFrom::End {
+            size
+        } else {
+            0
+        };
+        let origins = self.origins_for(&path);
+        let mut t = TrackedFile::new(
+            id,
+            path,
+            file,
+            offset,
+            self.cfg.format,
+            self.cfg.max_merged_line_bytes.0 as usize,
+            origins,
+        )?;
+        t.seek_to_offset()?;
+        self.committed.entry(id).or_insert_with(|| Committed {
+            fingerprint: t.fingerprint,
+            offset,
+            path: t.path.to_string_lossy().into_owned(),
+            final_offset: None,
+        });
+        self.files.insert(id, t);
+        self.order.push(id);
+        Ok(())
+    }
+
+    /// The offset to resume a copytruncate copy at: the offset its original
+    /// (same leading bytes) had reached.
+    fn copied_offset(&self, file: &std::fs::File, fingerprint: Fingerprint) -> Option<u64> {
+        if fingerprint.len == 0 {
+            return None;
+        }
+        let live = self
+            .files
+            .values()
+            .filter(|t| t.fingerprint.len > 0 && t.fingerprint.len <= fingerprint.len && prefix_matches(file, &t.fingerprint))
+            .map(|t| t.safe_offset())
+            .max();
+        let gone = self
+            .truncated
+            .iter()
+            .filter(|(fp, _)| fp.len > 0 && fp.len <= fingerprint.len && prefix_matches(file, fp))
+            .map(|(_, off)| *off)
+            .max();
+        live.max(gone)
+    }
+
+    fn read_file(&mut self, id: FileId, builder: &mut BatchBuilder, scratch: &mut Vec<u8>) -> bool {
+        let max = self.cfg.read_bytes_per_round.0 as usize;
+        let max_line = self.max_line_bytes;
+        let Some(t) = self.files.get_mut(&id) else { return false };
+        let events_before = builder.events_len();
+        let result = t.read_into(builder, scratch, max, max_line);
+        let c = &self.counters;
+        match result {
+            Ok(n) => {
+                c.framer.bytes.add(n as u64);
+                c.framer.events.add((builder.events_len() - events_before) as u64);
+                builder.offsets.push((id, t.safe_offset()));
+                n > 0
+            }
+            Err(e) => {
+                c.io_errors.inc();
+                tracing::warn!(source = %self.id, file = %t.path.display(), error = %e, "read failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Truncated files start over; rotated-away or deleted files are closed
+    /// once read to their end and quiet for `rotate_wait`.
+    fn check_rotations(&mut self, builder: &mut BatchBuilder) {
+        let now = Instant::now();
+        let mut closed = Vec::new();
+        for (id, t) in self.files.iter_mut() {
+            let size = match t.size() {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            if size < t.read_offset {
+                self.counters.truncations.inc();
+                self.truncated.insert(t.fingerprint, t.safe_offset());
+                if t.restart_after_truncation().is_err() {
+                    self.counters.io_errors.inc();
+                }
+                builder.offsets.push((*id, 0));
+                continue;
+            }
+            if size > t.read_offset {
+                continue;
+            }
+            if t.path_leads_here(&t.path.clone()) {
+                t.gone_since = None;
+                continue;
+            }
+            let since = *t.gone_since.get_or_insert(now);
+            if now.duration_since(since.max(t.last_data)) >= self.cfg.rotate_wait {
+                t.drain_into(builder);
+                builder.offsets.push((*id, t.read_offset));
+                closed.push(*id);
+            }
+        }
+        for id in closed {
+            if let Some(t) = self.files.remove(&id) {
+                self.counters.rotations.inc();
+                if let Some(c) = self.committed.get_mut(&id) {
+                    c.final_offset = Some(t.read_offset);
+                }
+            }
+            self.order.retain(|o| *o != id);
+        }
+        self.counters.files_open.set(self.files.len() as i64);
+    }
+
+    /// Send the gathered batch; `false` when the pipeline is gone.
+    fn send(&mut self, builder: &mut BatchBuilder) -> bool {
+        let c = &self.counters;
+        c.malformed.add(builder.malformed);
+        c.framer.empty.add(builder.empty);
+        let (mut batch, offsets) = builder.finish();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.emitted += batch.len() as u64;
+        self.tracker.emitted(
+            seq,
+            Emitted {
+                offsets,
+                events_through: self.emitted,
+            },
+        );
+        batch.add_ack(self.acks.0.token(seq));
+        match &self.out {
+            Some(out) => out.blocking_send(batch).is_ok(),
+            None => false,
+        }
+    }
+
+    fn drain_acks(&mut self) {
+        while let Some(a) = self.acks.1.try_recv() {
+            self.apply_ack(a);
+        }
+    }
+
+    fn apply_ack(&mut self, a: sluice_core::Acknowledgement) {
+        if a.status == sluice_core::AckStatus::Failed {
+            self.failed_batches += 1;
+        }
+        let committed = &mut self.committed;
+        let files = &self.files;
+        let dirty = &mut self.dirty;
+        let delivered = &mut self.delivered;
+        self.tracker.acknowledge_each(a, |emitted| {
+            *delivered = emitted.events_through;
+            for (id, off) in &emitted.offsets {
+                if let Some(c) = committed.get_mut(id) {
+                    c.offset = *off;
+                    if let Some(t) = files.get(id) {
+                        c.fingerprint = t.fingerprint;
+                    }
+                    *dirty = true;
+                }
+            }
+        });
+    }
+
+    fn write_checkpoint(&mut self) {
+        // A closed file's entry goes once everything it had is committed.
+        self.committed.retain(|_, c| c.final_offset.is_none_or(|f| c.offset < f));
+        let mut entries: Vec<FileCheckpoint> = self
+            .committed
+            .iter()
+            .map(|(id, c)| FileCheckpoint {
+                dev: id.dev,
+                ino: id.ino,
+                fingerprint: c.fingerprint,
+                offset: c.offset,
+                path: c.path.clone(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        match self.store.save(&entries) {
+            Ok(()) => {
+                self.counters.checkpoints.inc();
+                self.dirty = false;
+            }
+            Err(e) => {
+                self.counters.io_errors.inc();
+                tracing::warn!(source = %self.id, error = %e, "cannot write checkpoint; will retry");
+            }
+        }
+    }
+
+    /// Wait for every outstanding acknowledgement, then checkpoint.
+    fn settle(mut self) -> std::io::Result<SourceSummary> {
+        // Closing our end of the head channel lets the chain drain; the
+        // acknowledgements of everything sent then come back.
+        self.out = None;
+        while self.tracker.outstanding() > 0 && !self.tracker.is_blocked() {
+            match self.acks.1.blocking_recv() {
+                Some(a) => self.apply_ack(a),
+                None => break,
+            }
+        }
+        self.write_checkpoint();
+        Ok(SourceSummary {
+            emitted_events: self.emitted,
+            delivered_events: self.delivered,
+            failed_batches: self.failed_batches,
+        })
+    }
+}
+
+/// Whether `file` starts with the bytes `fp` fingerprints.
+fn prefix_matches(file: &std::fs::File, fp: &Fingerprint) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = vec![0u8; fp.len as usize];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read_at(&mut head[n..], n as u64) {
+            Ok(0) => return false,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    Fingerprint::of(&head) == *fp
+}
