@@ -67,7 +67,10 @@ impl Additions<'_> {
 pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
     let origin = batch.origin(event);
     let adds = Additions {
-        service: match (origin.and_then(|o| o.default_service.as_deref()), event.field(Field::Service)) {
+        service: match (
+            origin.and_then(|o| o.default_service.as_deref()),
+            event.field(Field::Service),
+        ) {
             (Some(s), FieldValue::Absent) => Some(s),
             _ => None,
         },

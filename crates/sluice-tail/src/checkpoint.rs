@@ -150,7 +150,9 @@ mod tests {
         assert!(matches!(store.load().unwrap(), Loaded::Files(f) if f.is_empty()));
         store.save(&[entry(5, 100), entry(6, 0)]).unwrap();
         store.save(&[entry(5, 200)]).unwrap();
-        let Loaded::Files(f) = store.load().unwrap() else { panic!() };
+        let Loaded::Files(f) = store.load().unwrap() else {
+            panic!()
+        };
         assert_eq!(f, vec![entry(5, 200)]);
         assert!(!store.path().with_extension("json.tmp").exists());
     }
@@ -161,7 +163,9 @@ mod tests {
         let store = CheckpointStore::new(dir.path(), "pods");
         std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
         std::fs::write(store.path(), b"{\"version\":1,\"files\":[{\"dev\":").unwrap();
-        let Loaded::Quarantined(aside, why) = store.load().unwrap() else { panic!() };
+        let Loaded::Quarantined(aside, why) = store.load().unwrap() else {
+            panic!()
+        };
         assert!(aside.exists() && !store.path().exists());
         assert!(why.contains("EOF"), "{why}");
         assert!(matches!(store.load().unwrap(), Loaded::Files(f) if f.is_empty()));

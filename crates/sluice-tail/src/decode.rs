@@ -271,7 +271,8 @@ fn split_cri(line: &[u8]) -> Option<(&[u8], Stream, bool, &[u8])> {
 fn detect(line: &[u8]) -> FileFormat {
     if split_cri(line).is_some() {
         FileFormat::Cri
-    } else if line.starts_with(b"{\"log\":") || (line.starts_with(b"{") && memchr::memmem::find(line, b"\"log\":").is_some())
+    } else if line.starts_with(b"{\"log\":")
+        || (line.starts_with(b"{") && memchr::memmem::find(line, b"\"log\":").is_some())
     {
         FileFormat::Docker
     } else {

@@ -143,7 +143,12 @@ mod tests {
     #[test]
     fn origin_is_serialized_once_with_escaping() {
         let m = PathMeta::from_path(Path::new("/var/log/pods/ns_p_u/c/0.log"));
-        let o = m.origin(Path::new("/var/log/pods/ns_p_u/c/0.log"), Stream::Stderr, 7, Some("svc"));
+        let o = m.origin(
+            Path::new("/var/log/pods/ns_p_u/c/0.log"),
+            Stream::Stderr,
+            7,
+            Some("svc"),
+        );
         assert_eq!(
             &*o.fields_json,
             r#""namespace":"ns","pod":"p","pod_uid":"u","container":"c","stream":"stderr","file":"/var/log/pods/ns_p_u/c/0.log""#

@@ -23,7 +23,11 @@ pub use source::Tailer;
 pub use tracked::FileId;
 
 /// Start the file source; state lives under `data_dir/checkpoints/<id>.json`.
-pub fn spawn(ctx: SourceContext, cfg: FileSourceConfig, data_dir: PathBuf) -> JoinHandle<Result<SourceSummary, SourceError>> {
+pub fn spawn(
+    ctx: SourceContext,
+    cfg: FileSourceConfig,
+    data_dir: PathBuf,
+) -> JoinHandle<Result<SourceSummary, SourceError>> {
     let id = ctx.id.clone();
     tokio::task::spawn_blocking(move || {
         let setup = |e: std::io::Error| SourceError::Setup {
@@ -31,6 +35,8 @@ pub fn spawn(ctx: SourceContext, cfg: FileSourceConfig, data_dir: PathBuf) -> Jo
             message: format!("checkpoints: {e}"),
         };
         let tailer = Tailer::new(ctx, cfg, data_dir).map_err(setup)?;
-        tailer.run().map_err(|source| SourceError::Read { id: id.clone(), source })
+        tailer
+            .run()
+            .map_err(|source| SourceError::Read { id: id.clone(), source })
     })
 }

@@ -66,7 +66,7 @@ pub struct Tailer {
     restored: HashMap<FileId, FileCheckpoint>,
     /// Fingerprints of files that were truncated, with the offset reached:
     /// a copytruncate copy found later continues from there.
-    truncated: HashMap<Fingerprint, u64>,
+    truncated: HashMap<Fingerprint, (u64, Instant, FileId)>,
     acks: (AckSender, AckReceiver),
     tracker: AckTracker<Emitted>,
     delivered: u64,
@@ -87,9 +87,21 @@ impl Tailer {
         let counters = Counters {
             framer: FramerCounters::new(r, &ctx.id),
             files_open: r.gauge("files_open", "Files the file source holds open.", &l),
-            rotations: r.counter("file_rotations_seen_total", "Files that were rotated away or deleted and read to their end.", &l),
-            truncations: r.counter("file_truncations_total", "Files that shrank (copytruncate) and were read again from the start.", &l),
-            malformed: r.counter("file_malformed_lines_total", "Runtime lines that did not parse as CRI/Docker, kept as text.", &l),
+            rotations: r.counter(
+                "file_rotations_seen_total",
+                "Files that were rotated away or deleted and read to their end.",
+                &l,
+            ),
+            truncations: r.counter(
+                "file_truncations_total",
+                "Files that shrank (copytruncate) and were read again from the start.",
+                &l,
+            ),
+            malformed: r.counter(
+                "file_malformed_lines_total",
+                "Runtime lines that did not parse as CRI/Docker, kept as text.",
+                &l,
+            ),
             checkpoints: r.counter("checkpoint_writes_total", "Checkpoint files written.", &l),
             io_errors: r.counter("file_io_errors_total", "Errors opening or reading files (retried).", &l),
         };
@@ -222,8 +234,14 @@ impl Tailer {
 
     /// Find files; returns whether any new one was taken on.
     fn scan(&mut self, first_scan: bool) -> bool {
-        let excludes: Vec<glob::Pattern> = self.cfg.exclude.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+        let excludes: Vec<glob::Pattern> = self
+            .cfg
+            .exclude
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect();
         let mut found = false;
+        let mut seen = std::collections::HashSet::new();
         for pattern in self.cfg.include.clone() {
             let Ok(paths) = glob::glob(&pattern) else { continue };
             for path in paths.flatten() {
@@ -235,8 +253,16 @@ impl Tailer {
                     continue;
                 }
                 let id = FileId::of(&meta);
+                seen.insert(id);
                 if self.files.contains_key(&id) {
                     continue;
+                }
+                // A file we read to its end and closed (rotated away) that a
+                // wide glob still matches: reopen only if it grew.
+                if let Some(done) = self.committed.get(&id).and_then(|c| c.final_offset) {
+                    if meta.len() <= done {
+                        continue;
+                    }
                 }
                 if self.files.len() >= self.cfg.max_open_files {
                     break;
@@ -250,6 +276,12 @@ impl Tailer {
                 }
             }
         }
+        // A copytruncate copy shows up within a few scans, or never.
+        let horizon = self.cfg.scan_interval * 10 + self.cfg.rotate_wait;
+        self.truncated.retain(|_, (_, at, _)| at.elapsed() < horizon);
+        // Forget closed files that are gone, once fully acknowledged.
+        self.committed
+            .retain(|id, c| c.final_offset.is_none_or(|f| seen.contains(id) || c.offset < f));
         self.counters.files_open.set(self.files.len() as i64);
         found
     }
@@ -260,9 +292,19 @@ impl Tailer {
         // Where to start: our checkpoint of this very file; else, for a
         // copytruncate copy, where its original was; else the configured start.
         let same_content = |fp: &Fingerprint| fp.len <= fingerprint.len && prefix_matches(&file, fp);
+        let closed_at = self
+            .committed
+            .get(&id)
+            .and_then(|c| c.final_offset.map(|f| (c.fingerprint, f)));
         let offset = if let Some(c) = self.restored.remove(&id).filter(|c| same_content(&c.fingerprint)) {
             c.offset.min(size)
-        } else if let Some(copied) = self.copied_offset(&file, fingerprint) {
+        } else if let Some((_, f)) = closed_at.filter(|(fp, _)| same_content(fp)) {
+            f.min(size)
+        } else if let Some((copied, original)) = self.copied_from(&file, fingerprint) {
+            // The original continues only once this copy is drained.
+            if let Some(o) = self.files.get_mut(&original) {
+                o.after = Some(id);
+            }
             copied.min(size)
         } else if first_scan && self.cfg.read_from == ReadFrom::End {
             size
@@ -280,41 +322,61 @@ impl Tailer {
             origins,
         )?;
         t.seek_to_offset()?;
-        self.committed.entry(id).or_insert_with(|| Committed {
+        // A new file where a rotated-away one still has unread lines: it
+        // waits for its predecessor.
+        t.after = self
+            .files
+            .values()
+            .find(|o| o.path == t.path && o.id != id)
+            .map(|o| o.id);
+        let c = self.committed.entry(id).or_insert_with(|| Committed {
             fingerprint: t.fingerprint,
             offset,
             path: t.path.to_string_lossy().into_owned(),
             final_offset: None,
         });
+        c.final_offset = None;
         self.files.insert(id, t);
         self.order.push(id);
         Ok(())
     }
 
-    /// The offset to resume a copytruncate copy at: the offset its original
-    /// (same leading bytes) had reached.
-    fn copied_offset(&self, file: &std::fs::File, fingerprint: Fingerprint) -> Option<u64> {
+    /// For a copytruncate copy (same leading bytes as a file we track or
+    /// just saw truncated): the offset its original had reached, and the
+    /// original.
+    fn copied_from(&self, file: &std::fs::File, fingerprint: Fingerprint) -> Option<(u64, FileId)> {
         if fingerprint.len == 0 {
             return None;
         }
+        let matches = |fp: &Fingerprint| fp.len > 0 && fp.len <= fingerprint.len && prefix_matches(file, fp);
         let live = self
             .files
             .values()
-            .filter(|t| t.fingerprint.len > 0 && t.fingerprint.len <= fingerprint.len && prefix_matches(file, &t.fingerprint))
-            .map(|t| t.safe_offset())
-            .max();
+            .filter(|t| matches(&t.fingerprint))
+            .map(|t| (t.safe_offset(), t.id));
         let gone = self
             .truncated
             .iter()
-            .filter(|(fp, _)| fp.len > 0 && fp.len <= fingerprint.len && prefix_matches(file, fp))
-            .map(|(_, off)| *off)
-            .max();
-        live.max(gone)
+            .filter(|(fp, _)| matches(fp))
+            .map(|(_, (off, _, id))| (*off, *id));
+        live.chain(gone).max()
     }
 
     fn read_file(&mut self, id: FileId, builder: &mut BatchBuilder, scratch: &mut Vec<u8>) -> bool {
         let max = self.cfg.read_bytes_per_round.0 as usize;
         let max_line = self.max_line_bytes;
+        if let Some(before) = self.files.get(&id).and_then(|t| t.after) {
+            let drained = self
+                .files
+                .get(&before)
+                .is_none_or(|p| p.size().is_ok_and(|s| s <= p.read_offset));
+            if !drained {
+                return false;
+            }
+            if let Some(t) = self.files.get_mut(&id) {
+                t.after = None;
+            }
+        }
         let Some(t) = self.files.get_mut(&id) else { return false };
         let events_before = builder.events_len();
         let result = t.read_into(builder, scratch, max, max_line);
@@ -339,6 +401,7 @@ impl Tailer {
     fn check_rotations(&mut self, builder: &mut BatchBuilder) {
         let now = Instant::now();
         let mut closed = Vec::new();
+        let mut rescan = false;
         for (id, t) in self.files.iter_mut() {
             let size = match t.size() {
                 Ok(s) => s,
@@ -346,7 +409,8 @@ impl Tailer {
             };
             if size < t.read_offset {
                 self.counters.truncations.inc();
-                self.truncated.insert(t.fingerprint, t.safe_offset());
+                self.truncated.insert(t.fingerprint, (t.safe_offset(), now, *id));
+                rescan = true;
                 if t.restart_after_truncation().is_err() {
                     self.counters.io_errors.inc();
                 }
@@ -366,6 +430,11 @@ impl Tailer {
                 builder.offsets.push((*id, t.read_offset));
                 closed.push(*id);
             }
+        }
+        if rescan {
+            // copytruncate copies before it truncates: find the copy now, so
+            // its tail is read before the original's new lines.
+            self.scan(false);
         }
         for id in closed {
             if let Some(t) = self.files.remove(&id) {
@@ -431,8 +500,6 @@ impl Tailer {
     }
 
     fn write_checkpoint(&mut self) {
-        // A closed file's entry goes once everything it had is committed.
-        self.committed.retain(|_, c| c.final_offset.is_none_or(|f| c.offset < f));
         let mut entries: Vec<FileCheckpoint> = self
             .committed
             .iter()

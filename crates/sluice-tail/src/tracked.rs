@@ -90,7 +90,8 @@ impl BatchBuilder {
         self.data.extend_from_slice(&d.content);
         let flags = if d.truncated { FLAG_TRUNCATED } else { 0 };
         let origin = self.origin_index(origin);
-        self.events.push(Event::unparsed(Span::new(start, d.content.len()), flags, origin));
+        self.events
+            .push(Event::unparsed(Span::new(start, d.content.len()), flags, origin));
         self.data.push(b'\n');
         if let Some(ts) = &d.runtime_ts {
             // Only timestamp characters: it is written into JSON unescaped.
@@ -143,6 +144,10 @@ pub struct TrackedFile {
     /// Inside an over-long runtime line whose start was already emitted.
     discarding: bool,
     max_merged: usize,
+    /// A file holding this stream's earlier lines (the predecessor of a
+    /// rename, the copy of a copytruncate): read only after it is drained,
+    /// so lines stay in order across a rotation.
+    pub after: Option<FileId>,
 }
 
 impl TrackedFile {
@@ -170,6 +175,7 @@ impl TrackedFile {
             gone_since: None,
             discarding: false,
             max_merged,
+            after: None,
         })
     }
 
@@ -187,7 +193,13 @@ impl TrackedFile {
 
     /// Read up to `max` new bytes, decode complete lines into `out`. Returns
     /// the number of bytes read.
-    pub fn read_into(&mut self, out: &mut BatchBuilder, scratch: &mut Vec<u8>, max: usize, max_line: usize) -> std::io::Result<usize> {
+    pub fn read_into(
+        &mut self,
+        out: &mut BatchBuilder,
+        scratch: &mut Vec<u8>,
+        max: usize,
+        max_line: usize,
+    ) -> std::io::Result<usize> {
         scratch.clear();
         scratch.extend_from_slice(&self.carry);
         let carried = scratch.len();
@@ -280,7 +292,9 @@ impl TrackedFile {
 
     /// Whether `path` still leads to this file.
     pub fn path_leads_here(&self, path: &Path) -> bool {
-        std::fs::metadata(path).map(|m| FileId::of(&m) == self.id).unwrap_or(false)
+        std::fs::metadata(path)
+            .map(|m| FileId::of(&m) == self.id)
+            .unwrap_or(false)
     }
 }
 

@@ -20,10 +20,16 @@ fn cri_full_lines_pass_without_copy() {
 fn cri_partials_join_per_stream_even_when_interleaved() {
     let mut d = FileDecoder::new(FileFormat::Cri, 1024);
     let ts = "2026-11-25T01:02:03.000000001Z";
-    let lines: Vec<String> = ["stdout P out-a ", "stderr P err-a ", "stdout P out-b ", "stderr F err-b", "stdout F out-c"]
-        .iter()
-        .map(|l| format!("{ts} {l}"))
-        .collect();
+    let lines: Vec<String> = [
+        "stdout P out-a ",
+        "stderr P err-a ",
+        "stdout P out-b ",
+        "stderr F err-b",
+        "stdout F out-c",
+    ]
+    .iter()
+    .map(|l| format!("{ts} {l}"))
+    .collect();
     assert_eq!(d.decode(lines[0].as_bytes(), 0), None);
     assert_eq!(d.oldest_pending(), Some(0));
     assert_eq!(d.decode(lines[1].as_bytes(), 50), None);
@@ -32,7 +38,10 @@ fn cri_partials_join_per_stream_even_when_interleaved() {
     assert_eq!((text(&e), e.stream), ("err-a err-b".to_string(), Stream::Stderr));
     assert_eq!(d.oldest_pending(), Some(0));
     let o = d.decode(lines[4].as_bytes(), 200).unwrap();
-    assert_eq!((text(&o), o.stream, o.truncated), ("out-a out-b out-c".to_string(), Stream::Stdout, false));
+    assert_eq!(
+        (text(&o), o.stream, o.truncated),
+        ("out-a out-b out-c".to_string(), Stream::Stdout, false)
+    );
     assert_eq!(d.oldest_pending(), None);
 }
 
@@ -56,7 +65,12 @@ fn joined_lines_are_capped_and_marked() {
 #[test]
 fn malformed_cri_lines_are_kept_raw() {
     let mut d = FileDecoder::new(FileFormat::Cri, 1024);
-    for bad in [&b"2026-11-25T01:02:03Z stdout"[..], b"2026-11-25T01:02:03Z stdlog F x", b"not cri at all", b"2026-11-25T01:02:03.1Z stdout X y"] {
+    for bad in [
+        &b"2026-11-25T01:02:03Z stdout"[..],
+        b"2026-11-25T01:02:03Z stdlog F x",
+        b"not cri at all",
+        b"2026-11-25T01:02:03.1Z stdout X y",
+    ] {
         let e = d.decode(bad, 0).unwrap();
         assert!(e.malformed, "{}", String::from_utf8_lossy(bad));
         assert_eq!(&e.content[..], bad);
@@ -72,11 +86,17 @@ fn docker_pieces_join_and_unescape() {
     assert_eq!(d.decode(first, 0), None);
     assert_eq!(d.format(), FileFormat::Docker);
     let err = d
-        .decode(br#"{"log":"boom\n","stream":"stderr","time":"2026-11-25T01:02:03.2Z"}"#, 90)
+        .decode(
+            br#"{"log":"boom\n","stream":"stderr","time":"2026-11-25T01:02:03.2Z"}"#,
+            90,
+        )
         .unwrap();
     assert_eq!((text(&err), err.stream), ("boom".to_string(), Stream::Stderr));
     let out = d
-        .decode(br#"{"log":"and two\r\n","stream":"stdout","time":"2026-11-25T01:02:03.3Z"}"#, 180)
+        .decode(
+            br#"{"log":"and two\r\n","stream":"stdout","time":"2026-11-25T01:02:03.3Z"}"#,
+            180,
+        )
         .unwrap();
     assert_eq!(text(&out), "part one \"quoted\" and two");
     assert_eq!(out.runtime_ts.as_deref(), Some(&b"2026-11-25T01:02:03.3Z"[..]));
@@ -89,7 +109,10 @@ fn drain_releases_held_pieces_as_truncated_lines() {
     d.decode(b"2026-11-25T01:02:03.000000001Z stderr P held", 0);
     let out = d.drain();
     assert_eq!(out.len(), 1);
-    assert_eq!((text(&out[0]), out[0].stream, out[0].truncated), ("held".into(), Stream::Stderr, true));
+    assert_eq!(
+        (text(&out[0]), out[0].stream, out[0].truncated),
+        ("held".into(), Stream::Stderr, true)
+    );
     assert!(d.drain().is_empty());
 }
 
