@@ -12,6 +12,7 @@ pub mod decode;
 pub mod k8s;
 mod source;
 mod tracked;
+mod wake;
 
 use std::path::PathBuf;
 

@@ -1,11 +1,11 @@
 //! The tailing loop: discover, read fairly, cut batches, follow rotation,
 //! and move checkpoints only behind acknowledged data.
 //!
-//! Discovery is polling: the include globs are re-scanned every
-//! `scan_interval`, and an idle reader sleeps `poll_interval` between looks
-//! for new bytes. (Polling needs no watch descriptors, survives inotify queue
-//! overflows and works on every filesystem; at the default 100 ms it costs
-//! one `read` per open file per poll.)
+//! Discovery and reading are driven by inotify wake-ups (`wake`) with
+//! polling underneath: the include globs are re-scanned every
+//! `scan_interval` and at once when a file is created, removed or renamed,
+//! and an idle reader sleeps until a watched directory changes or
+//! `poll_interval` passes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use sluice_io::{FramerCounters, SourceContext, SourceSummary};
 use crate::checkpoint::{CheckpointStore, FileCheckpoint, Fingerprint, Loaded};
 use crate::decode::Stream;
 use crate::k8s::PathMeta;
-use crate::tracked::{fingerprint_of, BatchBuilder, FileId, TrackedFile};
+use crate::tracked::{head_of, BatchBuilder, FileId, TrackedFile};
 
 struct Counters {
     framer: FramerCounters,
@@ -64,9 +64,10 @@ pub struct Tailer {
     order: Vec<FileId>,
     next_stream_key: u64,
     restored: HashMap<FileId, FileCheckpoint>,
-    /// Fingerprints of files that were truncated, with the offset reached:
-    /// a copytruncate copy found later continues from there.
-    truncated: HashMap<Fingerprint, (u64, Instant, FileId)>,
+    /// Files that were truncated: their first bytes before the truncation
+    /// and the offset reached. A copytruncate copy found later continues
+    /// from there.
+    truncated: HashMap<FileId, (Vec<u8>, u64, Instant)>,
     acks: (AckSender, AckReceiver),
     tracker: AckTracker<Emitted>,
     delivered: u64,
@@ -171,12 +172,14 @@ impl Tailer {
         let mut last_checkpoint = Instant::now();
         let mut first_scan = true;
         let mut cursor = 0usize;
+        let wakeups = crate::wake::Wakeups::watch(&self.cfg.include);
+        let mut scan_now = false;
         loop {
             if self.shutdown.is_triggered() {
                 break;
             }
             let mut found_new = false;
-            if last_scan.is_none_or(|t| t.elapsed() >= self.cfg.scan_interval) {
+            if std::mem::take(&mut scan_now) || last_scan.is_none_or(|t| t.elapsed() >= self.cfg.scan_interval) {
                 found_new = self.scan(first_scan);
                 first_scan = false;
                 last_scan = Some(Instant::now());
@@ -206,7 +209,7 @@ impl Tailer {
                 if self.cfg.exit_at_eof && !found_new && !first_scan && last_scan.is_some() {
                     break;
                 }
-                std::thread::sleep(self.cfg.poll_interval);
+                scan_now = wakeups.wait(self.cfg.poll_interval);
             }
         }
         if !builder.is_empty() {
@@ -264,6 +267,11 @@ impl Tailer {
                         continue;
                     }
                 }
+                // An empty file tells nothing about what it is (a fresh log,
+                // or a copytruncate copy about to be filled): wait for bytes.
+                if meta.len() == 0 {
+                    continue;
+                }
                 if self.files.len() >= self.cfg.max_open_files {
                     break;
                 }
@@ -278,7 +286,7 @@ impl Tailer {
         }
         // A copytruncate copy shows up within a few scans, or never.
         let horizon = self.cfg.scan_interval * 10 + self.cfg.rotate_wait;
-        self.truncated.retain(|_, (_, at, _)| at.elapsed() < horizon);
+        self.truncated.retain(|_, (_, _, at)| at.elapsed() < horizon);
         // Forget closed files that are gone, once fully acknowledged.
         self.committed
             .retain(|id, c| c.final_offset.is_none_or(|f| seen.contains(id) || c.offset < f));
@@ -288,7 +296,8 @@ impl Tailer {
 
     fn open(&mut self, id: FileId, path: PathBuf, size: u64, first_scan: bool) -> std::io::Result<()> {
         let file = std::fs::File::open(&path)?;
-        let fingerprint = fingerprint_of(&file)?;
+        let head = head_of(&file)?;
+        let fingerprint = Fingerprint::of(&head);
         // Where to start: our checkpoint of this very file; else, for a
         // copytruncate copy, where its original was; else the configured start.
         let same_content = |fp: &Fingerprint| fp.len <= fingerprint.len && prefix_matches(&file, fp);
@@ -300,17 +309,19 @@ impl Tailer {
             c.offset.min(size)
         } else if let Some((_, f)) = closed_at.filter(|(fp, _)| same_content(fp)) {
             f.min(size)
-        } else if let Some((copied, original)) = self.copied_from(&file, fingerprint) {
-            // The original continues only once this copy is drained.
+        } else if let Some((copied, original)) = self.copied_from(&head) {
+            // The original continues only once this copy is drained. The
+            // copy may still be being written: reading waits for its bytes.
             if let Some(o) = self.files.get_mut(&original) {
                 o.after = Some(id);
             }
-            copied.min(size)
+            copied
         } else if first_scan && self.cfg.read_from == ReadFrom::End {
             size
         } else {
             0
         };
+        tracing::debug!(source = %self.id, path = %path.display(), ino = id.ino, offset, size, "tracking file");
         let origins = self.origins_for(&path);
         let mut t = TrackedFile::new(
             id,
@@ -341,24 +352,25 @@ impl Tailer {
         Ok(())
     }
 
-    /// For a copytruncate copy (same leading bytes as a file we track or
-    /// just saw truncated): the offset its original had reached, and the
-    /// original.
-    fn copied_from(&self, file: &std::fs::File, fingerprint: Fingerprint) -> Option<(u64, FileId)> {
-        if fingerprint.len == 0 {
+    /// For a copytruncate copy (its first bytes agree with those of a file
+    /// we track or just saw truncated, one being a prefix of the other since
+    /// the copy may still be being written): the offset its original had
+    /// reached, and the original.
+    fn copied_from(&self, head: &[u8]) -> Option<(u64, FileId)> {
+        if head.is_empty() {
             return None;
         }
-        let matches = |fp: &Fingerprint| fp.len > 0 && fp.len <= fingerprint.len && prefix_matches(file, fp);
+        let agrees = |other: &[u8]| !other.is_empty() && (other.starts_with(head) || head.starts_with(other));
         let live = self
             .files
             .values()
-            .filter(|t| matches(&t.fingerprint))
+            .filter(|t| agrees(&t.head))
             .map(|t| (t.safe_offset(), t.id));
         let gone = self
             .truncated
             .iter()
-            .filter(|(fp, _)| matches(fp))
-            .map(|(_, (off, _, id))| (*off, *id));
+            .filter(|(_, (h, _, _))| agrees(h))
+            .map(|(id, (_, off, _))| (*off, *id));
         live.chain(gone).max()
     }
 
@@ -408,8 +420,9 @@ impl Tailer {
                 Err(_) => continue,
             };
             if size < t.read_offset {
+                tracing::debug!(source = %self.id, path = %t.path.display(), ino = id.ino, size, read = t.read_offset, "file truncated");
                 self.counters.truncations.inc();
-                self.truncated.insert(t.fingerprint, (t.safe_offset(), now, *id));
+                self.truncated.insert(*id, (t.head.clone(), t.safe_offset(), now));
                 rescan = true;
                 if t.restart_after_truncation().is_err() {
                     self.counters.io_errors.inc();

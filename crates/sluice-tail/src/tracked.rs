@@ -132,6 +132,9 @@ pub struct TrackedFile {
     file: File,
     /// Content identity (grows to [`FINGERPRINT_BYTES`]).
     pub fingerprint: Fingerprint,
+    /// The bytes the fingerprint covers (to recognise a copy of this file
+    /// even while the copy is still being written).
+    pub head: Vec<u8>,
     /// Bytes consumed from the file (decoded or carried).
     pub read_offset: u64,
     carry: Vec<u8>,
@@ -161,12 +164,13 @@ impl TrackedFile {
         max_merged: usize,
         origins: [Arc<Origin>; 2],
     ) -> std::io::Result<TrackedFile> {
-        let fingerprint = fingerprint_of(&file)?;
+        let head = head_of(&file)?;
         Ok(TrackedFile {
             id,
             path,
             file,
-            fingerprint,
+            fingerprint: Fingerprint::of(&head),
+            head,
             read_offset: offset,
             carry: Vec::new(),
             decoder: FileDecoder::new(format, max_merged),
@@ -250,8 +254,9 @@ impl TrackedFile {
         } else {
             self.carry.extend_from_slice(rest);
         }
-        if (self.fingerprint.len as usize) < FINGERPRINT_BYTES && self.read_offset > self.fingerprint.len as u64 {
-            self.fingerprint = fingerprint_of(&self.file)?;
+        if self.head.len() < FINGERPRINT_BYTES && self.read_offset > self.head.len() as u64 {
+            self.head = head_of(&self.file)?;
+            self.fingerprint = Fingerprint::of(&self.head);
         }
         Ok(n)
     }
@@ -264,7 +269,8 @@ impl TrackedFile {
         self.decoder = FileDecoder::new(self.decoder.format(), self.max_merged);
         use std::io::Seek;
         self.file.seek(std::io::SeekFrom::Start(0))?;
-        self.fingerprint = fingerprint_of(&self.file)?;
+        self.head = head_of(&self.file)?;
+        self.fingerprint = Fingerprint::of(&self.head);
         Ok(())
     }
 
@@ -298,8 +304,8 @@ impl TrackedFile {
     }
 }
 
-/// The fingerprint of an open file's first bytes.
-pub fn fingerprint_of(file: &File) -> std::io::Result<Fingerprint> {
+/// An open file's first bytes (up to [`FINGERPRINT_BYTES`]).
+pub fn head_of(file: &File) -> std::io::Result<Vec<u8>> {
     let mut head = [0u8; FINGERPRINT_BYTES];
     let mut n = 0;
     while n < head.len() {
@@ -310,5 +316,5 @@ pub fn fingerprint_of(file: &File) -> std::io::Result<Fingerprint> {
             Err(e) => return Err(e),
         }
     }
-    Ok(Fingerprint::of(&head[..n]))
+    Ok(head[..n].to_vec())
 }
