@@ -190,6 +190,22 @@ impl Batch {
         }
     }
 
+    /// The acknowledgement tokens carried (a stage holding events past this
+    /// batch clones them so the source is not told too early).
+    pub fn ack_tokens(&self) -> &[AckToken] {
+        &self.acks
+    }
+
+    /// The shared origin of an event, for a stage that moves the event into
+    /// another batch.
+    pub fn origin_arc(&self, event: &Event) -> Option<Arc<Origin>> {
+        if event.origin == Event::NO_ORIGIN {
+            None
+        } else {
+            self.origins.get(event.origin as usize).cloned()
+        }
+    }
+
     /// Number of acknowledgement tokens carried.
     pub fn ack_count(&self) -> usize {
         self.acks.len()
