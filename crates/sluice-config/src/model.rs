@@ -22,9 +22,62 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Outputs, by component id. Every event goes to every sink.
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// Multi-line stack-trace stitching; absent: the stage is off.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
     /// What sluice shows while it runs and when it ends.
     #[serde(default)]
     pub report: ReportConfig,
+}
+
+/// The multiline stage: stitches plain-text stack traces into one event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// Built-in detectors: `["auto"]` (all), or any of `java`, `python`,
+    /// `go`, `node`, `ruby`, `dotnet`; `[]` for the custom rules alone.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    /// Custom rule: a line matching this regex (anchored at the line start)
+    /// starts an event.
+    #[serde(default)]
+    pub start_pattern: Option<String>,
+    /// Custom rule: a line matching this regex continues the current event.
+    #[serde(default)]
+    pub continue_pattern: Option<String>,
+    /// A stream's open event is emitted after this long without a new line.
+    #[serde(default = "default_flush_timeout", with = "humantime_serde_compat")]
+    pub flush_timeout: Duration,
+    /// Most lines in one event; longer traces are split, each part marked
+    /// `"sluice_truncated":true`.
+    #[serde(default = "default_max_lines")]
+    pub max_lines: usize,
+    /// Most bytes in one event (split the same way).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Most streams with state at once; beyond it the least recently seen
+    /// stream's event is emitted and its state freed.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+}
+
+/// The language names `multiline.languages` accepts.
+pub const MULTILINE_LANGUAGES: [&str; 7] = ["auto", "java", "python", "go", "node", "ruby", "dotnet"];
+
+fn default_languages() -> Vec<String> {
+    vec!["auto".into()]
+}
+fn default_flush_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_lines() -> usize {
+    1000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_max_streams() -> usize {
+    10_000
 }
 
 fn default_data_dir() -> PathBuf {
@@ -378,6 +431,32 @@ impl Config {
         }
         if !(1024..=1024 * 1024 * 1024).contains(&p.max_line_bytes.0) {
             return err("pipeline.max_line_bytes", "must be between 1KiB and 1GiB");
+        }
+        if let Some(m) = &self.multiline {
+            for l in &m.languages {
+                if !MULTILINE_LANGUAGES.contains(&l.as_str()) {
+                    return err(
+                        "multiline.languages",
+                        &format!("unknown language `{l}` (expected one of {})", MULTILINE_LANGUAGES.join(", ")),
+                    );
+                }
+            }
+            for (key, p) in [("multiline.start_pattern", &m.start_pattern), ("multiline.continue_pattern", &m.continue_pattern)] {
+                if let Some(p) = p {
+                    if let Err(e) = regex_automata::meta::Regex::new(p) {
+                        return err(key, &format!("invalid regex: {e}"));
+                    }
+                }
+            }
+            if m.continue_pattern.is_some() && m.start_pattern.is_none() {
+                return err("multiline.continue_pattern", "needs a start_pattern");
+            }
+            if m.languages.is_empty() && m.start_pattern.is_none() {
+                return err("multiline", "no detector: give languages or a start_pattern");
+            }
+            if m.max_lines < 2 || m.max_streams == 0 || m.max_bytes.0 < 1024 {
+                return err("multiline", "max_lines must be at least 2, max_streams at least 1, max_bytes at least 1KiB");
+            }
         }
         let stdin_count = self
             .sources

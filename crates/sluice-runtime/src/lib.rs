@@ -54,6 +54,14 @@ impl RunReport {
 /// A failure to start.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// A stage could not be built from its configuration.
+    #[error("stage `{stage}`: {message}")]
+    Stage {
+        /// The stage.
+        stage: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A stage thread could not be started.
     #[error("cannot start the `{stage}` stage thread: {source}")]
     Thread {
@@ -65,13 +73,21 @@ pub enum RuntimeError {
     },
 }
 
-/// Build the stage chain a configuration asks for, in pipeline order.
-pub fn build_stages(config: &Config, registry: &Registry) -> Vec<Box<dyn Stage>> {
+/// Build the stage chain a configuration asks for, in pipeline order:
+/// parse → multiline (→ redact → budget, as they land).
+pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn Stage>>, RuntimeError> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     if config.pipeline.parse {
         stages.push(Box::new(ParseStage::new(registry)));
     }
-    stages
+    if let Some(m) = &config.multiline {
+        let stage = sluice_multiline::MultilineStage::new(m, registry).map_err(|e| RuntimeError::Stage {
+            stage: "multiline",
+            message: e.to_string(),
+        })?;
+        stages.push(Box::new(stage));
+    }
+    Ok(stages)
 }
 
 /// Run `config` to the end (input exhausted or `shutdown` fired). Must be
@@ -99,7 +115,7 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
     }
 
     let (head_tx, head_rx) = mpsc::channel::<Batch>(capacity);
-    let stages = build_stages(config, registry);
+    let stages = build_stages(config, registry)?;
     let chain = chain::start(stages, head_rx, sink_senders, capacity, registry)?;
 
     let mut source_tasks = Vec::new();
