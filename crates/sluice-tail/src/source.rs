@@ -62,7 +62,10 @@ pub struct Tailer {
     files: HashMap<FileId, TrackedFile>,
     /// Round-robin order (fairness).
     order: Vec<FileId>,
-    next_stream_key: u64,
+    /// Stream keys by container directory: a rotated file's successor
+    /// shares its predecessor's key, so a stack trace split by the rotation
+    /// is still one stream to the multiline stage.
+    stream_keys: HashMap<PathBuf, u64>,
     restored: HashMap<FileId, FileCheckpoint>,
     /// Files that were truncated: their first bytes before the truncation
     /// and the offset reached. A copytruncate copy found later continues
@@ -148,7 +151,7 @@ impl Tailer {
             counters,
             files: HashMap::new(),
             order: Vec::new(),
-            next_stream_key: 1,
+            stream_keys: HashMap::new(),
             restored,
             truncated: HashMap::new(),
             acks: sluice_core::ack::channel(),
@@ -227,8 +230,14 @@ impl Tailer {
             .find(|(p, _)| p.matches(&key))
             .map(|(_, s)| s.clone())
             .or_else(|| meta.container.clone());
-        let k = self.next_stream_key;
-        self.next_stream_key += 2;
+        // A container's directory holds only its own log generations; any
+        // other file is a stream of its own.
+        let owner = match meta.container {
+            Some(_) => path.parent().map(PathBuf::from).unwrap_or_default(),
+            None => path.to_path_buf(),
+        };
+        let next = 2 * self.stream_keys.len() as u64 + 2;
+        let k = *self.stream_keys.entry(owner).or_insert(next);
         [
             meta.origin(path, Stream::Stdout, k, service.as_deref()),
             meta.origin(path, Stream::Stderr, k + 1, service.as_deref()),
