@@ -15,11 +15,12 @@ for component in rustfmt clippy; do
   fi
 done
 
-# System packages the tests need (none beyond the toolchain yet: zstd and
-# simd-json build from crates). Later issues add servers here (ClickHouse).
+# System packages the tests need: the multiline tests run real Python, Java
+# and Node.js programs to capture their stack traces. (zstd and simd-json
+# build from crates.) Later issues add servers here (ClickHouse).
 need=()
-for pkg in ${SLUICE_APT_PACKAGES:-}; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+for pair in python3:python3 java:openjdk-17-jdk-headless node:nodejs; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   step "apt-get install ${need[*]}"

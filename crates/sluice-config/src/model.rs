@@ -437,11 +437,17 @@ impl Config {
                 if !MULTILINE_LANGUAGES.contains(&l.as_str()) {
                     return err(
                         "multiline.languages",
-                        &format!("unknown language `{l}` (expected one of {})", MULTILINE_LANGUAGES.join(", ")),
+                        &format!(
+                            "unknown language `{l}` (expected one of {})",
+                            MULTILINE_LANGUAGES.join(", ")
+                        ),
                     );
                 }
             }
-            for (key, p) in [("multiline.start_pattern", &m.start_pattern), ("multiline.continue_pattern", &m.continue_pattern)] {
+            for (key, p) in [
+                ("multiline.start_pattern", &m.start_pattern),
+                ("multiline.continue_pattern", &m.continue_pattern),
+            ] {
                 if let Some(p) = p {
                     if let Err(e) = regex_automata::meta::Regex::new(p) {
                         return err(key, &format!("invalid regex: {e}"));
@@ -455,7 +461,10 @@ impl Config {
                 return err("multiline", "no detector: give languages or a start_pattern");
             }
             if m.max_lines < 2 || m.max_streams == 0 || m.max_bytes.0 < 1024 {
-                return err("multiline", "max_lines must be at least 2, max_streams at least 1, max_bytes at least 1KiB");
+                return err(
+                    "multiline",
+                    "max_lines must be at least 2, max_streams at least 1, max_bytes at least 1KiB",
+                );
             }
         }
         let stdin_count = self

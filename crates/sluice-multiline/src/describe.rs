@@ -16,7 +16,9 @@ pub struct TraceInfo {
     pub level: Option<String>,
 }
 
-const LEVELS: [&str; 10] = ["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL", "SEVERE", "PANIC"];
+const LEVELS: [&str; 10] = [
+    "TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL", "SEVERE", "PANIC",
+];
 
 /// Describe a trace from its lines; `header` says the first line is a log
 /// header rather than part of the trace.
@@ -82,7 +84,9 @@ fn split_type(line: &str) -> (Option<String>, Option<String>) {
 
 /// `app.rb:5:in 'divide': divided by 0 (ZeroDivisionError)`.
 fn ruby(line: &str) -> (Option<String>, Option<String>) {
-    let Some(open) = line.rfind(" (") else { return (None, None) };
+    let Some(open) = line.rfind(" (") else {
+        return (None, None);
+    };
     let t = &line[open + 2..line.len() - 1];
     let before = &line[..open];
     let msg = before.split_once("': ").map_or("", |(_, m)| m);
@@ -114,15 +118,23 @@ fn header_ts(line: &str) -> Option<String> {
 }
 
 fn header_level(line: &str) -> Option<String> {
-    line.split(|c: char| !c.is_ascii_alphabetic())
-        .find_map(|w| LEVELS.iter().find(|l| l.eq_ignore_ascii_case(w) && (w == **l || w.len() > 4)).map(|l| l.to_string()))
+    line.split(|c: char| !c.is_ascii_alphabetic()).find_map(|w| {
+        LEVELS
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(w) && (w == **l || w.len() > 4))
+            .map(|l| l.to_string())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(lines: &[&str], langs: Langs, header: bool) -> (Option<String>, Option<String>, Option<String>, Option<String>) {
+    fn info(
+        lines: &[&str],
+        langs: Langs,
+        header: bool,
+    ) -> (Option<String>, Option<String>, Option<String>, Option<String>) {
         let i = describe(lines, langs, header);
         (i.error_type, i.error_message, i.ts, i.level)
     }
@@ -141,10 +153,23 @@ mod tests {
         ];
         assert_eq!(
             info(&lines, Langs::JAVA, true),
-            (s("java.lang.IllegalStateException"), s("total mismatch"), s("2026-11-25 01:02:03.004"), s("ERROR"))
+            (
+                s("java.lang.IllegalStateException"),
+                s("total mismatch"),
+                s("2026-11-25 01:02:03.004"),
+                s("ERROR")
+            )
         );
         assert_eq!(
-            info(&["Exception in thread \"main\" java.lang.RuntimeException: boom", "\tat A.main(A.java:3)"], Langs::JAVA, false).0,
+            info(
+                &[
+                    "Exception in thread \"main\" java.lang.RuntimeException: boom",
+                    "\tat A.main(A.java:3)"
+                ],
+                Langs::JAVA,
+                false
+            )
+            .0,
             s("java.lang.RuntimeException")
         );
     }
@@ -162,26 +187,69 @@ mod tests {
             "    raise ValueError(\"bad\")",
             "ValueError: bad",
         ];
-        assert_eq!(info(&lines, Langs::PYTHON, false), (s("ValueError"), s("bad"), None, None));
+        assert_eq!(
+            info(&lines, Langs::PYTHON, false),
+            (s("ValueError"), s("bad"), None, None)
+        );
     }
 
     #[test]
     fn go_node_ruby_dotnet() {
         assert_eq!(
-            info(&["panic: runtime error: index out of range [3] with length 3", "", "goroutine 1 [running]:"], Langs::GO, false).0,
+            info(
+                &[
+                    "panic: runtime error: index out of range [3] with length 3",
+                    "",
+                    "goroutine 1 [running]:"
+                ],
+                Langs::GO,
+                false
+            )
+            .0,
             s("runtime error")
         );
-        assert_eq!(info(&["panic: boom", "goroutine 1 [running]:"], Langs::GO, false).1, s("boom"));
         assert_eq!(
-            info(&["[2026-11-25T01:02:03.004Z] error: failed", "TypeError: Cannot read x", "    at f (a.js:1:2)"], Langs::NODE, true),
-            (s("TypeError"), s("Cannot read x"), s("2026-11-25T01:02:03.004Z"), s("ERROR"))
+            info(&["panic: boom", "goroutine 1 [running]:"], Langs::GO, false).1,
+            s("boom")
         );
         assert_eq!(
-            info(&["app.rb:5:in 'divide': divided by 0 (ZeroDivisionError)", "\tfrom app.rb:9:in '<main>'"], Langs::RUBY, false),
+            info(
+                &[
+                    "[2026-11-25T01:02:03.004Z] error: failed",
+                    "TypeError: Cannot read x",
+                    "    at f (a.js:1:2)"
+                ],
+                Langs::NODE,
+                true
+            ),
+            (
+                s("TypeError"),
+                s("Cannot read x"),
+                s("2026-11-25T01:02:03.004Z"),
+                s("ERROR")
+            )
+        );
+        assert_eq!(
+            info(
+                &[
+                    "app.rb:5:in 'divide': divided by 0 (ZeroDivisionError)",
+                    "\tfrom app.rb:9:in '<main>'"
+                ],
+                Langs::RUBY,
+                false
+            ),
             (s("ZeroDivisionError"), s("divided by 0"), None, None)
         );
         assert_eq!(
-            info(&["Unhandled exception. System.InvalidOperationException: nope", "   at P.Main() in /p.cs:line 3"], Langs::DOTNET, false).0,
+            info(
+                &[
+                    "Unhandled exception. System.InvalidOperationException: nope",
+                    "   at P.Main() in /p.cs:line 3"
+                ],
+                Langs::DOTNET,
+                false
+            )
+            .0,
             s("System.InvalidOperationException")
         );
     }

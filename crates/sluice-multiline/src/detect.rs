@@ -59,13 +59,22 @@ impl Langs {
 /// several languages at once until continuation lines tell them apart.
 const STARTS: &[(Langs, &str)] = &[
     // Java/JVM exception line (also the first line after a log header).
-    (Langs(1 | 32), r"(?:Exception in thread .+ )?(?:[a-zA-Z_$][\w$]*\.)+(?:[A-Z][\w$]*)?(?:Exception|Error|Throwable)(?::.*)?$"),
+    (
+        Langs(1 | 32),
+        r"(?:Exception in thread .+ )?(?:[a-zA-Z_$][\w$]*\.)+(?:[A-Z][\w$]*)?(?:Exception|Error|Throwable)(?::.*)?$",
+    ),
     (Langs(1), r"Exception in thread .+"),
     (Langs::PYTHON, r"Traceback \(most recent call last\):$"),
     (Langs::GO, r"(?:panic: |fatal error: |goroutine \d+ \[[^\]]*\]:$)"),
-    (Langs(8 | 32), r"(?:Uncaught )?(?:[A-Z][\w$]*)?(?:Error|Exception)(?: \[[\w]+\])?(?::.*)?$"),
+    (
+        Langs(8 | 32),
+        r"(?:Uncaught )?(?:[A-Z][\w$]*)?(?:Error|Exception)(?: \[[\w]+\])?(?::.*)?$",
+    ),
     (Langs::RUBY, r"\S+:\d+:in [`'][^']*': .* \([A-Z][\w:]*\)$"),
-    (Langs::DOTNET, r"Unhandled [eE]xception\. (?:[A-Za-z_][\w]*\.)+[A-Z]\w*(?::.*)?$"),
+    (
+        Langs::DOTNET,
+        r"Unhandled [eE]xception\. (?:[A-Za-z_][\w]*\.)+[A-Z]\w*(?::.*)?$",
+    ),
 ];
 
 /// Continuation patterns: (languages, regex).
@@ -76,8 +85,14 @@ const CONTINUES: &[(Langs, &str)] = &[
     (Langs::JAVA, r"\s+Suppressed: .+"),
     (Langs::PYTHON, r"  File .+, line \d+.*"),
     (Langs::PYTHON, r"    .*"),
-    (Langs::PYTHON, r"During handling of the above exception, another exception occurred:$"),
-    (Langs::PYTHON, r"The above exception was the direct cause of the following exception:$"),
+    (
+        Langs::PYTHON,
+        r"During handling of the above exception, another exception occurred:$",
+    ),
+    (
+        Langs::PYTHON,
+        r"The above exception was the direct cause of the following exception:$",
+    ),
     (Langs::PYTHON, r"Traceback \(most recent call last\):$"),
     (Langs::PYTHON, r"\s*\^+$"),
     (Langs::GO, r"\[signal .+\]$"),
@@ -100,7 +115,8 @@ const CONTINUES: &[(Langs, &str)] = &[
 
 /// Python's final exception line: it belongs to the trace, and after it only
 /// a chaining sentence continues it.
-const PYTHON_EXCEPTION: &str = r"[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|Timeout\w*)?(?:: .*)?$";
+const PYTHON_EXCEPTION: &str =
+    r"[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|Timeout\w*)?(?:: .*)?$";
 
 /// What a line is to the stream's current group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,18 +161,29 @@ fn compile(patterns: &[&str]) -> Result<Regex, PatternError> {
         .configure(Regex::config().match_kind(MatchKind::All))
         .build_many(patterns)
         .map_err(|e| PatternError {
-        pattern: patterns.join(" | "),
-        message: e.to_string(),
-    })
+            pattern: patterns.join(" | "),
+            message: e.to_string(),
+        })
 }
 
 impl Detector {
     /// Detectors for `enabled` built-in languages plus optional custom
     /// start/continue regexes.
-    pub fn new(enabled: Langs, custom_start: Option<&str>, custom_continue: Option<&str>) -> Result<Detector, PatternError> {
-        let mut starts: Vec<(Langs, &str)> = STARTS.iter().filter(|(l, _)| l.has(enabled)).map(|(l, p)| (l.and(enabled), *p)).collect();
-        let mut continues: Vec<(Langs, &str)> =
-            CONTINUES.iter().filter(|(l, _)| l.has(enabled)).map(|(l, p)| (l.and(enabled), *p)).collect();
+    pub fn new(
+        enabled: Langs,
+        custom_start: Option<&str>,
+        custom_continue: Option<&str>,
+    ) -> Result<Detector, PatternError> {
+        let mut starts: Vec<(Langs, &str)> = STARTS
+            .iter()
+            .filter(|(l, _)| l.has(enabled))
+            .map(|(l, p)| (l.and(enabled), *p))
+            .collect();
+        let mut continues: Vec<(Langs, &str)> = CONTINUES
+            .iter()
+            .filter(|(l, _)| l.has(enabled))
+            .map(|(l, p)| (l.and(enabled), *p))
+            .collect();
         let mut enabled = enabled;
         if let Some(p) = custom_start {
             starts.push((Langs::CUSTOM, p));
@@ -171,9 +198,16 @@ impl Detector {
         }
         // An empty set must still compile: a pattern that cannot match.
         let never = r"[^\s\S]";
-        let start_patterns: Vec<&str> = if starts.is_empty() { vec![never] } else { starts.iter().map(|(_, p)| *p).collect() };
-        let continue_patterns: Vec<&str> =
-            if continues.is_empty() { vec![never] } else { continues.iter().map(|(_, p)| *p).collect() };
+        let start_patterns: Vec<&str> = if starts.is_empty() {
+            vec![never]
+        } else {
+            starts.iter().map(|(_, p)| *p).collect()
+        };
+        let continue_patterns: Vec<&str> = if continues.is_empty() {
+            vec![never]
+        } else {
+            continues.iter().map(|(_, p)| *p).collect()
+        };
         let starts_re = compile(&start_patterns)?;
         let continues_re = compile(&continue_patterns)?;
         Ok(Detector {
@@ -222,7 +256,9 @@ impl Detector {
     /// Classify `line` for a stream whose open group (if any) is in `group`
     /// languages.
     pub fn classify(&mut self, line: &[u8], group: Option<Langs>) -> Class {
-        let Some(&first) = line.first() else { return Class::Plain };
+        let Some(&first) = line.first() else {
+            return Class::Plain;
+        };
         if let Some(g) = group {
             // Most continuation lines start with whitespace or a keyword;
             // test them before starts so `Caused by:` never opens a group.
@@ -269,12 +305,21 @@ mod tests {
         assert!(start(&mut d, "java.lang.IllegalStateException: bad").has(Langs::JAVA));
         assert!(start(&mut d, "Exception in thread \"main\" java.lang.RuntimeException: boom").has(Langs::JAVA));
         assert_eq!(start(&mut d, "Traceback (most recent call last):"), Langs::PYTHON);
-        assert_eq!(start(&mut d, "panic: runtime error: index out of range [3] with length 3"), Langs::GO);
+        assert_eq!(
+            start(&mut d, "panic: runtime error: index out of range [3] with length 3"),
+            Langs::GO
+        );
         assert_eq!(start(&mut d, "goroutine 1 [running]:"), Langs::GO);
         assert!(start(&mut d, "TypeError: Cannot read properties of undefined (reading 'id')").has(Langs::NODE));
         assert!(start(&mut d, "Error: connect ECONNREFUSED 127.0.0.1:5432").has(Langs::NODE));
-        assert_eq!(start(&mut d, "app.rb:5:in 'divide': divided by 0 (ZeroDivisionError)"), Langs::RUBY);
-        assert_eq!(start(&mut d, "Unhandled exception. System.InvalidOperationException: nope"), Langs::DOTNET);
+        assert_eq!(
+            start(&mut d, "app.rb:5:in 'divide': divided by 0 (ZeroDivisionError)"),
+            Langs::RUBY
+        );
+        assert_eq!(
+            start(&mut d, "Unhandled exception. System.InvalidOperationException: nope"),
+            Langs::DOTNET
+        );
         assert!(start(&mut d, "System.NullReferenceException: Object reference not set").has(Langs::DOTNET));
     }
 
@@ -286,25 +331,52 @@ mod tests {
             d.classify(b"\tat com.example.A.run(A.java:10)", Some(Langs::JAVA)),
             Class::Continue(Langs::JAVA)
         );
-        assert_eq!(d.classify(b"Caused by: java.io.IOException: x", Some(Langs::JAVA)), Class::Continue(Langs::JAVA));
-        assert_eq!(d.classify(b"\t... 12 more", Some(Langs::JAVA)), Class::Continue(Langs::JAVA));
+        assert_eq!(
+            d.classify(b"Caused by: java.io.IOException: x", Some(Langs::JAVA)),
+            Class::Continue(Langs::JAVA)
+        );
+        assert_eq!(
+            d.classify(b"\t... 12 more", Some(Langs::JAVA)),
+            Class::Continue(Langs::JAVA)
+        );
         assert_eq!(
             d.classify(b"  File \"/app/x.py\", line 3, in <module>", Some(Langs::PYTHON)),
             Class::Continue(Langs::PYTHON)
         );
-        assert_eq!(d.classify(b"ValueError: bad value", Some(Langs::PYTHON)), Class::Continue(Langs::PYTHON));
-        assert_eq!(d.classify(b"   at Program.Main() in /src/Program.cs:line 12", Some(Langs::DOTNET)), Class::Continue(Langs::DOTNET));
-        assert_eq!(d.classify(b"\tfrom app.rb:9:in '<main>'", Some(Langs::RUBY)), Class::Continue(Langs::RUBY));
+        assert_eq!(
+            d.classify(b"ValueError: bad value", Some(Langs::PYTHON)),
+            Class::Continue(Langs::PYTHON)
+        );
+        assert_eq!(
+            d.classify(b"   at Program.Main() in /src/Program.cs:line 12", Some(Langs::DOTNET)),
+            Class::Continue(Langs::DOTNET)
+        );
+        assert_eq!(
+            d.classify(b"\tfrom app.rb:9:in '<main>'", Some(Langs::RUBY)),
+            Class::Continue(Langs::RUBY)
+        );
         assert_eq!(d.classify(b"main.main()", Some(Langs::GO)), Class::Continue(Langs::GO));
-        assert_eq!(d.classify(b"\t/src/main.go:12 +0x1d", Some(Langs::GO)), Class::Continue(Langs::GO));
+        assert_eq!(
+            d.classify(b"\t/src/main.go:12 +0x1d", Some(Langs::GO)),
+            Class::Continue(Langs::GO)
+        );
     }
 
     #[test]
     fn headers_and_plain_lines() {
         let mut d = auto();
-        assert_eq!(d.classify(b"2026-11-25 01:02:03.004 ERROR [main] c.e.Svc - Failed", None), Class::Header);
-        assert_eq!(d.classify(b"[2026-11-25T01:02:03.004Z] error: delivery failed", None), Class::Header);
-        assert_eq!(d.classify(b"2026-11-25 01:02:03 INFO started in 3 ms", None), Class::Plain);
+        assert_eq!(
+            d.classify(b"2026-11-25 01:02:03.004 ERROR [main] c.e.Svc - Failed", None),
+            Class::Header
+        );
+        assert_eq!(
+            d.classify(b"[2026-11-25T01:02:03.004Z] error: delivery failed", None),
+            Class::Header
+        );
+        assert_eq!(
+            d.classify(b"2026-11-25 01:02:03 INFO started in 3 ms", None),
+            Class::Plain
+        );
         assert_eq!(d.classify(b"GET /healthz 200", None), Class::Plain);
     }
 
@@ -318,9 +390,15 @@ mod tests {
     fn custom_rules() {
         let mut d = Detector::new(Langs::NONE, Some(r"BEGIN \d+"), Some(r"\| .*")).unwrap();
         assert_eq!(d.classify(b"BEGIN 42", None), Class::Start(Langs::CUSTOM));
-        assert_eq!(d.classify(b"| detail", Some(Langs::CUSTOM)), Class::Continue(Langs::CUSTOM));
+        assert_eq!(
+            d.classify(b"| detail", Some(Langs::CUSTOM)),
+            Class::Continue(Langs::CUSTOM)
+        );
         assert_eq!(d.classify(b"ERROR plain", None), Class::Plain);
         let err = Detector::new(Langs::NONE, Some("(unclosed"), None).err().unwrap();
-        assert!(err.to_string().starts_with("invalid multiline pattern `(unclosed`"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid multiline pattern `(unclosed`"),
+            "{err}"
+        );
     }
 }

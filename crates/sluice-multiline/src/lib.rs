@@ -93,8 +93,16 @@ impl MultilineStage {
                 stitched: registry.counter("multiline_events_total", "Multi-line events stitched.", &[]),
                 lines: registry.counter("multiline_lines_total", "Lines that went into stitched events.", &[]),
                 split: registry.counter("multiline_split_total", "Traces split at max_lines/max_bytes.", &[]),
-                timeouts: registry.counter("multiline_flush_timeouts_total", "Events emitted by the flush timeout.", &[]),
-                evicted: registry.counter("multiline_streams_evicted_total", "Stream states freed at max_streams.", &[]),
+                timeouts: registry.counter(
+                    "multiline_flush_timeouts_total",
+                    "Events emitted by the flush timeout.",
+                    &[],
+                ),
+                evicted: registry.counter(
+                    "multiline_streams_evicted_total",
+                    "Stream states freed at max_streams.",
+                    &[],
+                ),
             },
         })
     }
@@ -142,7 +150,9 @@ impl MultilineStage {
     fn text_line(&mut self, batch: &mut Batch, e: Event, key: u64, now: Instant, kept: &mut Vec<Event>) {
         let mut group = self.take_group(key);
         loop {
-            let open = group.as_ref().map(|g| if g.header_only { Langs::NONE } else { g.langs });
+            let open = group
+                .as_ref()
+                .map(|g| if g.header_only { Langs::NONE } else { g.langs });
             let class = self.detector.classify(batch.line(&e), open.filter(|l| !l.is_empty()));
             match (group.take(), class) {
                 (Some(mut g), Class::Start(l)) if g.header_only => {
@@ -156,7 +166,7 @@ impl MultilineStage {
                     kept.push(self.emit(batch, g));
                     continue;
                 }
-                (Some(mut g), Class::Continue(l)) if !(g.python_done && !chain_sentence(batch.line(&e))) => {
+                (Some(mut g), Class::Continue(l)) if !g.python_done || chain_sentence(batch.line(&e)) => {
                     g.langs = l;
                     if l.has(Langs::PYTHON) {
                         g.python_done = self.detector.is_python_exception(batch.line(&e));
@@ -265,10 +275,14 @@ impl MultilineStage {
         if e.field(Field::ErrorType) != FieldValue::Absent {
             return;
         }
-        let Some(trace) = batch.str_field(e, Field::Stacktrace) else { return };
+        let Some(trace) = batch.str_field(e, Field::Stacktrace) else {
+            return;
+        };
         let text = String::from_utf8_lossy(trace).into_owned();
         let lines: Vec<&str> = text.lines().collect();
-        let Some(t) = describe::describe(&lines, Langs::ALL_BUILTIN, false).error_type else { return };
+        let Some(t) = describe::describe(&lines, Langs::ALL_BUILTIN, false).error_type else {
+            return;
+        };
         let mut quoted = Vec::with_capacity(t.len() + 2);
         write_json_string(t.as_bytes(), &mut quoted);
         batch.append_field(index, "error_type", &quoted);
@@ -362,8 +376,11 @@ impl Stage for MultilineStage {
             self.counters.timeouts.add(n as u64);
         }
         // Streams without an open event and quiet for a minute are freed.
-        self.streams
-            .retain(|_, s| s.group.is_some() || s.last_seen.is_some_and(|t| now.duration_since(t) < Duration::from_secs(60)));
+        self.streams.retain(|_, s| {
+            s.group.is_some()
+                || s.last_seen
+                    .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        });
     }
 
     fn finish(&mut self, out: &mut Vec<Batch>) {
@@ -374,8 +391,11 @@ impl Stage for MultilineStage {
 impl MultilineStage {
     /// Free the least recently seen streams beyond `max_streams`.
     fn evict(&mut self, out: &mut Vec<Batch>) {
-        let mut by_age: Vec<(Instant, u64)> =
-            self.streams.iter().map(|(k, s)| (s.last_seen.unwrap_or_else(Instant::now), *k)).collect();
+        let mut by_age: Vec<(Instant, u64)> = self
+            .streams
+            .iter()
+            .map(|(k, s)| (s.last_seen.unwrap_or_else(Instant::now), *k))
+            .collect();
         by_age.sort();
         let excess = self.streams.len() - self.max_streams;
         let victims: Vec<u64> = by_age.iter().take(excess).map(|(_, k)| *k).collect();

@@ -8,7 +8,10 @@ fn config() -> MultilineConfig {
 
 fn toml_config(extra: &str) -> MultilineConfig {
     let text = format!("[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[multiline]\n{extra}\n");
-    sluice_config::parse(&text, std::path::Path::new("t"), &|_| None).unwrap().multiline.unwrap()
+    sluice_config::parse(&text, std::path::Path::new("t"), &|_| None)
+        .unwrap()
+        .multiline
+        .unwrap()
 }
 
 /// Frame `lines` (stream, text) into a batch with one origin per stream.
@@ -73,7 +76,10 @@ fn a_java_trace_with_its_header_becomes_one_event() {
         &mut stage(),
         vec![vec![
             (1, "2026-11-25 01:02:03.004 INFO  [main] c.e.Svc - started"),
-            (1, "2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - Failed to bill order 7"),
+            (
+                1,
+                "2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - Failed to bill order 7",
+            ),
             (1, "java.lang.IllegalStateException: total mismatch"),
             (1, "\tat c.e.Svc.bill(Svc.java:10)"),
             (1, "Caused by: java.io.IOException: disk full"),
@@ -83,7 +89,10 @@ fn a_java_trace_with_its_header_becomes_one_event() {
         ]],
     );
     assert_eq!(out.len(), 3);
-    assert_eq!(out[0]["message"], "2026-11-25 01:02:03.004 INFO  [main] c.e.Svc - started");
+    assert_eq!(
+        out[0]["message"],
+        "2026-11-25 01:02:03.004 INFO  [main] c.e.Svc - started"
+    );
     let t = &out[1];
     assert_eq!(
         t["message"],
@@ -116,18 +125,30 @@ fn streams_never_mix_and_order_is_kept_per_stream() {
         ]],
     );
     let by_stream = |s: u64| -> Vec<String> {
-        out.iter().filter(|v| v["s"] == s).map(|v| v["message"].as_str().unwrap().to_string()).collect()
+        out.iter()
+            .filter(|v| v["s"] == s)
+            .map(|v| v["message"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(
         by_stream(1),
-        ["Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    f()\nValueError: bad", "next line of 1"]
+        [
+            "Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    f()\nValueError: bad",
+            "next line of 1"
+        ]
     );
     assert_eq!(
         by_stream(2),
-        ["panic: boom\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:5 +0x1d", "next line of 2"]
+        [
+            "panic: boom\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:5 +0x1d",
+            "next line of 2"
+        ]
     );
     let py = out.iter().find(|v| v["s"] == 1 && v["error_type"].is_string()).unwrap();
-    assert_eq!((py["error_type"].as_str(), py["error_message"].as_str()), (Some("ValueError"), Some("bad")));
+    assert_eq!(
+        (py["error_type"].as_str(), py["error_message"].as_str()),
+        (Some("ValueError"), Some("bad"))
+    );
 }
 
 #[test]
@@ -135,17 +156,34 @@ fn a_trace_spanning_batches_is_held_and_placed_in_order() {
     let out = run(
         &mut stage(),
         vec![
-            vec![(1, "before"), (1, "TypeError: x is undefined"), (1, "    at f (a.js:1:1)")],
+            vec![
+                (1, "before"),
+                (1, "TypeError: x is undefined"),
+                (1, "    at f (a.js:1:1)"),
+            ],
             vec![(1, "    at g (a.js:2:2)"), (1, "after")],
         ],
     );
     let msgs: Vec<&str> = out.iter().map(|v| v["message"].as_str().unwrap()).collect();
-    assert_eq!(msgs, ["before", "TypeError: x is undefined\n    at f (a.js:1:1)\n    at g (a.js:2:2)", "after"]);
+    assert_eq!(
+        msgs,
+        [
+            "before",
+            "TypeError: x is undefined\n    at f (a.js:1:1)\n    at g (a.js:2:2)",
+            "after"
+        ]
+    );
 }
 
 #[test]
 fn a_trace_at_the_very_end_is_emitted_at_finish() {
-    let out = run(&mut stage(), vec![vec![(3, "Traceback (most recent call last):"), (3, "  File \"x.py\", line 9, in f")]]);
+    let out = run(
+        &mut stage(),
+        vec![vec![
+            (3, "Traceback (most recent call last):"),
+            (3, "  File \"x.py\", line 9, in f"),
+        ]],
+    );
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["multiline_lines"], 2);
 }
@@ -156,7 +194,10 @@ fn idle_streams_are_flushed_by_the_timeout_and_keep_acknowledgements() {
     let registry = Registry::new();
     let mut parse = ParseStage::new(&registry);
     let (tx, mut rx) = sluice_core::ack::channel();
-    let mut b = batch(&[(1, "java.lang.RuntimeException: x"), (1, "\tat A.b(A.java:1)")], &mut HashMap::new());
+    let mut b = batch(
+        &[(1, "java.lang.RuntimeException: x"), (1, "\tat A.b(A.java:1)")],
+        &mut HashMap::new(),
+    );
     b.add_ack(tx.token(5));
     parse.parse_batch(&mut b);
     let mut out = Vec::new();
@@ -187,7 +228,10 @@ fn long_traces_are_split_and_marked_never_dropped() {
     ];
     let out = run(&mut st, vec![lines.to_vec()]);
     assert_eq!(out.len(), 2);
-    assert_eq!(out[0]["message"], "java.lang.Error: deep\n\tat A.a(A.java:1)\n\tat A.b(A.java:2)");
+    assert_eq!(
+        out[0]["message"],
+        "java.lang.Error: deep\n\tat A.a(A.java:1)\n\tat A.b(A.java:2)"
+    );
     assert_eq!(out[0]["sluice_truncated"], true);
     assert_eq!(out[1]["message"], "\tat A.c(A.java:3)\n\tat A.d(A.java:4)");
     assert_eq!(out[1]["sluice_truncated"], true);
@@ -199,21 +243,33 @@ fn json_events_are_never_merged_and_get_error_type_from_stacktrace() {
         &mut stage(),
         vec![vec![
             (1, "java.lang.IllegalStateException: a"),
-            (1, r#"{"level":"ERROR","stacktrace":"java.lang.NullPointerException: npe\n\tat A.b(A.java:1)"}"#),
+            (
+                1,
+                r#"{"level":"ERROR","stacktrace":"java.lang.NullPointerException: npe\n\tat A.b(A.java:1)"}"#,
+            ),
             (1, "\tat X.y(X.java:1)"),
         ]],
     );
     assert_eq!(out.len(), 3);
     assert_eq!(out[0]["message"], "java.lang.IllegalStateException: a");
     assert_eq!(out[1]["error_type"], "java.lang.NullPointerException");
-    assert_eq!(out[2]["message"], "\tat X.y(X.java:1)", "a frame after a JSON line starts nothing");
+    assert_eq!(
+        out[2]["message"], "\tat X.y(X.java:1)",
+        "a frame after a JSON line starts nothing"
+    );
 }
 
 #[test]
 fn a_header_without_a_trace_stays_a_plain_line() {
-    let out = run(&mut stage(), vec![vec![(1, "2026-11-25 ERROR something odd"), (1, "2026-11-25 INFO fine")]]);
+    let out = run(
+        &mut stage(),
+        vec![vec![(1, "2026-11-25 ERROR something odd"), (1, "2026-11-25 INFO fine")]],
+    );
     assert_eq!(out.len(), 2);
-    assert_eq!(out[0], serde_json::json!({"message": "2026-11-25 ERROR something odd", "s": 1}));
+    assert_eq!(
+        out[0],
+        serde_json::json!({"message": "2026-11-25 ERROR something odd", "s": 1})
+    );
 }
 
 #[test]
@@ -223,7 +279,10 @@ fn custom_rules() {
         &Registry::new(),
     )
     .unwrap();
-    let out = run(&mut st, vec![vec![(1, "BEGIN job"), (1, "| step 1"), (1, "| step 2"), (1, "END")]]);
+    let out = run(
+        &mut st,
+        vec![vec![(1, "BEGIN job"), (1, "| step 1"), (1, "| step 2"), (1, "END")]],
+    );
     let msgs: Vec<&str> = out.iter().map(|v| v["message"].as_str().unwrap()).collect();
     assert_eq!(msgs, ["BEGIN job\n| step 1\n| step 2", "END"]);
 }
