@@ -48,7 +48,13 @@ fn fixture(
     }
 }
 
+/// The fixtures, produced once per test run (the JVM takes a second).
 fn fixtures() -> Vec<Trace> {
+    static FIXTURES: std::sync::OnceLock<Vec<Trace>> = std::sync::OnceLock::new();
+    FIXTURES.get_or_init(produce_fixtures).clone()
+}
+
+fn produce_fixtures() -> Vec<Trace> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("t.py"),
@@ -274,8 +280,9 @@ fn a_trace_split_by_rotation_is_one_event_and_an_idle_stream_is_flushed() {
     let idle = root.path().join("pods/ns_idle_u2/app");
     std::fs::create_dir_all(&rotated).unwrap();
     std::fs::create_dir_all(&idle).unwrap();
-    // A flush timeout longer than the rotation takes, shorter than the idle gap.
-    let cfg = config(root.path(), "", "1500ms");
+    // A flush timeout far longer than the rotation takes (generous: CI
+    // machines are loaded), far shorter than the idle gap.
+    let cfg = config(root.path(), "", "3s");
     let child = sluice()
         .args(["run", "--config"])
         .arg(&cfg)
@@ -288,14 +295,14 @@ fn a_trace_split_by_rotation_is_one_event_and_an_idle_stream_is_flushed() {
     let second: String = java.lines[half..].iter().map(|l| cri("stderr", l, false)).collect();
     append(&rotated.join("0.log"), &first);
     append(&idle.join("0.log"), &first);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(300));
     // kubelet-style rotation mid-trace: rename, then the rest in a new file.
     std::fs::rename(rotated.join("0.log"), rotated.join("0.log.20261125-010203")).unwrap();
     append(&rotated.join("0.log"), &second);
-    std::thread::sleep(Duration::from_millis(2500));
-    // The idle stream's rest arrives after its flush timeout.
+    std::thread::sleep(Duration::from_millis(6000));
+    // The idle stream's rest arrives well after its flush timeout.
     append(&idle.join("0.log"), &second);
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(1500));
     stop(child);
 
     let got = output_by_file(root.path());

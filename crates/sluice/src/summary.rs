@@ -65,6 +65,17 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             reason("invalid_utf8"),
         );
     }
+    if let Some(stitched) = registry.value("multiline_events_total", &[]) {
+        let _ = writeln!(
+            s,
+            "  stage  {:<14} {:>12} traces stitched from {} lines ({} split, {} by timeout)",
+            "multiline",
+            HumanCount(stitched.max(0) as u64).to_string(),
+            HumanCount(counter(registry, "multiline_lines_total", &[])),
+            counter(registry, "multiline_split_total", &[]),
+            counter(registry, "multiline_flush_timeouts_total", &[]),
+        );
+    }
     for (id, sink) in &report.sinks {
         let l = [("sink", id.as_str())];
         let disk = registry.value("file_bytes_written_total", &l);
