@@ -198,23 +198,33 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn run(path: Option<&Path>, force_progress: bool, no_progress: bool) -> anyhow::Result<ExitCode> {
-    let config = load(path)?;
-    let show_progress = !no_progress && (force_progress || (config.report.progress && std::io::stderr().is_terminal()));
+/// Run `config` to its end with signal handling and, when `progress` gives
+/// an interval (and optional total), a live display; returns the report, the
+/// metrics and what it cost.
+fn execute(
+    config: &Config,
+    progress: Option<(std::time::Duration, Option<u64>)>,
+) -> anyhow::Result<(sluice_runtime::RunReport, Registry, resources::Usage)> {
     let registry = Registry::new();
     let shutdown = Shutdown::new();
     let rt = runtime()?;
     let before = resources::Usage::now();
     let report = rt.block_on(async {
         sluice_runtime::install_signal_handlers(shutdown.clone());
-        let ticker = show_progress.then(|| progress::Live::start(&registry, config.report.interval, None));
-        let report = sluice_runtime::run(&config, &registry, shutdown).await;
-        if let Some(t) = ticker {
-            t.finish();
+        let live = progress.map(|(every, total)| progress::Live::start(&registry, every, total));
+        let report = sluice_runtime::run(config, &registry, shutdown).await;
+        if let Some(l) = live {
+            l.finish();
         }
         report
     })?;
-    let usage = resources::Usage::now().since(&before);
+    Ok((report, registry, resources::Usage::now().since(&before)))
+}
+
+fn run(path: Option<&Path>, force_progress: bool, no_progress: bool) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let show_progress = !no_progress && (force_progress || (config.report.progress && std::io::stderr().is_terminal()));
+    let (report, registry, usage) = execute(&config, show_progress.then_some((config.report.interval, None)))?;
     if config.report.summary {
         eprint!("{}", summary::render(&report, &registry, &usage));
     }
@@ -250,18 +260,7 @@ fn bench(path: Option<&Path>, count: Option<u64>) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let registry = Registry::new();
-    let shutdown = Shutdown::new();
-    let rt = runtime()?;
-    let before = resources::Usage::now();
-    let report = rt.block_on(async {
-        sluice_runtime::install_signal_handlers(shutdown.clone());
-        let bar = progress::Live::start(&registry, std::time::Duration::from_millis(200), total_bytes);
-        let report = sluice_runtime::run(&config, &registry, shutdown).await;
-        bar.finish();
-        report
-    })?;
-    let usage = resources::Usage::now().since(&before);
+    let (report, registry, usage) = execute(&config, Some((std::time::Duration::from_millis(200), total_bytes)))?;
     print!("{}", summary::render_bench(&report, &registry, &usage));
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
