@@ -36,12 +36,48 @@ impl InterpolationError {
     }
 }
 
-/// Substitute environment references in `text`. An empty variable counts as
-/// unset for `:-`, as in the shell.
+/// Where a TOML comment starts on `line`, if it has one (a `#` outside a
+/// quoted string). References inside comments are left alone, so a
+/// commented-out setting never needs its variable.
+fn comment_start(line: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some('"'), '\\') if !escaped => {
+                escaped = true;
+                continue;
+            }
+            (Some(q), c) if c == q && !escaped => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => return Some(i),
+            _ => {}
+        }
+        escaped = false;
+    }
+    None
+}
+
+/// Substitute environment references in `text` (not in comments). An empty
+/// variable counts as unset for `:-`, as in the shell.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, InterpolationError> {
     let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let code_end = comment_start(line).unwrap_or(line.len());
+        out.push_str(&interpolate_code(&line[..code_end], n + 1, env)?);
+        out.push_str(&line[code_end..]);
+    }
+    Ok(out)
+}
+
+fn interpolate_code(
+    text: &str,
+    line: usize,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpolationError> {
+    let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    let line_of = |rest: &str| text[..text.len() - rest.len()].matches('\n').count() + 1;
+    let line_of = |_: &str| line;
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
@@ -105,6 +141,18 @@ mod tests {
             )
             .unwrap(),
             "a = \"/var/log/pods/x\"\nb = \"./data\"\nc = \"d\" e = \"\""
+        );
+    }
+
+    #[test]
+    fn comments_are_left_alone() {
+        assert_eq!(
+            interpolate(
+                "a = \"#${DIR}\" # uses ${UNSET}\n# b = \"${UNSET}\"\nc = '#x' # ${UNSET}",
+                &env
+            )
+            .unwrap(),
+            "a = \"#/var/log/pods\" # uses ${UNSET}\n# b = \"${UNSET}\"\nc = '#x' # ${UNSET}"
         );
     }
 

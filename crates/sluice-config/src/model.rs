@@ -25,6 +25,9 @@ pub struct Config {
     /// Multi-line stack-trace stitching; absent: the stage is off.
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
+    /// Whitelist redaction of secrets and PII; absent: the stage is off.
+    #[serde(default)]
+    pub redact: Option<RedactConfig>,
     /// What sluice shows while it runs and when it ends.
     #[serde(default)]
     pub report: ReportConfig,
@@ -59,6 +62,78 @@ pub struct MultilineConfig {
     /// stream's event is emitted and its state freed.
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+}
+
+/// What happens to a field that is not on the whitelist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlistedField {
+    /// Drop it.
+    #[default]
+    Remove,
+    /// Replace its value by `hmac:<hex>` (HMAC-SHA256 with `hash_key`), so
+    /// equal values still join.
+    Hash,
+}
+
+/// The redaction stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Top-level fields that pass (dotted paths allow single fields inside
+    /// objects, e.g. `headers.user-agent`); absent: the field guide's schema.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// What happens to fields not allowed.
+    #[serde(default)]
+    pub unlisted: UnlistedField,
+    /// HMAC key for `unlisted = "hash"` (use `${VAR}`, never a literal).
+    #[serde(default)]
+    pub hash_key: Option<String>,
+    /// Add `"redacted":[...]` (rule names) to every event it changed.
+    #[serde(default = "default_true")]
+    pub mark: bool,
+    /// Detectors to switch off by name (`email`, `phone`, `card`, `rrn`,
+    /// `jwt`, `auth_header`, `aws_access_key`, `aws_secret_key`,
+    /// `kv_secret`, `url_credentials`, `private_key`).
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Extra value patterns: `{ name = "...", pattern = "...", mask = "..." }`.
+    #[serde(default)]
+    pub custom: Vec<CustomPattern>,
+    /// Per-service additions to `allow`, by service name or glob.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRedact>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A custom value detector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomPattern {
+    /// Rule name (counters, `redacted` marks).
+    pub name: String,
+    /// Regex (regex-automata syntax).
+    pub pattern: String,
+    /// Replacement text.
+    #[serde(default = "default_mask")]
+    pub mask: String,
+}
+
+fn default_mask() -> String {
+    "****".into()
+}
+
+/// Per-service redaction overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRedact {
+    /// Fields allowed for this service in addition to the global list.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// The language names `multiline.languages` accepts.
@@ -465,6 +540,21 @@ impl Config {
                     "multiline",
                     "max_lines must be at least 2, max_streams at least 1, max_bytes at least 1KiB",
                 );
+            }
+        }
+        if let Some(r) = &self.redact {
+            if r.unlisted == UnlistedField::Hash && r.hash_key.as_deref().is_none_or(str::is_empty) {
+                return err("redact.hash_key", "required when unlisted = \"hash\"");
+            }
+            for c in &r.custom {
+                if let Err(e) = regex_automata::meta::Regex::new(&c.pattern) {
+                    return err("redact.custom", &format!("pattern of `{}`: {e}", c.name));
+                }
+            }
+            for k in r.services.keys() {
+                if let Err(e) = glob::Pattern::new(k) {
+                    return err("redact.services", &format!("`{k}` is not a valid glob: {e}"));
+                }
             }
         }
         let stdin_count = self

@@ -74,7 +74,7 @@ pub enum RuntimeError {
 }
 
 /// Build the stage chain a configuration asks for, in pipeline order:
-/// parse → multiline (→ redact → budget, as they land).
+/// parse → multiline → redact (→ budget, as it lands).
 pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn Stage>>, RuntimeError> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     if config.pipeline.parse {
@@ -83,6 +83,13 @@ pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn 
     if let Some(m) = &config.multiline {
         let stage = sluice_multiline::MultilineStage::new(m, registry).map_err(|e| RuntimeError::Stage {
             stage: "multiline",
+            message: e.to_string(),
+        })?;
+        stages.push(Box::new(stage));
+    }
+    if let Some(r) = &config.redact {
+        let stage = sluice_redact::RedactStage::new(r, registry).map_err(|e| RuntimeError::Stage {
+            stage: "redact",
             message: e.to_string(),
         })?;
         stages.push(Box::new(stage));

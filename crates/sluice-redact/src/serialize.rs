@@ -1,0 +1,272 @@
+//! Rebuilding a record under the redaction policy from its simd-json tape:
+//! unlisted fields dropped (or hashed), objects opened field by field,
+//! secret keys masked at any depth, allowed strings through the value
+//! detectors. Every edit is recorded as (rule, field) and sets `changed`.
+
+use simd_json::{Node, StaticNode};
+use sluice_core::encode::write_json_string;
+
+use crate::policy::{is_protected, is_secret_key, AllowList};
+use crate::values::ValueDetectors;
+
+pub(crate) struct Walk<'a> {
+    pub detectors: &'a ValueDetectors,
+    pub allow: &'a AllowList,
+    pub hmac: &'a dyn Fn(&[u8]) -> Option<String>,
+    pub hits: &'a mut Vec<(String, String)>,
+    pub changed: bool,
+}
+
+/// Number of tape nodes a value occupies.
+fn width(node: &Node<'_>) -> usize {
+    match node {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+fn key_out(key: &str, first: &mut bool, out: &mut Vec<u8>) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    write_json_string(key.as_bytes(), out);
+    out.push(b':');
+}
+
+/// Write the value at `nodes[0]` unchanged.
+fn copy_value(nodes: &[Node<'_>], out: &mut Vec<u8>) {
+    match nodes[0] {
+        Node::String(s) => write_json_string(s.as_bytes(), out),
+        Node::Static(st) => write_static(st, out),
+        Node::Object { len, .. } => {
+            out.push(b'{');
+            let mut i = 1;
+            for k in 0..len {
+                if k > 0 {
+                    out.push(b',');
+                }
+                if let Node::String(key) = nodes[i] {
+                    write_json_string(key.as_bytes(), out);
+                }
+                out.push(b':');
+                copy_value(&nodes[i + 1..], out);
+                i += 1 + width(&nodes[i + 1]);
+            }
+            out.push(b'}');
+        }
+        Node::Array { len, .. } => {
+            out.push(b'[');
+            let mut i = 1;
+            for k in 0..len {
+                if k > 0 {
+                    out.push(b',');
+                }
+                copy_value(&nodes[i..], out);
+                i += width(&nodes[i]);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+fn write_static(st: StaticNode, out: &mut Vec<u8>) {
+    match st {
+        StaticNode::I64(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        StaticNode::U64(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        StaticNode::F64(f) => out.extend_from_slice(ryu::Buffer::new().format(f).as_bytes()),
+        StaticNode::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        StaticNode::Null => out.extend_from_slice(b"null"),
+    }
+}
+
+impl Walk<'_> {
+    /// Whether the record needs any edit: the read-only pass every event
+    /// takes, so a clean record costs a walk of its tape and no writes.
+    pub fn needs_change(&self, nodes: &[Node<'_>]) -> bool {
+        let Some(&Node::Object { len, .. }) = nodes.first() else {
+            return false;
+        };
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(key) = nodes[i] else { return true };
+            let value = &nodes[i + 1..];
+            i += 1 + width(&value[0]);
+            let dirty = if is_secret_key(key) {
+                true
+            } else if let Node::Object { len, .. } = value[0] {
+                !self.allow.opens(key) || self.object_dirty(key, len, value)
+            } else if self.allow.allows(key) {
+                self.value_dirty(is_protected(key), value)
+            } else {
+                true
+            };
+            if dirty {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn object_dirty(&self, parent: &str, len: usize, nodes: &[Node<'_>]) -> bool {
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(key) = nodes[i] else { return true };
+            let value = &nodes[i + 1..];
+            i += 1 + width(&value[0]);
+            if is_secret_key(key) || !self.allow.allows_child(parent, key) || self.value_dirty(false, value) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn value_dirty(&self, protected: bool, nodes: &[Node<'_>]) -> bool {
+        match nodes[0] {
+            Node::String(s) => !protected && self.detectors.redact(s.as_bytes()).is_some(),
+            Node::Object { len, .. } => {
+                let mut i = 1;
+                for _ in 0..len {
+                    let Node::String(key) = nodes[i] else { return true };
+                    let value = &nodes[i + 1..];
+                    i += 1 + width(&value[0]);
+                    if is_secret_key(key) || self.value_dirty(false, value) {
+                        return true;
+                    }
+                }
+                false
+            }
+            Node::Array { len, .. } => {
+                let mut i = 1;
+                for _ in 0..len {
+                    if self.value_dirty(protected, &nodes[i..]) {
+                        return true;
+                    }
+                    i += width(&nodes[i]);
+                }
+                false
+            }
+            Node::Static(_) => false,
+        }
+    }
+
+    fn hit(&mut self, rule: &str, field: &str) {
+        self.hits.push((rule.to_string(), field.to_string()));
+        self.changed = true;
+    }
+
+    /// The top-level object; `nodes[0]` must be an object.
+    pub fn top(&mut self, nodes: &[Node<'_>]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let Some(&Node::Object { len, .. }) = nodes.first() else {
+            return out;
+        };
+        out.push(b'{');
+        let mut first = true;
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(key) = nodes[i] else { break };
+            let value = &nodes[i + 1..];
+            i += 1 + width(&value[0]);
+            if is_secret_key(key) {
+                key_out(key, &mut first, &mut out);
+                out.extend_from_slice(b"\"****\"");
+                self.hit("secret_key", key);
+            } else if matches!(value[0], Node::Object { .. }) && self.allow.opens(key) {
+                key_out(key, &mut first, &mut out);
+                self.object_filtered(key, value, &mut out);
+            } else if self.allow.allows(key) && !matches!(value[0], Node::Object { .. }) {
+                key_out(key, &mut first, &mut out);
+                self.allowed_value(key, value, &mut out);
+            } else if let Some(h) = self.hashed(value) {
+                key_out(key, &mut first, &mut out);
+                write_json_string(h.as_bytes(), &mut out);
+                self.hit("unlisted_hashed", key);
+            } else {
+                self.hit("unlisted", key);
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    fn hashed(&self, value: &[Node<'_>]) -> Option<String> {
+        let mut raw = Vec::new();
+        match value[0] {
+            Node::String(s) => raw.extend_from_slice(s.as_bytes()),
+            _ => copy_value(value, &mut raw),
+        }
+        (self.hmac)(&raw)
+    }
+
+    /// An object that passes only through `parent.child` entries.
+    fn object_filtered(&mut self, parent: &str, nodes: &[Node<'_>], out: &mut Vec<u8>) {
+        let Node::Object { len, .. } = nodes[0] else { return };
+        out.push(b'{');
+        let mut first = true;
+        let mut i = 1;
+        for _ in 0..len {
+            let Node::String(key) = nodes[i] else { break };
+            let value = &nodes[i + 1..];
+            i += 1 + width(&value[0]);
+            let path = format!("{parent}.{key}");
+            if is_secret_key(key) {
+                key_out(key, &mut first, out);
+                out.extend_from_slice(b"\"****\"");
+                self.hit("secret_key", &path);
+            } else if self.allow.allows_child(parent, key) {
+                key_out(key, &mut first, out);
+                self.allowed_value(&path, value, out);
+            } else {
+                self.hit("unlisted", &path);
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// A value that passes: strings through the detectors (unless the field
+    /// is protected), containers walked for secret keys and strings.
+    fn allowed_value(&mut self, field: &str, nodes: &[Node<'_>], out: &mut Vec<u8>) {
+        match nodes[0] {
+            Node::String(s) if !is_protected(field) => match self.detectors.redact(s.as_bytes()) {
+                Some((masked, rules)) => {
+                    write_json_string(&masked, out);
+                    for r in rules {
+                        self.hit(&r, field);
+                    }
+                }
+                None => write_json_string(s.as_bytes(), out),
+            },
+            Node::Object { len, .. } => {
+                out.push(b'{');
+                let mut first = true;
+                let mut i = 1;
+                for _ in 0..len {
+                    let Node::String(key) = nodes[i] else { break };
+                    let value = &nodes[i + 1..];
+                    i += 1 + width(&value[0]);
+                    key_out(key, &mut first, out);
+                    if is_secret_key(key) {
+                        out.extend_from_slice(b"\"****\"");
+                        self.hit("secret_key", &format!("{field}.{key}"));
+                    } else {
+                        self.allowed_value(&format!("{field}.{key}"), value, out);
+                    }
+                }
+                out.push(b'}');
+            }
+            Node::Array { len, .. } => {
+                out.push(b'[');
+                let mut i = 1;
+                for k in 0..len {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    self.allowed_value(field, &nodes[i..], out);
+                    i += width(&nodes[i]);
+                }
+                out.push(b']');
+            }
+            _ => copy_value(nodes, out),
+        }
+    }
+}

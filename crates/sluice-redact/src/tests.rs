@@ -1,0 +1,175 @@
+use super::*;
+use sluice_core::encode::write_batch;
+use sluice_core::{Event, Span};
+use sluice_parse::ParseStage;
+
+fn stage(extra: &str) -> RedactStage {
+    let text = format!("[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[redact]\n{extra}\n");
+    let cfg = sluice_config::parse(&text, std::path::Path::new("t"), &|_| None).unwrap();
+    RedactStage::new(cfg.redact.as_ref().unwrap(), &Registry::new()).unwrap()
+}
+
+/// parse → redact → encode, one output line per input line.
+fn run(st: &mut RedactStage, lines: &[&str]) -> Vec<String> {
+    let mut data = Vec::new();
+    let mut events = Vec::new();
+    for l in lines {
+        events.push(Event::unparsed(Span::new(data.len(), l.len()), 0, Event::NO_ORIGIN));
+        data.extend_from_slice(l.as_bytes());
+        data.push(b'\n');
+    }
+    let mut b = Batch::new(data, events);
+    ParseStage::new(&Registry::new()).parse_batch(&mut b);
+    let mut out = Vec::new();
+    st.process(b, &mut out);
+    let mut text = Vec::new();
+    write_batch(&out[0], &mut text);
+    String::from_utf8(text).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_labelled_corpus() {
+    let corpus = include_str!("../../../tests/redaction_corpus.tsv");
+    let mut st = stage("");
+    let (mut pos, mut neg) = (0, 0);
+    for row in corpus.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        let (kind, rule, text) = (cols[0], cols[1], cols[2]);
+        let record = serde_json::json!({"level": "info", "msg": text}).to_string();
+        // As a JSON field and as a plain-text line.
+        for input in [record.as_str(), text] {
+            let out = run(&mut st, &[input]);
+            let expected_plain = serde_json::json!({"message": text}).to_string();
+            match kind {
+                "pos" => {
+                    let secret = cols[3];
+                    assert!(!out[0].contains(secret), "{rule}: `{secret}` survived in {}", out[0]);
+                    let v: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+                    assert!(
+                        v["redacted"].as_array().unwrap().iter().any(|r| r == rule),
+                        "{rule} not credited: {}",
+                        out[0]
+                    );
+                    pos += 1;
+                }
+                "neg" => {
+                    let want = if input == text { expected_plain.as_str() } else { input };
+                    assert_eq!(out[0], want, "negative `{rule}` was touched");
+                    neg += 1;
+                }
+                other => panic!("bad corpus row kind {other}"),
+            }
+        }
+    }
+    assert_eq!((pos, neg), (2 * 22, 2 * 16));
+}
+
+#[test]
+fn whitelist_removes_unlisted_fields_and_opens_objects_field_by_field() {
+    let mut st = stage("");
+    let out = run(
+        &mut st,
+        &[
+            r#"{"ts":"2026-11-25T01:02:03Z","level":"INFO","service":"api","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","status":200,"duration_ms":12,"headers":{"user-agent":"curl","x-forwarded-for":"1.2.3.4"},"body":{"q":"x"},"internal_note":"keep out"}"#,
+        ],
+    );
+    assert_eq!(
+        out[0],
+        r#"{"ts":"2026-11-25T01:02:03Z","level":"INFO","service":"api","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","status":200,"duration_ms":12,"redacted":["unlisted"]}"#
+    );
+    let mut open = stage(
+        r#"[redact.services."api*"]
+allow = ["headers.user-agent"]"#,
+    );
+    let out = run(
+        &mut open,
+        &[r#"{"service":"api-gw","headers":{"user-agent":"curl","authorization":"Bearer abcdefghijkl","x":"y"}}"#],
+    );
+    assert_eq!(
+        out[0],
+        r#"{"service":"api-gw","headers":{"user-agent":"curl","authorization":"****"},"redacted":["secret_key","unlisted"]}"#
+    );
+}
+
+#[test]
+fn secret_key_names_are_masked_at_any_depth_even_when_allowed() {
+    let mut st = stage(r#"allow = ["msg", "ctx", "ctx.*"]"#);
+    let out = run(
+        &mut st,
+        &[r#"{"msg":"ok","ctx":{"user":{"apiKey":"k-123","name":"x"},"sessionId":"s1"},"Password":"p"}"#],
+    );
+    assert_eq!(
+        out[0],
+        r#"{"msg":"ok","ctx":{"user":{"apiKey":"****","name":"x"},"sessionId":"****"},"Password":"****","redacted":["secret_key"]}"#
+    );
+}
+
+#[test]
+fn untouched_events_pass_byte_for_byte_and_pipeline_fields_are_never_damaged() {
+    let mut st = stage("");
+    let line = r#"{ "ts" : "2026-11-25T01:02:03.123Z", "trace_id":"4111111111111111","request_id":"010-1234-5678","status":503,"route":"/v1/users/{id}","duration_ms":1234567890123,"msg":"fine"}"#;
+    assert_eq!(run(&mut st, &[line])[0], line);
+}
+
+#[test]
+fn unlisted_fields_can_be_hashed_for_joins() {
+    let mut st = stage("unlisted = \"hash\"\nhash_key = \"k1\"\nmark = false");
+    let out = run(
+        &mut st,
+        &[r#"{"msg":"a","customer":"c-42"}"#, r#"{"msg":"b","customer":"c-42"}"#],
+    );
+    let a: serde_json::Value = serde_json::from_str(&out[0]).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&out[1]).unwrap();
+    let h = a["customer"].as_str().unwrap();
+    assert!(h.starts_with("hmac:") && h.len() == 5 + 16, "{h}");
+    assert_eq!(a["customer"], b["customer"], "equal values hash equal");
+    assert!(a.get("redacted").is_none());
+}
+
+#[test]
+fn counters_name_rule_and_field_never_the_value() {
+    let registry = Registry::new();
+    let text = "[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[redact]\n";
+    let cfg = sluice_config::parse(text, std::path::Path::new("t"), &|_| None).unwrap();
+    let mut st = RedactStage::new(cfg.redact.as_ref().unwrap(), &registry).unwrap();
+    run(&mut st, &[r#"{"msg":"mail kim@example.com","body":{"x":1}}"#]);
+    assert_eq!(
+        registry.value("redactions_total", &[("rule", "email"), ("field", "msg")]),
+        Some(1)
+    );
+    assert_eq!(
+        registry.value("redactions_total", &[("rule", "unlisted"), ("field", "body")]),
+        Some(1)
+    );
+    assert!(!registry.render_prometheus().contains("kim@"));
+}
+
+proptest::proptest! {
+    /// Random records with planted secrets: no output holds a planted value.
+    #[test]
+    fn planted_secrets_never_survive(
+        user in "[a-z]{3,10}",
+        pw in "[A-Za-z0-9]{6,16}",
+        digits in "[0-9]{4}",
+        filler in "[a-z ]{0,30}",
+        where_ in 0usize..4,
+    ) {
+        let email = format!("{user}.{digits}@example.com");
+        let secrets = [
+            (format!("{filler} contact {email}"), email.clone()),
+            (format!("login password={pw}{digits} {filler}"), format!("{pw}{digits}")),
+            (format!("{filler} call 010-{digits}-1234"), format!("010-{digits}")),
+            (format!("https://{user}:{pw}X@h.example.com/{filler}"), format!("{pw}X")),
+        ];
+        let (text, secret) = &secrets[where_];
+        let record = serde_json::json!({"msg": text, "level": "info", "password": pw, "extra": {"token": digits}}).to_string();
+        let mut st = stage("");
+        let out = run(&mut st, &[&record, text]);
+        for line in &out {
+            proptest::prop_assert!(!line.contains(secret.as_str()), "{} in {}", secret, line);
+            if pw.len() >= 6 {
+                proptest::prop_assert!(!line.contains(&format!("\"{pw}\"")), "password value in {}", line);
+            }
+        }
+    }
+}
