@@ -48,6 +48,10 @@ pub struct RedactStage {
     scratch: Vec<u8>,
     buffers: Buffers,
     tape: Tape<'static>,
+    memo: serialize::KeyMemo,
+    /// The last service seen and its list: consecutive events of one
+    /// service skip the lookup.
+    last_service: Option<(Vec<u8>, Arc<AllowList>)>,
 }
 
 impl RedactStage {
@@ -90,6 +94,8 @@ impl RedactStage {
             scratch: Vec::new(),
             buffers: Buffers::new(4096),
             tape: Tape(Vec::new()),
+            memo: serialize::KeyMemo::default(),
+            last_service: None,
         })
     }
 
@@ -97,8 +103,15 @@ impl RedactStage {
         let Some(service) = service else {
             return self.default_allow.clone();
         };
+        if let Some((s, a)) = &self.last_service {
+            if s.as_slice() == service {
+                return a.clone();
+            }
+        }
         if let Some(a) = self.by_service.get(service) {
-            return a.clone();
+            let a = a.clone();
+            self.last_service = Some((service.to_vec(), a.clone()));
+            return a;
         }
         let name = String::from_utf8_lossy(service);
         let list = self
@@ -210,6 +223,7 @@ impl RedactStage {
         scratch.extend_from_slice(json);
         scratch.resize(json.len() + INPUT_PADDING, 0);
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
+        let mut memo = std::mem::take(&mut self.memo);
         let parsed = simd_json::fill_tape_padded(&mut scratch, json.len(), &mut buffers, &mut tape).is_ok();
         let result = if parsed {
             let mut walk = Walk {
@@ -219,7 +233,7 @@ impl RedactStage {
                 hits,
                 changed: false,
             };
-            if walk.needs_change(&tape.0) {
+            if walk.needs_change(&tape.0, &mut memo) {
                 let out = walk.top(&tape.0);
                 walk.changed.then_some(out)
             } else {
@@ -231,6 +245,7 @@ impl RedactStage {
         self.tape = tape.reset();
         self.scratch = scratch;
         self.buffers = buffers;
+        self.memo = memo;
         result
     }
 }

@@ -9,6 +9,54 @@ use sluice_core::encode::write_json_string;
 use crate::policy::{is_protected, is_secret_key, AllowList};
 use crate::values::ValueDetectors;
 
+/// What the policy says about one top-level key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyClass {
+    secret: bool,
+    allowed: bool,
+    protected: bool,
+    opens: bool,
+}
+
+/// The classes of the previous record's keys, by position: records of one
+/// service repeat their schema, so a key is usually classified by one short
+/// comparison instead of an automaton scan and a binary search.
+#[derive(Default)]
+pub(crate) struct KeyMemo {
+    keys: Vec<(Box<str>, KeyClass)>,
+    /// Which allow list the classes were made for.
+    list: usize,
+}
+
+impl KeyMemo {
+    fn class(&mut self, i: usize, key: &str, allow: &AllowList) -> KeyClass {
+        let list = allow as *const AllowList as usize;
+        if list != self.list {
+            self.keys.clear();
+            self.list = list;
+        }
+        if let Some((k, c)) = self.keys.get(i) {
+            if &**k == key {
+                return *c;
+            }
+        }
+        let c = KeyClass {
+            secret: is_secret_key(key),
+            allowed: allow.allows(key),
+            protected: is_protected(key),
+            opens: allow.opens(key),
+        };
+        if i < 64 {
+            if i < self.keys.len() {
+                self.keys[i] = (key.into(), c);
+            } else if i == self.keys.len() {
+                self.keys.push((key.into(), c));
+            }
+        }
+        c
+    }
+}
+
 pub(crate) struct Walk<'a> {
     pub detectors: &'a ValueDetectors,
     pub allow: &'a AllowList,
@@ -82,21 +130,22 @@ fn write_static(st: StaticNode, out: &mut Vec<u8>) {
 impl Walk<'_> {
     /// Whether the record needs any edit: the read-only pass every event
     /// takes, so a clean record costs a walk of its tape and no writes.
-    pub fn needs_change(&self, nodes: &[Node<'_>]) -> bool {
+    pub fn needs_change(&self, nodes: &[Node<'_>], memo: &mut KeyMemo) -> bool {
         let Some(&Node::Object { len, .. }) = nodes.first() else {
             return false;
         };
         let mut i = 1;
-        for _ in 0..len {
+        for k in 0..len {
             let Node::String(key) = nodes[i] else { return true };
             let value = &nodes[i + 1..];
             i += 1 + width(&value[0]);
-            let dirty = if is_secret_key(key) {
+            let class = memo.class(k, key, self.allow);
+            let dirty = if class.secret {
                 true
             } else if let Node::Object { len, .. } = value[0] {
-                !self.allow.opens(key) || self.object_dirty(key, len, value)
-            } else if self.allow.allows(key) {
-                self.value_dirty(is_protected(key), value)
+                !class.opens || self.object_dirty(key, len, value)
+            } else if class.allowed {
+                self.value_dirty(class.protected, value)
             } else {
                 true
             };
