@@ -76,6 +76,15 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             counter(registry, "multiline_flush_timeouts_total", &[]),
         );
     }
+    if let Some(changed) = registry.value("redacted_events_total", &[]) {
+        let _ = writeln!(
+            s,
+            "  stage  {:<14} {:>12} events changed ({} values masked or fields removed)",
+            "redact",
+            HumanCount(changed.max(0) as u64).to_string(),
+            HumanCount(registry.total("redactions_total")),
+        );
+    }
     for (id, sink) in &report.sinks {
         let l = [("sink", id.as_str())];
         let disk = registry.value("file_bytes_written_total", &l);
