@@ -28,6 +28,9 @@ pub struct Config {
     /// Whitelist redaction of secrets and PII; absent: the stage is off.
     #[serde(default)]
     pub redact: Option<RedactConfig>,
+    /// Per-service budgets and sampling; absent: the stage is off.
+    #[serde(default)]
+    pub budget: Option<BudgetConfig>,
     /// What sluice shows while it runs and when it ends.
     #[serde(default)]
     pub report: ReportConfig,
@@ -62,6 +65,134 @@ pub struct MultilineConfig {
     /// stream's event is emitted and its state freed.
     #[serde(default = "default_max_streams")]
     pub max_streams: usize,
+}
+
+/// Which clock budget windows run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetClock {
+    /// The machine's clock.
+    #[default]
+    Wall,
+    /// The records' `ts` (replays and tests cover a day in seconds).
+    Event,
+}
+
+/// How budget windows are aligned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetWindow {
+    /// Windows start at multiples of their length in `utc_offset` (a day
+    /// budget resets at local midnight).
+    #[default]
+    Calendar,
+    /// Windows start when a service is first seen.
+    Rolling,
+}
+
+/// The budget/sampling stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Budget of services not listed: `<size>/<period>` (`"1GiB/day"`,
+    /// `"50MiB/h"`).
+    #[serde(default = "default_budget")]
+    pub default: String,
+    /// Budgets by service name or glob.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    /// Clock of the windows.
+    #[serde(default)]
+    pub clock: BudgetClock,
+    /// Calendar or rolling windows.
+    #[serde(default)]
+    pub window: BudgetWindow,
+    /// UTC offset of calendar windows (`"+09:00"` for Asia/Seoul).
+    #[serde(default = "default_offset")]
+    pub utc_offset: String,
+    /// `duration_ms` at or above which a request is slow (kept whole).
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: f64,
+    /// Per-route slow thresholds (route template → ms).
+    #[serde(default)]
+    pub slow_routes: BTreeMap<String, f64>,
+    /// Lowest keep-probability for normal events.
+    #[serde(default = "default_floor")]
+    pub floor: f64,
+    /// Highest keep-probability for normal events.
+    #[serde(default = "default_ceiling")]
+    pub ceiling: f64,
+    /// Seed of the trace hash: the same seed on every node keeps or drops
+    /// a trace everywhere.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_budget() -> String {
+    "1GiB/day".into()
+}
+fn default_offset() -> String {
+    "+00:00".into()
+}
+fn default_slow_ms() -> f64 {
+    1000.0
+}
+fn default_floor() -> f64 {
+    0.01
+}
+fn default_ceiling() -> f64 {
+    1.0
+}
+
+/// A parsed budget: bytes per period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Bytes allowed per window.
+    pub bytes: u64,
+    /// Window length in seconds.
+    pub period_secs: u64,
+}
+
+impl Budget {
+    /// Parse `<size>/<period>` (`day`/`d`, `h`/`hour`, `m`/`min`, or a
+    /// humantime duration such as `6h`).
+    pub fn parse(s: &str) -> Result<Budget, String> {
+        let (size, period) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected <size>/<period>, e.g. \"20GiB/day\""))?;
+        let bytes: ByteSize = size.trim().parse().map_err(|e| format!("`{s}`: size: {e}"))?;
+        let period_secs = match period.trim() {
+            "day" | "d" => 86_400,
+            "h" | "hour" => 3_600,
+            "m" | "min" | "minute" => 60,
+            other => humantime::parse_duration(other)
+                .map_err(|e| format!("`{s}`: period: {e}"))?
+                .as_secs(),
+        };
+        if period_secs == 0 {
+            return Err(format!("`{s}`: period must be at least a second"));
+        }
+        Ok(Budget {
+            bytes: bytes.0,
+            period_secs,
+        })
+    }
+}
+
+/// Parse `"+09:00"` / `"-05:30"` into seconds east of UTC.
+pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(format!("`{s}`: expected +HH:MM or -HH:MM")),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(|| format!("`{s}`: expected +HH:MM"))?;
+    let h: i64 = h.parse().map_err(|_| format!("`{s}`: bad hours"))?;
+    let m: i64 = m.parse().map_err(|_| format!("`{s}`: bad minutes"))?;
+    if h > 14 || m > 59 {
+        return Err(format!("`{s}`: out of range"));
+    }
+    Ok(sign * (h * 3600 + m * 60))
 }
 
 /// What happens to a field that is not on the whitelist.
@@ -555,6 +686,21 @@ impl Config {
                 if let Err(e) = glob::Pattern::new(k) {
                     return err("redact.services", &format!("`{k}` is not a valid glob: {e}"));
                 }
+            }
+        }
+        if let Some(b) = &self.budget {
+            Budget::parse(&b.default).map_err(|e| ("budget.default".to_string(), e))?;
+            for (k, v) in &b.services {
+                Budget::parse(v).map_err(|e| (format!("budget.services.{k}"), e))?;
+                glob::Pattern::new(k)
+                    .map_err(|e| (format!("budget.services.{k}"), format!("not a valid glob: {e}")))?;
+            }
+            parse_utc_offset(&b.utc_offset).map_err(|e| ("budget.utc_offset".to_string(), e))?;
+            if !(0.0 < b.floor && b.floor <= b.ceiling && b.ceiling <= 1.0) {
+                return err("budget", "need 0 < floor <= ceiling <= 1");
+            }
+            if b.slow_ms <= 0.0 {
+                return err("budget.slow_ms", "must be positive");
             }
         }
         let stdin_count = self

@@ -74,7 +74,7 @@ pub enum RuntimeError {
 }
 
 /// Build the stage chain a configuration asks for, in pipeline order:
-/// parse → multiline → redact (→ budget, as it lands).
+/// parse → multiline → redact → budget.
 pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn Stage>>, RuntimeError> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     if config.pipeline.parse {
@@ -90,6 +90,14 @@ pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn 
     if let Some(r) = &config.redact {
         let stage = sluice_redact::RedactStage::new(r, registry).map_err(|e| RuntimeError::Stage {
             stage: "redact",
+            message: e.to_string(),
+        })?;
+        stages.push(Box::new(stage));
+    }
+    if let Some(b) = &config.budget {
+        let state = Some(config.data_dir.clone());
+        let stage = sluice_budget::BudgetStage::new(b, registry, state).map_err(|e| RuntimeError::Stage {
+            stage: "budget",
             message: e.to_string(),
         })?;
         stages.push(Box::new(stage));

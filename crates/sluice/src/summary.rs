@@ -85,6 +85,27 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             HumanCount(registry.total("redactions_total")),
         );
     }
+    if registry.total("budget_events_total") > 0 {
+        let kind = |k: &str| -> u64 {
+            registry
+                .snapshot()
+                .iter()
+                .filter(|(name, _)| {
+                    name.starts_with("budget_bytes_total{") && name.ends_with(&format!("kind=\"{k}\"}}"))
+                })
+                .map(|(_, v)| (*v).max(0) as u64)
+                .sum()
+        };
+        let _ = writeln!(
+            s,
+            "  stage  {:<14} {:>12} events judged; {:.1} MB in, {:.1} MB kept, {:.1} MB sampled away (errors and slow all kept)",
+            "budget",
+            HumanCount(registry.total("budget_events_total")).to_string(),
+            mb(kind("in")),
+            mb(kind("kept")),
+            mb(kind("dropped")),
+        );
+    }
     for (id, sink) in &report.sinks {
         let l = [("sink", id.as_str())];
         let disk = registry.value("file_bytes_written_total", &l);

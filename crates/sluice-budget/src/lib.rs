@@ -1,0 +1,284 @@
+//! The budget stage: each service has a log budget (bytes per window);
+//! errors and slow requests are always kept; normal events are sampled with a
+//! keep-probability that adapts so the window's spend lands on the budget;
+//! the decision for a normal event is a hash of its `trace_id` (else
+//! `request_id`) with a configured seed, so every line of a request is kept
+//! or dropped together, on every node; kept sampled events carry
+//! `sample_rate` (= 1/p) so counts re-weighted downstream stay unbiased; and
+//! exact counts are taken *before* sampling. It must not change a kept
+//! event's bytes beyond appending `sample_rate`.
+
+mod classify;
+mod ledger;
+mod stats;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sluice_config::{parse_utc_offset, Budget, BudgetClock, BudgetConfig, BudgetWindow};
+use sluice_core::{Batch, Field, Registry, Stage};
+
+pub use classify::{route_template, Class};
+pub use ledger::{BudgetLedger, LedgerState};
+use stats::Stats;
+
+/// The stage could not be built or its state not restored.
+#[derive(Debug, thiserror::Error)]
+#[error("budget: {0}")]
+pub struct BudgetError(String);
+
+/// See the crate docs.
+pub struct BudgetStage {
+    default: Budget,
+    services: Vec<(glob::Pattern, Budget)>,
+    clock: BudgetClock,
+    window: BudgetWindow,
+    offset: i64,
+    slow_ms: f64,
+    slow_routes: HashMap<String, f64>,
+    floor: f64,
+    ceiling: f64,
+    seed: u64,
+    /// Service name → dense id (indexes `ledgers` and the stats).
+    ids: HashMap<Vec<u8>, usize>,
+    ledgers: Vec<BudgetLedger>,
+    names: Vec<Vec<u8>>,
+    stats: Stats,
+    state_path: Option<PathBuf>,
+    last_save: Instant,
+    /// Event clock: the newest `ts` seen (events without one use it).
+    event_now: f64,
+    ts_cache: classify::TsCache,
+    unkeyed: u64,
+    /// Recent decisions by trace hash: a request's later lines get the
+    /// decision (and sample rate) of its first, even if p moved between.
+    recent: HashMap<u64, f64>,
+}
+
+impl BudgetStage {
+    /// Build the stage; with `state_dir`, spend survives restarts there.
+    pub fn new(
+        cfg: &BudgetConfig,
+        registry: &Registry,
+        state_dir: Option<PathBuf>,
+    ) -> Result<BudgetStage, BudgetError> {
+        let default = Budget::parse(&cfg.default).map_err(BudgetError)?;
+        let mut services = Vec::new();
+        for (k, v) in &cfg.services {
+            let p = glob::Pattern::new(k).map_err(|e| BudgetError(format!("{k}: {e}")))?;
+            services.push((p, Budget::parse(v).map_err(BudgetError)?));
+        }
+        let state_path = state_dir.map(|d| d.join("budget.json"));
+        let mut stage = BudgetStage {
+            default,
+            services,
+            clock: cfg.clock,
+            window: cfg.window,
+            offset: parse_utc_offset(&cfg.utc_offset).map_err(BudgetError)?,
+            slow_ms: cfg.slow_ms,
+            slow_routes: cfg.slow_routes.clone().into_iter().collect(),
+            floor: cfg.floor,
+            ceiling: cfg.ceiling,
+            seed: cfg.seed,
+            ids: HashMap::new(),
+            ledgers: Vec::new(),
+            names: Vec::new(),
+            stats: Stats::new(registry),
+            state_path,
+            last_save: Instant::now(),
+            event_now: 0.0,
+            ts_cache: classify::TsCache::default(),
+            unkeyed: 0,
+            recent: HashMap::new(),
+        };
+        stage.restore()?;
+        Ok(stage)
+    }
+
+    fn budget_for(&self, service: &str) -> Budget {
+        self.services
+            .iter()
+            .find(|(p, _)| p.matches(service))
+            .map_or(self.default, |(_, b)| *b)
+    }
+
+    fn restore(&mut self) -> Result<(), BudgetError> {
+        let Some(path) = &self.state_path else { return Ok(()) };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(BudgetError(format!("reading {}: {e}", path.display()))),
+        };
+        let saved: HashMap<String, LedgerState> = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // Never block the pipeline on a bad state file: keep it aside.
+                let aside = path.with_extension("json.corrupt");
+                let _ = std::fs::rename(path, &aside);
+                eprintln!("budget: state file unreadable ({e}); moved to {}", aside.display());
+                return Ok(());
+            }
+        };
+        for (name, state) in saved {
+            let id = self.service_id(name.as_bytes(), state.window_start);
+            self.ledgers[id].state = state;
+        }
+        Ok(())
+    }
+
+    /// Write the ledgers (atomically) so spend survives a restart.
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.state_path else { return Ok(()) };
+        let map: HashMap<String, &LedgerState> = self
+            .names
+            .iter()
+            .zip(&self.ledgers)
+            .map(|(k, l)| (String::from_utf8_lossy(k).into_owned(), &l.state))
+            .collect();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&map).map_err(std::io::Error::other)?)?;
+        std::fs::rename(tmp, path)
+    }
+
+    fn now(&self) -> f64 {
+        match self.clock {
+            BudgetClock::Event => self.event_now,
+            BudgetClock::Wall => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
+
+    /// The dense id of a service, registering it on first sight.
+    fn service_id(&mut self, service: &[u8], now: f64) -> usize {
+        if let Some(&id) = self.ids.get(service) {
+            return id;
+        }
+        let name = String::from_utf8_lossy(service).into_owned();
+        let budget = self.budget_for(&name);
+        let id = self.ledgers.len();
+        self.ledgers
+            .push(BudgetLedger::new(budget, now, self.window, self.offset, self.ceiling));
+        self.names.push(service.to_vec());
+        self.ids.insert(service.to_vec(), id);
+        self.stats.add_service(&name);
+        id
+    }
+
+    /// Decide every event of a batch; dropped events leave the batch.
+    pub fn decide(&mut self, batch: &mut Batch) {
+        let n = batch.len();
+        let mut keep = vec![true; n];
+        let mut rates: Vec<(usize, f64)> = Vec::new();
+        let mut touched: Vec<usize> = Vec::new();
+        for i in 0..n {
+            let e = &batch.events()[i];
+            if self.clock == BudgetClock::Event {
+                if let Some(ts) = batch.str_field(e, Field::Ts) {
+                    if let Some(t) = self.ts_cache.parse(ts) {
+                        self.event_now = self.event_now.max(t);
+                    }
+                }
+            }
+            let now = self.now();
+            let id = self.service_id(batch.service(e).unwrap_or(b"unknown"), now);
+            let size = event_size(batch, i) as u64;
+            let class = classify::classify(batch, e, self.slow_ms, &self.slow_routes);
+            self.stats.record(id, class, batch, e, size);
+            let ledger = &mut self.ledgers[id];
+            ledger.roll(now, self.window, self.offset);
+            let must = matches!(class, Class::Error | Class::Slow);
+            ledger.offer(size as f64, must);
+            let kept = if must {
+                true
+            } else {
+                let key = batch
+                    .str_field(e, Field::TraceId)
+                    .or_else(|| batch.str_field(e, Field::RequestId));
+                let h = match key {
+                    Some(k) => xxhash_rust::xxh3::xxh3_64_with_seed(k, self.seed),
+                    None => {
+                        self.unkeyed += 1;
+                        xxhash_rust::xxh3::xxh3_64_with_seed(&self.unkeyed.to_le_bytes(), self.seed ^ 0x9e37_79b9)
+                    }
+                };
+                // Bounded memory: forget everything past 100k traces.
+                if self.recent.len() > 100_000 {
+                    self.recent.clear();
+                }
+                let p = match key {
+                    Some(_) => *self.recent.entry(h).or_insert(ledger.state.p),
+                    None => ledger.state.p,
+                };
+                let keep = (h as f64) < p * (u64::MAX as f64);
+                if keep && p < 1.0 {
+                    rates.push((i, 1.0 / p));
+                }
+                keep
+            };
+            if kept {
+                ledger.spend(size as f64);
+            }
+            keep[i] = kept;
+            self.stats.decided(id, size, kept);
+            if !touched.contains(&id) {
+                touched.push(id);
+            }
+        }
+        let now = self.now();
+        for id in touched {
+            let l = &mut self.ledgers[id];
+            l.update(now, self.floor, self.ceiling);
+            self.stats.probability(id, l.state.p, l.state.spent);
+        }
+        let mut buf = ryu::Buffer::new();
+        for (i, rate) in rates {
+            batch.append_field(i, "sample_rate", buf.format(rate).as_bytes());
+        }
+        let mut idx = 0;
+        batch.events_mut().retain(|_| {
+            idx += 1;
+            keep[idx - 1]
+        });
+        self.stats.publish();
+    }
+}
+
+/// The bytes an event stands for in the budget: its line (or rewrite).
+fn event_size(batch: &Batch, i: usize) -> usize {
+    let e = &batch.events()[i];
+    e.rewrite.map_or(e.line.len as usize, |r| r.len as usize) + 1
+}
+
+impl Stage for BudgetStage {
+    fn name(&self) -> &'static str {
+        "budget"
+    }
+
+    fn process(&mut self, mut batch: Batch, out: &mut Vec<Batch>) {
+        self.decide(&mut batch);
+        out.push(batch);
+    }
+
+    fn tick(&mut self, _now: Instant, _out: &mut Vec<Batch>) {
+        if self.last_save.elapsed().as_secs() >= 5 {
+            self.last_save = Instant::now();
+            if let Err(e) = self.save() {
+                eprintln!("budget: cannot save state: {e}");
+            }
+        }
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Batch>) {
+        if let Err(e) = self.save() {
+            eprintln!("budget: cannot save state: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! Exact counts taken before sampling, so the metrics are not blinded by
+//! it: events by service, class and level; events by status class; bytes
+//! in, kept and dropped per service; latency histograms per service and route
+//! template with the guide's buckets; and the current probability and spend.
+//! Counted in plain arrays per service (no allocation per event), published
+//! to the registry once per batch.
+
+use std::collections::HashMap;
+
+use sluice_core::{Batch, Counter, Event, Field, Gauge, Registry};
+
+use crate::classify::{route_template, Class};
+
+/// The guide's latency buckets, in milliseconds.
+pub const BUCKETS_MS: [f64; 11] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+const CLASSES: [Class; 4] = [Class::Error, Class::Slow, Class::Debug, Class::Normal];
+const LEVELS: [&str; 9] = [
+    "trace", "debug", "info", "warn", "error", "fatal", "critical", "other", "none",
+];
+const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+const BYTES: [&str; 3] = ["in", "kept", "dropped"];
+
+struct Hist {
+    buckets: [Counter; 12],
+    sum: Counter,
+    pending: [u64; 12],
+    pending_sum: u64,
+}
+
+/// One service's counters and what is not yet published.
+struct ServiceStats {
+    events: Vec<(Counter, u64)>,
+    statuses: Vec<(Counter, u64)>,
+    bytes: Vec<(Counter, u64)>,
+    routes: HashMap<Vec<u8>, Hist>,
+    probability: Gauge,
+    spent: Gauge,
+}
+
+pub struct Stats {
+    registry: Registry,
+    services: Vec<ServiceStats>,
+    names: Vec<String>,
+}
+
+fn level_index(batch: &Batch, e: &Event) -> usize {
+    let Some(l) = batch.str_field(e, Field::Level) else {
+        return 8;
+    };
+    if l.eq_ignore_ascii_case(b"warning") {
+        return 3;
+    }
+    LEVELS[..7]
+        .iter()
+        .position(|n| l.eq_ignore_ascii_case(n.as_bytes()))
+        .unwrap_or(7)
+}
+
+fn status_index(batch: &Batch, e: &Event) -> usize {
+    match batch.num_field(e, Field::Status).map(|s| s as u32 / 100) {
+        Some(c @ 1..=5) => c as usize - 1,
+        _ => 5,
+    }
+}
+
+impl Stats {
+    pub fn new(registry: &Registry) -> Stats {
+        Stats {
+            registry: registry.clone(),
+            services: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Register service number `id` (ids are dense, in order of first sight).
+    pub fn add_service(&mut self, name: &str) {
+        let r = &self.registry;
+        let s = [("service", name)];
+        let events = CLASSES
+            .iter()
+            .flat_map(|c| LEVELS.iter().map(move |l| (c.label(), *l)))
+            .map(|(c, l)| {
+                let labels = [("service", name), ("class", c), ("level", l)];
+                (
+                    r.counter(
+                        "budget_events_total",
+                        "Events seen by the budget stage before sampling.",
+                        &labels,
+                    ),
+                    0,
+                )
+            })
+            .collect();
+        let statuses = STATUSES
+            .iter()
+            .map(|st| {
+                (
+                    r.counter(
+                        "budget_status_total",
+                        "Events by status class before sampling.",
+                        &[("service", name), ("status", st)],
+                    ),
+                    0,
+                )
+            })
+            .collect();
+        let bytes = BYTES
+            .iter()
+            .map(|k| {
+                (
+                    r.counter(
+                        "budget_bytes_total",
+                        "Bytes by service: in (before sampling), kept, dropped.",
+                        &[("service", name), ("kind", k)],
+                    ),
+                    0,
+                )
+            })
+            .collect();
+        self.services.push(ServiceStats {
+            events,
+            statuses,
+            bytes,
+            routes: HashMap::new(),
+            probability: r.gauge(
+                "budget_keep_probability_ppm",
+                "Keep-probability of normal events, parts per million.",
+                &s,
+            ),
+            spent: r.gauge("budget_spent_bytes", "Bytes kept in the current window.", &s),
+        });
+        self.names.push(name.to_string());
+    }
+
+    /// Count one event before the decision.
+    pub fn record(&mut self, id: usize, class: Class, batch: &Batch, e: &Event, size: u64) {
+        let registry = &self.registry;
+        let name = &self.names[id];
+        let s = &mut self.services[id];
+        let c = CLASSES.iter().position(|x| *x == class).unwrap_or(3);
+        s.events[c * LEVELS.len() + level_index(batch, e)].1 += 1;
+        s.statuses[status_index(batch, e)].1 += 1;
+        s.bytes[0].1 += size;
+        let Some(d) = batch.num_field(e, Field::DurationMs) else {
+            return;
+        };
+        let route = batch.str_field(e, Field::Route);
+        let template;
+        let key: &[u8] = match route {
+            Some(r) => r,
+            None => match batch.str_field(e, Field::Path) {
+                Some(p) => {
+                    template = route_template(&String::from_utf8_lossy(p));
+                    template.as_bytes()
+                }
+                None => return,
+            },
+        };
+        if !s.routes.contains_key(key) {
+            // Route templates are few; an unbounded set would be an id leak.
+            if s.routes.len() >= 1000 {
+                return;
+            }
+            let r = String::from_utf8_lossy(key).into_owned();
+            let labels: Vec<String> = BUCKETS_MS
+                .iter()
+                .map(|b| b.to_string())
+                .chain(["+Inf".to_string()])
+                .collect();
+            let buckets = std::array::from_fn(|i| {
+                registry.counter(
+                    "request_duration_ms_bucket",
+                    "Request latency histogram (before sampling), cumulative buckets.",
+                    &[("service", name), ("route", &r), ("le", &labels[i])],
+                )
+            });
+            let sum = registry.counter(
+                "request_duration_ms_sum",
+                "Sum of request latencies (before sampling).",
+                &[("service", name), ("route", &r)],
+            );
+            s.routes.insert(
+                key.to_vec(),
+                Hist {
+                    buckets,
+                    sum,
+                    pending: [0; 12],
+                    pending_sum: 0,
+                },
+            );
+        }
+        let h = s.routes.get_mut(key).expect("inserted above");
+        let idx = BUCKETS_MS.iter().position(|b| d <= *b).unwrap_or(11);
+        for slot in h.pending[idx..].iter_mut() {
+            *slot += 1;
+        }
+        h.pending_sum += d.max(0.0) as u64;
+    }
+
+    /// Count the decision.
+    pub fn decided(&mut self, id: usize, size: u64, kept: bool) {
+        self.services[id].bytes[if kept { 1 } else { 2 }].1 += size;
+    }
+
+    /// The service's current probability and spend.
+    pub fn probability(&mut self, id: usize, p: f64, spent: f64) {
+        let s = &self.services[id];
+        s.probability.set((p * 1e6) as i64);
+        s.spent.set(spent as i64);
+    }
+
+    /// Publish the locally counted numbers.
+    pub fn publish(&mut self) {
+        for s in &mut self.services {
+            for (c, n) in s
+                .events
+                .iter_mut()
+                .chain(s.statuses.iter_mut())
+                .chain(s.bytes.iter_mut())
+            {
+                if *n > 0 {
+                    c.add(std::mem::take(n));
+                }
+            }
+            for h in s.routes.values_mut() {
+                for (c, n) in h.buckets.iter().zip(h.pending.iter_mut()) {
+                    if *n > 0 {
+                        c.add(std::mem::take(n));
+                    }
+                }
+                h.sum.add(std::mem::take(&mut h.pending_sum));
+            }
+        }
+    }
+}

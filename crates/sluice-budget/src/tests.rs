@@ -1,0 +1,246 @@
+//! A simulated day of bursty traffic for 20 services on the event clock.
+
+use std::collections::HashMap;
+
+use sluice_core::{Event, Span};
+use sluice_parse::ParseStage;
+
+use super::*;
+
+const DAY_START: i64 = 1_764_028_800; // 2025-11-25T00:00:00Z
+
+struct Line {
+    json: String,
+    service: usize,
+    trace: u64,
+    must: bool,
+}
+
+/// Deterministic traffic: per service a base rate with bursts, 1-3 lines per
+/// trace, ~4% error traces, ~1.5% slow traces.
+fn day(seconds: i64) -> Vec<Line> {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut acc = [0.0f64; 20];
+    let mut out = Vec::new();
+    let mut trace = 0u64;
+    for t in 0..seconds {
+        let hour = t / 3600;
+        for (s, a) in acc.iter_mut().enumerate() {
+            let mut rate = 0.2 + 0.04 * s as f64;
+            if s % 2 == 0 && (hour == 9 || hour == 14) {
+                rate *= 5.0; // bursts
+            }
+            *a += rate;
+            while *a >= 1.0 {
+                *a -= 1.0;
+                trace += 1;
+                let roll = next() % 1000;
+                let (level, status, dur) = if roll < 40 {
+                    ("ERROR", 500, 120)
+                } else if roll < 55 {
+                    ("WARN", 200, 1500)
+                } else {
+                    ("INFO", 200, 20 + (next() % 300) as i64)
+                };
+                let lines = 1 + next() % 3;
+                for k in 0..lines {
+                    let ts = time::OffsetDateTime::from_unix_timestamp(DAY_START + t).unwrap();
+                    let ts = format!(
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                        ts.year(),
+                        ts.month() as u8,
+                        ts.day(),
+                        ts.hour(),
+                        ts.minute(),
+                        ts.second(),
+                        k
+                    );
+                    // Only the request summary line carries the error/slow mark.
+                    let last = k + 1 == lines;
+                    let (lvl, st, d) = if last { (level, status, dur) } else { ("INFO", 200, 5) };
+                    out.push(Line {
+                        json: format!(
+                            "{{\"ts\":\"{ts}\",\"level\":\"{lvl}\",\"service\":\"svc{s:02}\",\"trace_id\":\"{trace:032x}\",\"status\":{st},\"duration_ms\":{d},\"path\":\"/v1/users/{}\",\"msg\":\"request line {k}\"}}",
+                            trace % 977
+                        ),
+                        service: s,
+                        trace,
+                        must: last && level != "INFO",
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn config(budgets: &[(usize, u64)], extra: &str) -> BudgetConfig {
+    let mut text = String::from(
+        "[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[budget]\nclock = \"event\"\nseed = 7\n",
+    );
+    text.push_str(extra);
+    text.push_str("[budget.services]\n");
+    for (s, b) in budgets {
+        text.push_str(&format!("\"svc{s:02}\" = \"{b}B/day\"\n"));
+    }
+    sluice_config::parse(&text, std::path::Path::new("t"), &|_| None)
+        .unwrap()
+        .budget
+        .unwrap()
+}
+
+/// Run `lines` through parse → budget; returns the kept events as
+/// (index into `lines`, sample_rate).
+fn run(stage: &mut BudgetStage, lines: &[Line], from: usize) -> Vec<(usize, f64)> {
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut kept = Vec::new();
+    for (c, chunk) in lines.chunks(2000).enumerate() {
+        let mut data = Vec::new();
+        let mut events = Vec::new();
+        for l in chunk {
+            events.push(Event::unparsed(
+                Span::new(data.len(), l.json.len()),
+                0,
+                Event::NO_ORIGIN,
+            ));
+            data.extend_from_slice(l.json.as_bytes());
+            data.push(b'\n');
+        }
+        let mut b = Batch::new(data, events);
+        parse.parse_batch(&mut b);
+        // Remember which input line each event is by its start offset.
+        stage.decide(&mut b);
+        let mut out = Vec::new();
+        sluice_core::encode::write_batch(&b, &mut out);
+        let starts: Vec<usize> = b.events().iter().map(|e| e.line.start as usize).collect();
+        let mut offsets = HashMap::new();
+        let mut off = 0;
+        for (i, l) in chunk.iter().enumerate() {
+            offsets.insert(off, from + c * 2000 + i);
+            off += l.json.len() + 1;
+        }
+        for (e, line) in starts.iter().zip(String::from_utf8(out).unwrap().lines()) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            kept.push((offsets[e], v.get("sample_rate").and_then(|r| r.as_f64()).unwrap_or(1.0)));
+        }
+    }
+    kept
+}
+
+fn budgets_for(lines: &[Line]) -> Vec<(usize, u64)> {
+    // Each service may keep all its errors and slow requests plus ~25% of the rest.
+    let mut must = [0u64; 20];
+    let mut normal = [0u64; 20];
+    for l in lines {
+        let b = l.json.len() as u64 + 1;
+        if l.must {
+            must[l.service] += b
+        } else {
+            normal[l.service] += b
+        }
+    }
+    (0..20).map(|s| (s, must[s] + normal[s] / 4)).collect()
+}
+
+fn check(lines: &[Line], kept: &[(usize, f64)], budgets: &[(usize, u64)]) {
+    let mut spent = [0u64; 20];
+    let mut weighted = [0f64; 20];
+    let mut truth = [0u64; 20];
+    let mut kept_must = 0;
+    let mut trace_kept: HashMap<u64, (bool, bool)> = HashMap::new();
+    let kept_set: HashMap<usize, f64> = kept.iter().copied().collect();
+    for (i, l) in lines.iter().enumerate() {
+        let k = kept_set.get(&i);
+        if let Some(rate) = k {
+            spent[l.service] += l.json.len() as u64 + 1;
+            if !l.must {
+                weighted[l.service] += rate;
+            }
+        }
+        if l.must {
+            assert!(k.is_some(), "an error or slow line was dropped: {}", l.json);
+            kept_must += 1;
+        } else {
+            truth[l.service] += 1;
+            let e = trace_kept.entry(l.trace).or_insert((k.is_some(), k.is_some()));
+            e.0 |= k.is_some();
+            e.1 &= k.is_some();
+        }
+    }
+    assert!(kept_must > 1000);
+    let split = trace_kept.values().filter(|(any, all)| any != all).count();
+    assert_eq!(split, 0, "all normal lines of a trace share one decision");
+    for (s, b) in budgets {
+        let ratio = spent[*s] as f64 / *b as f64;
+        let est = weighted[*s] / truth[*s] as f64;
+        eprintln!(
+            "svc{s:02}: spend {:.3} of budget, re-weighted normal count {:.3} of truth",
+            ratio, est
+        );
+        assert!(
+            (0.95..=1.05).contains(&ratio),
+            "svc{s:02} spent {ratio:.3} of its budget"
+        );
+        assert!(
+            (0.97..=1.03).contains(&est),
+            "svc{s:02} re-weighted count off by {est:.3}"
+        );
+    }
+}
+
+#[test]
+fn a_simulated_day_spends_each_budget_and_keeps_every_error() {
+    let lines = day(86_400);
+    let budgets = budgets_for(&lines);
+    let mut stage = BudgetStage::new(&config(&budgets, ""), &Registry::new(), None).unwrap();
+    let kept = run(&mut stage, &lines, 0);
+    check(&lines, &kept, &budgets);
+}
+
+#[test]
+fn spend_survives_a_restart() {
+    let lines = day(86_400);
+    let budgets = budgets_for(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let half = lines.len() / 2;
+    let mut first = BudgetStage::new(&config(&budgets, ""), &Registry::new(), Some(dir.path().to_owned())).unwrap();
+    let mut kept = run(&mut first, &lines[..half], 0);
+    first.finish(&mut Vec::new());
+    drop(first);
+    let mut second = BudgetStage::new(&config(&budgets, ""), &Registry::new(), Some(dir.path().to_owned())).unwrap();
+    kept.extend(run(&mut second, &lines[half..], half));
+    check(&lines, &kept, &budgets);
+}
+
+#[test]
+fn the_floor_holds_for_a_starved_service() {
+    let lines = day(6 * 3600);
+    // svc00 may keep nothing beyond its errors: its normal lines still pass at 1%.
+    let mut budgets = budgets_for(&lines);
+    budgets[0].1 = 1;
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&budgets, "floor = 0.01\n"), &registry, None).unwrap();
+    let kept = run(&mut stage, &lines, 0);
+    let normal: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.service == 0 && !l.must)
+        .map(|(i, _)| i)
+        .collect();
+    let kept_normal = kept
+        .iter()
+        .filter(|(i, _)| lines[*i].service == 0 && !lines[*i].must)
+        .count();
+    let share = kept_normal as f64 / normal.len() as f64;
+    assert!((0.003..0.03).contains(&share), "floor share {share}");
+    assert_eq!(
+        registry.value("budget_keep_probability_ppm", &[("service", "svc00")]),
+        Some(10_000)
+    );
+}
