@@ -73,6 +73,36 @@ fn width(node: &Node<'_>) -> usize {
     }
 }
 
+/// The `(key, value nodes)` members of the object at `nodes[0]`; a key that
+/// is not a string (never produced by simd-json) yields `None` for it.
+fn members<'t, 'i>(nodes: &'t [Node<'i>]) -> impl Iterator<Item = Option<(&'i str, &'t [Node<'i>])>> + 't {
+    let len = match nodes.first() {
+        Some(Node::Object { len, .. }) => *len,
+        _ => 0,
+    };
+    let mut i = 1;
+    (0..len).map(move |_| {
+        let Node::String(key) = nodes[i] else { return None };
+        let value = &nodes[i + 1..];
+        i += 1 + width(&value[0]);
+        Some((key, value))
+    })
+}
+
+/// The element nodes of the array at `nodes[0]`.
+fn elements<'t, 'i>(nodes: &'t [Node<'i>]) -> impl Iterator<Item = &'t [Node<'i>]> + 't {
+    let len = match nodes.first() {
+        Some(Node::Array { len, .. }) => *len,
+        _ => 0,
+    };
+    let mut i = 1;
+    (0..len).map(move |_| {
+        let value = &nodes[i..];
+        i += width(&value[0]);
+        value
+    })
+}
+
 fn key_out(key: &str, first: &mut bool, out: &mut Vec<u8>) {
     if !std::mem::take(first) {
         out.push(b',');
@@ -86,31 +116,22 @@ fn copy_value(nodes: &[Node<'_>], out: &mut Vec<u8>) {
     match nodes[0] {
         Node::String(s) => write_json_string(s.as_bytes(), out),
         Node::Static(st) => write_static(st, out),
-        Node::Object { len, .. } => {
+        Node::Object { .. } => {
             out.push(b'{');
-            let mut i = 1;
-            for k in 0..len {
-                if k > 0 {
-                    out.push(b',');
-                }
-                if let Node::String(key) = nodes[i] {
-                    write_json_string(key.as_bytes(), out);
-                }
-                out.push(b':');
-                copy_value(&nodes[i + 1..], out);
-                i += 1 + width(&nodes[i + 1]);
+            let mut first = true;
+            for (key, value) in members(nodes).flatten() {
+                key_out(key, &mut first, out);
+                copy_value(value, out);
             }
             out.push(b'}');
         }
-        Node::Array { len, .. } => {
+        Node::Array { .. } => {
             out.push(b'[');
-            let mut i = 1;
-            for k in 0..len {
+            for (k, value) in elements(nodes).enumerate() {
                 if k > 0 {
                     out.push(b',');
                 }
-                copy_value(&nodes[i..], out);
-                i += width(&nodes[i]);
+                copy_value(value, out);
             }
             out.push(b']');
         }
@@ -131,19 +152,13 @@ impl Walk<'_> {
     /// Whether the record needs any edit: the read-only pass every event
     /// takes, so a clean record costs a walk of its tape and no writes.
     pub fn needs_change(&self, nodes: &[Node<'_>], memo: &mut KeyMemo) -> bool {
-        let Some(&Node::Object { len, .. }) = nodes.first() else {
-            return false;
-        };
-        let mut i = 1;
-        for k in 0..len {
-            let Node::String(key) = nodes[i] else { return true };
-            let value = &nodes[i + 1..];
-            i += 1 + width(&value[0]);
+        for (k, member) in members(nodes).enumerate() {
+            let Some((key, value)) = member else { return true };
             let class = memo.class(k, key, self.allow);
             let dirty = if class.secret {
                 true
-            } else if let Node::Object { len, .. } = value[0] {
-                !class.opens || self.object_dirty(key, len, value)
+            } else if matches!(value[0], Node::Object { .. }) {
+                !class.opens || self.object_dirty(key, value)
             } else if class.allowed {
                 self.value_dirty(class.protected, value)
             } else {
@@ -156,44 +171,23 @@ impl Walk<'_> {
         false
     }
 
-    fn object_dirty(&self, parent: &str, len: usize, nodes: &[Node<'_>]) -> bool {
-        let mut i = 1;
-        for _ in 0..len {
-            let Node::String(key) = nodes[i] else { return true };
-            let value = &nodes[i + 1..];
-            i += 1 + width(&value[0]);
-            if is_secret_key(key) || !self.allow.allows_child(parent, key) || self.value_dirty(false, value) {
-                return true;
+    fn object_dirty(&self, parent: &str, nodes: &[Node<'_>]) -> bool {
+        members(nodes).any(|m| match m {
+            Some((key, value)) => {
+                is_secret_key(key) || !self.allow.allows_child(parent, key) || self.value_dirty(false, value)
             }
-        }
-        false
+            None => true,
+        })
     }
 
     fn value_dirty(&self, protected: bool, nodes: &[Node<'_>]) -> bool {
         match nodes[0] {
             Node::String(s) => !protected && self.detectors.redact(s.as_bytes()).is_some(),
-            Node::Object { len, .. } => {
-                let mut i = 1;
-                for _ in 0..len {
-                    let Node::String(key) = nodes[i] else { return true };
-                    let value = &nodes[i + 1..];
-                    i += 1 + width(&value[0]);
-                    if is_secret_key(key) || self.value_dirty(false, value) {
-                        return true;
-                    }
-                }
-                false
-            }
-            Node::Array { len, .. } => {
-                let mut i = 1;
-                for _ in 0..len {
-                    if self.value_dirty(protected, &nodes[i..]) {
-                        return true;
-                    }
-                    i += width(&nodes[i]);
-                }
-                false
-            }
+            Node::Object { .. } => members(nodes).any(|m| match m {
+                Some((key, value)) => is_secret_key(key) || self.value_dirty(false, value),
+                None => true,
+            }),
+            Node::Array { .. } => elements(nodes).any(|v| self.value_dirty(protected, v)),
             Node::Static(_) => false,
         }
     }
@@ -206,16 +200,12 @@ impl Walk<'_> {
     /// The top-level object; `nodes[0]` must be an object.
     pub fn top(&mut self, nodes: &[Node<'_>]) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        let Some(&Node::Object { len, .. }) = nodes.first() else {
+        if !matches!(nodes.first(), Some(Node::Object { .. })) {
             return out;
-        };
+        }
         out.push(b'{');
         let mut first = true;
-        let mut i = 1;
-        for _ in 0..len {
-            let Node::String(key) = nodes[i] else { break };
-            let value = &nodes[i + 1..];
-            i += 1 + width(&value[0]);
+        for (key, value) in members(nodes).flatten() {
             if is_secret_key(key) {
                 key_out(key, &mut first, &mut out);
                 out.extend_from_slice(b"\"****\"");
@@ -249,14 +239,9 @@ impl Walk<'_> {
 
     /// An object that passes only through `parent.child` entries.
     fn object_filtered(&mut self, parent: &str, nodes: &[Node<'_>], out: &mut Vec<u8>) {
-        let Node::Object { len, .. } = nodes[0] else { return };
         out.push(b'{');
         let mut first = true;
-        let mut i = 1;
-        for _ in 0..len {
-            let Node::String(key) = nodes[i] else { break };
-            let value = &nodes[i + 1..];
-            i += 1 + width(&value[0]);
+        for (key, value) in members(nodes).flatten() {
             let path = format!("{parent}.{key}");
             if is_secret_key(key) {
                 key_out(key, &mut first, out);
@@ -285,33 +270,28 @@ impl Walk<'_> {
                 }
                 None => write_json_string(s.as_bytes(), out),
             },
-            Node::Object { len, .. } => {
+            Node::Object { .. } => {
                 out.push(b'{');
                 let mut first = true;
-                let mut i = 1;
-                for _ in 0..len {
-                    let Node::String(key) = nodes[i] else { break };
-                    let value = &nodes[i + 1..];
-                    i += 1 + width(&value[0]);
+                for (key, value) in members(nodes).flatten() {
                     key_out(key, &mut first, out);
+                    let path = format!("{field}.{key}");
                     if is_secret_key(key) {
                         out.extend_from_slice(b"\"****\"");
-                        self.hit("secret_key", &format!("{field}.{key}"));
+                        self.hit("secret_key", &path);
                     } else {
-                        self.allowed_value(&format!("{field}.{key}"), value, out);
+                        self.allowed_value(&path, value, out);
                     }
                 }
                 out.push(b'}');
             }
-            Node::Array { len, .. } => {
+            Node::Array { .. } => {
                 out.push(b'[');
-                let mut i = 1;
-                for k in 0..len {
+                for (k, value) in elements(nodes).enumerate() {
                     if k > 0 {
                         out.push(b',');
                     }
-                    self.allowed_value(field, &nodes[i..], out);
-                    i += width(&nodes[i]);
+                    self.allowed_value(field, value, out);
                 }
                 out.push(b']');
             }
