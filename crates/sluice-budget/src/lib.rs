@@ -10,6 +10,7 @@
 
 mod classify;
 mod ledger;
+mod lookback;
 mod stats;
 
 use std::collections::HashMap;
@@ -54,6 +55,8 @@ pub struct BudgetStage {
     /// Recent decisions by trace hash: a request's later lines get the
     /// decision (and sample rate) of its first, even if p moved between.
     recent: HashMap<u64, f64>,
+    lookback: lookback::Lookback,
+    released: sluice_core::Counter,
 }
 
 impl BudgetStage {
@@ -91,6 +94,12 @@ impl BudgetStage {
             ts_cache: classify::TsCache::default(),
             unkeyed: 0,
             recent: HashMap::new(),
+            lookback: lookback::Lookback::new(cfg.lookback.as_secs_f64(), cfg.lookback_bytes.0 as usize),
+            released: registry.counter(
+                "budget_lookback_released_total",
+                "Sampled-away lines kept because a later line of their trace was an error or slow.",
+                &[],
+            ),
         };
         stage.restore()?;
         Ok(stage)
@@ -175,6 +184,10 @@ impl BudgetStage {
         let mut keep = vec![true; n];
         let mut rates: Vec<(usize, f64)> = Vec::new();
         let mut touched: Vec<usize> = Vec::new();
+        // (position, lines) released by lookback, inserted before the event
+        // that made the trace worth keeping.
+        let mut releases: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
+        let mut line = Vec::new();
         for i in 0..n {
             let e = &batch.events()[i];
             if self.clock == BudgetClock::Event {
@@ -194,6 +207,23 @@ impl BudgetStage {
             let must = matches!(class, Class::Error | Class::Slow);
             ledger.offer(size as f64, must);
             let kept = if must {
+                if self.lookback.enabled() {
+                    self.lookback.expire(now);
+                    let key = batch
+                        .str_field(e, Field::TraceId)
+                        .or_else(|| batch.str_field(e, Field::RequestId));
+                    if let Some(k) = key {
+                        let held = self
+                            .lookback
+                            .release(xxhash_rust::xxh3::xxh3_64_with_seed(k, self.seed));
+                        if !held.is_empty() {
+                            let bytes: usize = held.iter().map(|l| l.len() + 1).sum();
+                            ledger.spend(bytes as f64);
+                            self.released.add(held.len() as u64);
+                            releases.push((i, held));
+                        }
+                    }
+                }
                 true
             } else {
                 let key = batch
@@ -218,6 +248,15 @@ impl BudgetStage {
                 if keep && p < 1.0 {
                     rates.push((i, 1.0 / p));
                 }
+                if !keep && key.is_some() && self.lookback.enabled() {
+                    line.clear();
+                    sluice_core::encode::write_event(batch, e, &mut line);
+                    // `{...}\n` → `{...,"lookback":true}`: a released line is
+                    // extra to the sample and must not be re-weighted.
+                    line.truncate(line.len().saturating_sub(2));
+                    line.extend_from_slice(b",\"lookback\":true}");
+                    self.lookback.hold(h, now, line.clone());
+                }
                 keep
             };
             if kept {
@@ -239,11 +278,38 @@ impl BudgetStage {
         for (i, rate) in rates {
             batch.append_field(i, "sample_rate", buf.format(rate).as_bytes());
         }
-        let mut idx = 0;
-        batch.events_mut().retain(|_| {
-            idx += 1;
-            keep[idx - 1]
-        });
+        if self.lookback.enabled() {
+            self.lookback.expire(now);
+        }
+        if releases.is_empty() {
+            let mut idx = 0;
+            batch.events_mut().retain(|_| {
+                idx += 1;
+                keep[idx - 1]
+            });
+        } else {
+            // Rebuild with the released lines before the line that freed them.
+            let events = std::mem::take(batch.events_mut());
+            let mut out = Vec::with_capacity(events.len());
+            let mut releases = releases.into_iter().peekable();
+            for (i, e) in events.into_iter().enumerate() {
+                while let Some((_, lines)) = releases.next_if(|(at, _)| *at == i) {
+                    for l in lines {
+                        let span = batch.push_arena(&l);
+                        let mut held =
+                            sluice_core::Event::unparsed(sluice_core::Span::EMPTY, 0, sluice_core::Event::NO_ORIGIN);
+                        held.kind = sluice_core::EventKind::Json;
+                        held.keys = 1;
+                        held.rewrite = Some(span);
+                        out.push(held);
+                    }
+                }
+                if keep[i] {
+                    out.push(e);
+                }
+            }
+            *batch.events_mut() = out;
+        }
         self.stats.publish();
     }
 }

@@ -244,3 +244,75 @@ fn the_floor_holds_for_a_starved_service() {
         Some(10_000)
     );
 }
+
+#[test]
+fn lookback_keeps_the_earlier_lines_of_a_failing_trace() {
+    let ts = |s: i64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(DAY_START + s).unwrap();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    };
+    let line = |s: i64, trace: u64, level: &str, status: u32| {
+        Line {
+        json: format!("{{\"ts\":\"{}\",\"level\":\"{level}\",\"service\":\"svc00\",\"trace_id\":\"{trace:032x}\",\"status\":{status},\"msg\":\"m\"}}", ts(s)),
+        service: 0,
+        trace,
+        must: status >= 500,
+    }
+    };
+    // A starved service: normal lines pass at the 1% floor only.
+    let mut lines = Vec::new();
+    for t in 0..200u64 {
+        lines.push(line(t as i64 * 10, 1000 + t, "INFO", 200));
+    }
+    // Trace 7: two normal lines, then its error 1 s later (inside the window).
+    lines.push(line(3000, 7, "INFO", 200));
+    lines.push(line(3000, 7, "INFO", 200));
+    lines.push(line(3001, 7, "ERROR", 503));
+    // Trace 8: its error comes 10 s later (outside the window).
+    lines.push(line(4000, 8, "INFO", 200));
+    lines.push(line(4010, 8, "ERROR", 503));
+    let budgets = vec![(0, 1u64)];
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&budgets, "lookback = \"2s\"\n"), &registry, None).unwrap();
+    // The filler first (p settles at the floor after that batch), then the traces.
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut out = Vec::new();
+    for chunk in [&lines[..200], &lines[200..]] {
+        let mut data = Vec::new();
+        let mut events = Vec::new();
+        for l in chunk {
+            events.push(Event::unparsed(
+                Span::new(data.len(), l.json.len()),
+                0,
+                Event::NO_ORIGIN,
+            ));
+            data.extend_from_slice(l.json.as_bytes());
+            data.push(b'\n');
+        }
+        let mut b = Batch::new(data, events);
+        parse.parse_batch(&mut b);
+        stage.decide(&mut b);
+        sluice_core::encode::write_batch(&b, &mut out);
+    }
+    let out = String::from_utf8(out).unwrap();
+    let of = |trace: u64| -> Vec<String> {
+        let id = format!("{trace:032x}");
+        out.lines().filter(|l| l.contains(&id)).map(str::to_string).collect()
+    };
+    let seven = of(7);
+    assert_eq!(seven.len(), 3, "{seven:?}");
+    assert!(seven[0].ends_with(",\"lookback\":true}") && seven[1].ends_with(",\"lookback\":true}"));
+    assert!(seven[2].contains("\"status\":503") && !seven[2].contains("lookback"));
+    let eight = of(8);
+    assert!(eight.iter().all(|l| !l.contains("lookback")), "{eight:?}");
+    assert!(eight.last().unwrap().contains("\"status\":503"));
+    assert_eq!(registry.value("budget_lookback_released_total", &[]), Some(2));
+}

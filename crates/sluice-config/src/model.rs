@@ -126,6 +126,21 @@ pub struct BudgetConfig {
     /// a trace everywhere.
     #[serde(default)]
     pub seed: u64,
+    /// Lookback: hold the normal lines sampling would drop this long (on the
+    /// budget clock), by trace; if a later line of the trace is an error or
+    /// slow, keep them all. `"0s"` turns it off.
+    #[serde(default = "default_lookback", with = "humantime_serde_compat")]
+    pub lookback: Duration,
+    /// Most bytes held for lookback; the oldest lines go first.
+    #[serde(default = "default_lookback_bytes")]
+    pub lookback_bytes: ByteSize,
+}
+
+fn default_lookback() -> Duration {
+    Duration::ZERO
+}
+fn default_lookback_bytes() -> ByteSize {
+    ByteSize::mib(8)
 }
 
 fn default_budget() -> String {
