@@ -6,12 +6,14 @@
 
 mod interpolate;
 mod model;
+mod stages;
 
 use std::path::{Path, PathBuf};
 
 pub use bytesize::ByteSize;
 pub use interpolate::interpolate;
 pub use model::*;
+pub use stages::*;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,275 @@
+//! The configuration of the optional stages: multiline, redact and budget.
+//! Like every config struct, each refuses unknown keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::model::humantime_serde_compat;
+
+/// The multiline stage: stitches plain-text stack traces into one event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// Built-in detectors: `["auto"]` (all), or any of `java`, `python`,
+    /// `go`, `node`, `ruby`, `dotnet`; `[]` for the custom rules alone.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    /// Custom rule: a line matching this regex (anchored at the line start)
+    /// starts an event.
+    #[serde(default)]
+    pub start_pattern: Option<String>,
+    /// Custom rule: a line matching this regex continues the current event.
+    #[serde(default)]
+    pub continue_pattern: Option<String>,
+    /// A stream's open event is emitted after this long without a new line.
+    #[serde(default = "default_flush_timeout", with = "humantime_serde_compat")]
+    pub flush_timeout: Duration,
+    /// Most lines in one event; longer traces are split, each part marked
+    /// `"sluice_truncated":true`.
+    #[serde(default = "default_max_lines")]
+    pub max_lines: usize,
+    /// Most bytes in one event (split the same way).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Most streams with state at once; beyond it the least recently seen
+    /// stream's event is emitted and its state freed.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+}
+
+/// Which clock budget windows run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetClock {
+    /// The machine's clock.
+    #[default]
+    Wall,
+    /// The records' `ts` (replays and tests cover a day in seconds).
+    Event,
+}
+
+/// How budget windows are aligned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetWindow {
+    /// Windows start at multiples of their length in `utc_offset` (a day
+    /// budget resets at local midnight).
+    #[default]
+    Calendar,
+    /// Windows start when a service is first seen.
+    Rolling,
+}
+
+/// The budget/sampling stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Budget of services not listed: `<size>/<period>` (`"1GiB/day"`,
+    /// `"50MiB/h"`).
+    #[serde(default = "default_budget")]
+    pub default: String,
+    /// Budgets by service name or glob.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+    /// Clock of the windows.
+    #[serde(default)]
+    pub clock: BudgetClock,
+    /// Calendar or rolling windows.
+    #[serde(default)]
+    pub window: BudgetWindow,
+    /// UTC offset of calendar windows (`"+09:00"` for Asia/Seoul).
+    #[serde(default = "default_offset")]
+    pub utc_offset: String,
+    /// `duration_ms` at or above which a request is slow (kept whole).
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: f64,
+    /// Per-route slow thresholds (route template → ms).
+    #[serde(default)]
+    pub slow_routes: BTreeMap<String, f64>,
+    /// Lowest keep-probability for normal events.
+    #[serde(default = "default_floor")]
+    pub floor: f64,
+    /// Highest keep-probability for normal events.
+    #[serde(default = "default_ceiling")]
+    pub ceiling: f64,
+    /// Seed of the trace hash: the same seed on every node keeps or drops
+    /// a trace everywhere.
+    #[serde(default)]
+    pub seed: u64,
+    /// Lookback: hold the normal lines sampling would drop this long (on the
+    /// budget clock), by trace; if a later line of the trace is an error or
+    /// slow, keep them all. `"0s"` turns it off.
+    #[serde(default = "default_lookback", with = "humantime_serde_compat")]
+    pub lookback: Duration,
+    /// Most bytes held for lookback; the oldest lines go first.
+    #[serde(default = "default_lookback_bytes")]
+    pub lookback_bytes: ByteSize,
+}
+
+fn default_lookback() -> Duration {
+    Duration::ZERO
+}
+fn default_lookback_bytes() -> ByteSize {
+    ByteSize::mib(8)
+}
+
+fn default_budget() -> String {
+    "1GiB/day".into()
+}
+fn default_offset() -> String {
+    "+00:00".into()
+}
+fn default_slow_ms() -> f64 {
+    1000.0
+}
+fn default_floor() -> f64 {
+    0.01
+}
+fn default_ceiling() -> f64 {
+    1.0
+}
+
+/// A parsed budget: bytes per period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Bytes allowed per window.
+    pub bytes: u64,
+    /// Window length in seconds.
+    pub period_secs: u64,
+}
+
+impl Budget {
+    /// Parse `<size>/<period>` (`day`/`d`, `h`/`hour`, `m`/`min`, or a
+    /// humantime duration such as `6h`).
+    pub fn parse(s: &str) -> Result<Budget, String> {
+        let (size, period) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected <size>/<period>, e.g. \"20GiB/day\""))?;
+        let bytes: ByteSize = size.trim().parse().map_err(|e| format!("`{s}`: size: {e}"))?;
+        let period_secs = match period.trim() {
+            "day" | "d" => 86_400,
+            "h" | "hour" => 3_600,
+            "m" | "min" | "minute" => 60,
+            other => humantime::parse_duration(other)
+                .map_err(|e| format!("`{s}`: period: {e}"))?
+                .as_secs(),
+        };
+        if period_secs == 0 {
+            return Err(format!("`{s}`: period must be at least a second"));
+        }
+        Ok(Budget {
+            bytes: bytes.0,
+            period_secs,
+        })
+    }
+}
+
+/// Parse `"+09:00"` / `"-05:30"` into seconds east of UTC.
+pub fn parse_utc_offset(s: &str) -> Result<i64, String> {
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(format!("`{s}`: expected +HH:MM or -HH:MM")),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(|| format!("`{s}`: expected +HH:MM"))?;
+    let h: i64 = h.parse().map_err(|_| format!("`{s}`: bad hours"))?;
+    let m: i64 = m.parse().map_err(|_| format!("`{s}`: bad minutes"))?;
+    if h > 14 || m > 59 {
+        return Err(format!("`{s}`: out of range"));
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
+/// What happens to a field that is not on the whitelist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlistedField {
+    /// Drop it.
+    #[default]
+    Remove,
+    /// Replace its value by `hmac:<hex>` (HMAC-SHA256 with `hash_key`), so
+    /// equal values still join.
+    Hash,
+}
+
+/// The redaction stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Top-level fields that pass (dotted paths allow single fields inside
+    /// objects, e.g. `headers.user-agent`); absent: the field guide's schema.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// What happens to fields not allowed.
+    #[serde(default)]
+    pub unlisted: UnlistedField,
+    /// HMAC key for `unlisted = "hash"` (use `${VAR}`, never a literal).
+    #[serde(default)]
+    pub hash_key: Option<String>,
+    /// Add `"redacted":[...]` (rule names) to every event it changed.
+    #[serde(default = "default_true")]
+    pub mark: bool,
+    /// Detectors to switch off by name (`email`, `phone`, `card`, `rrn`,
+    /// `jwt`, `auth_header`, `aws_access_key`, `aws_secret_key`,
+    /// `kv_secret`, `url_credentials`, `private_key`).
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Extra value patterns: `{ name = "...", pattern = "...", mask = "..." }`.
+    #[serde(default)]
+    pub custom: Vec<CustomPattern>,
+    /// Per-service additions to `allow`, by service name or glob.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRedact>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A custom value detector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomPattern {
+    /// Rule name (counters, `redacted` marks).
+    pub name: String,
+    /// Regex (regex-automata syntax).
+    pub pattern: String,
+    /// Replacement text.
+    #[serde(default = "default_mask")]
+    pub mask: String,
+}
+
+fn default_mask() -> String {
+    "****".into()
+}
+
+/// Per-service redaction overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRedact {
+    /// Fields allowed for this service in addition to the global list.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// The language names `multiline.languages` accepts.
+pub const MULTILINE_LANGUAGES: [&str; 7] = ["auto", "java", "python", "go", "node", "ruby", "dotnet"];
+
+fn default_languages() -> Vec<String> {
+    vec!["auto".into()]
+}
+fn default_flush_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_lines() -> usize {
+    1000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_max_streams() -> usize {
+    10_000
+}
