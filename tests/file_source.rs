@@ -5,17 +5,16 @@
 //! (plus padding), so the output can be checked for exactly-once, in order
 //! per stream.
 
+mod common;
+use common::*;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const FILES: usize = 20;
-
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
 
 fn pod_dir(root: &Path, i: usize) -> PathBuf {
     root.join("pods").join(format!("ns{}_pod{i}_uid{i}", i % 3)).join("app")
@@ -181,13 +180,6 @@ fn wait_for(out: &Path, want: usize, limit: Duration) -> Vec<serde_json::Value> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn stop(mut child: Child) {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "sluice did not exit cleanly");
 }
 
 #[test]

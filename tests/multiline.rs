@@ -5,15 +5,14 @@
 //! between them; then the hard cases live: a trace split by a rotation, and
 //! a stream that goes idle mid-trace.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
 
 /// A trace fixture: its lines and what the stitched event must say.
 #[derive(Clone)]
@@ -262,13 +261,6 @@ fn append(path: &Path, text: &str) {
         .open(path)
         .unwrap();
     f.write_all(text.as_bytes()).unwrap();
-}
-
-fn stop(child: std::process::Child) {
-    let mut child = child;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 #[test]

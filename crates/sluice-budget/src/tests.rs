@@ -95,25 +95,31 @@ fn config(budgets: &[(usize, u64)], extra: &str) -> BudgetConfig {
         .unwrap()
 }
 
+/// `lines` framed into one batch and parsed.
+fn parsed_batch(parse: &mut ParseStage, lines: &[Line]) -> Batch {
+    let mut data = Vec::new();
+    let mut events = Vec::new();
+    for l in lines {
+        events.push(Event::unparsed(
+            Span::new(data.len(), l.json.len()),
+            0,
+            Event::NO_ORIGIN,
+        ));
+        data.extend_from_slice(l.json.as_bytes());
+        data.push(b'\n');
+    }
+    let mut b = Batch::new(data, events);
+    parse.parse_batch(&mut b);
+    b
+}
+
 /// Run `lines` through parse → budget; returns the kept events as
 /// (index into `lines`, sample_rate).
 fn run(stage: &mut BudgetStage, lines: &[Line], from: usize) -> Vec<(usize, f64)> {
     let mut parse = ParseStage::new(&Registry::new());
     let mut kept = Vec::new();
     for (c, chunk) in lines.chunks(2000).enumerate() {
-        let mut data = Vec::new();
-        let mut events = Vec::new();
-        for l in chunk {
-            events.push(Event::unparsed(
-                Span::new(data.len(), l.json.len()),
-                0,
-                Event::NO_ORIGIN,
-            ));
-            data.extend_from_slice(l.json.as_bytes());
-            data.push(b'\n');
-        }
-        let mut b = Batch::new(data, events);
-        parse.parse_batch(&mut b);
+        let mut b = parsed_batch(&mut parse, chunk);
         // Remember which input line each event is by its start offset.
         stage.decide(&mut b);
         let mut out = Vec::new();
@@ -286,19 +292,7 @@ fn lookback_keeps_the_earlier_lines_of_a_failing_trace() {
     let mut parse = ParseStage::new(&Registry::new());
     let mut out = Vec::new();
     for chunk in [&lines[..200], &lines[200..]] {
-        let mut data = Vec::new();
-        let mut events = Vec::new();
-        for l in chunk {
-            events.push(Event::unparsed(
-                Span::new(data.len(), l.json.len()),
-                0,
-                Event::NO_ORIGIN,
-            ));
-            data.extend_from_slice(l.json.as_bytes());
-            data.push(b'\n');
-        }
-        let mut b = Batch::new(data, events);
-        parse.parse_batch(&mut b);
+        let mut b = parsed_batch(&mut parse, chunk);
         stage.decide(&mut b);
         sluice_core::encode::write_batch(&b, &mut out);
     }
