@@ -6,6 +6,7 @@
 
 mod interpolate;
 mod model;
+mod sinks;
 mod stages;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 pub use bytesize::ByteSize;
 pub use interpolate::interpolate;
 pub use model::*;
+pub use sinks::*;
 pub use stages::*;
 
 /// Why a configuration was refused.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::sinks::*;
 use crate::stages::*;
 
 /// A whole sluice configuration.
@@ -81,6 +82,8 @@ pub enum SourceConfig {
     /// Container log files on this node (CRI or Docker json-file), tailed
     /// through rotation, with checkpoints.
     File(FileSourceConfig),
+    /// A Kafka consumer group (sluice as an aggregation tier).
+    Kafka(KafkaSourceConfig),
 }
 
 /// How the lines of a tailed file are framed by the container runtime.
@@ -241,6 +244,28 @@ pub enum SinkConfig {
     Stdout(StdoutConfig),
     /// NDJSON files, optionally zstd-compressed, rotated by size.
     File(FileSinkConfig),
+    /// ClickHouse over HTTP (`INSERT ... FORMAT JSONEachRow`, gzip).
+    Clickhouse(ClickhouseSinkConfig),
+    /// Kafka (rdkafka producer, idempotent, zstd).
+    Kafka(KafkaSinkConfig),
+    /// Grafana Loki's push API.
+    Loki(LokiSinkConfig),
+    /// Elasticsearch or OpenSearch `_bulk` API.
+    Elasticsearch(ElasticsearchSinkConfig),
+}
+
+impl SinkConfig {
+    /// The delivery settings of a storage sink; `None` for stdout and file,
+    /// which write synchronously.
+    pub fn delivery(&self) -> Option<&DeliveryConfig> {
+        match self {
+            SinkConfig::Stdout(_) | SinkConfig::File(_) => None,
+            SinkConfig::Clickhouse(c) => Some(&c.delivery),
+            SinkConfig::Kafka(c) => Some(&c.delivery),
+            SinkConfig::Loki(c) => Some(&c.delivery),
+            SinkConfig::Elasticsearch(c) => Some(&c.delivery),
+        }
+    }
 }
 
 /// The stdout sink has no settings yet; the table keeps room for them.
@@ -359,6 +384,11 @@ pub(crate) fn component_error(text: &str) -> Option<toml::de::Error> {
                 ("sources", "stdin") => check::<StdinConfig>(value),
                 ("sources", "generator") => check::<GeneratorConfig>(value),
                 ("sources", "file") => check::<FileSourceConfig>(value),
+                ("sources", "kafka") => check::<KafkaSourceConfig>(value),
+                ("sinks", "clickhouse") => check::<ClickhouseSinkConfig>(value),
+                ("sinks", "kafka") => check::<KafkaSinkConfig>(value),
+                ("sinks", "loki") => check::<LokiSinkConfig>(value),
+                ("sinks", "elasticsearch") => check::<ElasticsearchSinkConfig>(value),
                 ("sinks", "stdout") => check::<StdoutConfig>(value),
                 ("sinks", "file") => check::<FileSinkConfig>(value),
                 _ => None,
@@ -508,9 +538,63 @@ impl Config {
                 }
             }
         }
+        for (id, source) in &self.sources {
+            if let SourceConfig::Kafka(k) = source {
+                let key = |k: &str| format!("sources.{id}.{k}");
+                if k.topics.is_empty() {
+                    return Err((key("topics"), "at least one topic is required".into()));
+                }
+                if !["earliest", "latest"].contains(&k.auto_offset_reset.as_str()) {
+                    return Err((key("auto_offset_reset"), "must be `earliest` or `latest`".into()));
+                }
+            }
+        }
         for (id, sink) in &self.sinks {
+            let key = |k: &str| format!("sinks.{id}.{k}");
+            if let Some(d) = sink.delivery() {
+                validate_delivery(d).map_err(|(k, m)| (key(&k), m))?;
+            }
+            let endpoint = match sink {
+                SinkConfig::Clickhouse(c) => Some((&c.endpoint, c.gzip_level)),
+                SinkConfig::Loki(c) => Some((&c.endpoint, c.gzip_level)),
+                SinkConfig::Elasticsearch(c) => Some((&c.endpoint, c.gzip_level)),
+                _ => None,
+            };
+            if let Some((url, gzip)) = endpoint {
+                validate_endpoint(url).map_err(|m| (key("endpoint"), m))?;
+                if gzip > 9 {
+                    return Err((key("gzip_level"), "must be between 0 and 9".into()));
+                }
+            }
+            if let SinkConfig::Clickhouse(c) = sink {
+                for (column, source) in &c.columns {
+                    if !CLICKHOUSE_SOURCES.contains(&source.as_str()) {
+                        return Err((
+                            key(&format!("columns.{column}")),
+                            format!("unknown source `{source}` (expected one of {})", CLICKHOUSE_SOURCES.join(", ")),
+                        ));
+                    }
+                }
+            }
+            if let SinkConfig::Loki(l) = sink {
+                for label in &l.labels {
+                    if !LOKI_LABELS.contains(&label.as_str()) {
+                        return Err((
+                            key("labels"),
+                            format!(
+                                "`{label}` is not a low-cardinality field (allowed: {})",
+                                LOKI_LABELS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let SinkConfig::Kafka(k) = sink {
+                if !["zstd", "lz4", "snappy", "gzip", "none"].contains(&k.compression.as_str()) {
+                    return Err((key("compression"), "must be one of zstd, lz4, snappy, gzip, none".into()));
+                }
+            }
             if let SinkConfig::File(f) = sink {
-                let key = |k: &str| format!("sinks.{id}.{k}");
                 if !(1..=19).contains(&f.zstd_level) {
                     return Err((key("zstd_level"), "must be between 1 and 19".into()));
                 }

@@ -98,4 +98,12 @@ pub struct SinkSummary {
     pub bytes: u64,
     /// Files this sink created (file sink only).
     pub files: Vec<std::path::PathBuf>,
+    /// Records the target refused for themselves, now in the dead-letter
+    /// file (storage sinks).
+    pub dead_lettered: u64,
+    /// Batches dropped because the buffer was full (`drop_newest`).
+    pub dropped_batches: u64,
+    /// Events still undelivered when the run ended with the target down
+    /// (memory buffer: reported to their sources as not delivered).
+    pub abandoned_events: u64,
 }

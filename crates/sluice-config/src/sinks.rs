@@ -1,0 +1,355 @@
+//! Settings of the storage sinks (ClickHouse, Kafka, Loki, Elasticsearch),
+//! the delivery machinery they share (batching, retries, circuit breaker,
+//! buffer, dead letters) and the Kafka source.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::model::humantime_serde_compat;
+
+/// How a storage sink batches, retries and buffers. Every field has a default,
+/// so `[sinks.x.delivery]` may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// A request is sent once it holds this many bytes (before compression).
+    pub batch_max_bytes: ByteSize,
+    /// ... or this many events ...
+    pub batch_max_events: usize,
+    /// ... or once its oldest event has waited this long.
+    #[serde(with = "humantime_serde_compat")]
+    pub batch_timeout: Duration,
+    /// A request that has not been answered in this time is abandoned,
+    /// counted in `sink_timeouts_total` and retried.
+    #[serde(with = "humantime_serde_compat")]
+    pub request_timeout: Duration,
+    /// First wait before a retry; doubled each failure, with full jitter.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_initial_backoff: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_max_backoff: Duration,
+    /// Consecutive failed requests that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker sends nothing before one probe request
+    /// (half-open) decides whether it closes again.
+    #[serde(with = "humantime_serde_compat")]
+    pub breaker_open_for: Duration,
+    /// At shutdown, how long to keep trying to deliver what is buffered in
+    /// memory before giving up (those batches are then reported undelivered,
+    /// so their sources re-read them next start). A disk buffer keeps its
+    /// contents instead and does not wait.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_timeout: Duration,
+    /// Where records the target rejects for themselves (a 4xx for that
+    /// record) are written, one JSON line each with the reason; default
+    /// `<data_dir>/dead_letter/<sink id>.ndjson`.
+    pub dead_letter_path: Option<PathBuf>,
+    /// The buffer between the pipeline and the target.
+    pub buffer: BufferConfig,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            batch_max_bytes: ByteSize::mib(8),
+            batch_max_events: 200_000,
+            batch_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(30),
+            breaker_failures: 5,
+            breaker_open_for: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            dead_letter_path: None,
+            buffer: BufferConfig::default(),
+        }
+    }
+}
+
+/// Where batches wait for the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferKind {
+    /// In memory: a batch is acknowledged to its source only once the target
+    /// accepted it.
+    #[default]
+    Memory,
+    /// Segment files under `<data_dir>/buffer/<sink id>/`: a batch is
+    /// acknowledged once it is written there, and the contents survive a
+    /// crash or kill -9.
+    Disk,
+}
+
+/// What a full buffer does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop taking batches: backpressure reaches the sources.
+    #[default]
+    Block,
+    /// Drop the incoming batch, counted in `buffer_dropped_events_total`.
+    DropNewest,
+}
+
+/// The sink's buffer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferConfig {
+    /// `memory` or `disk`.
+    #[serde(rename = "type")]
+    pub kind: BufferKind,
+    /// Bytes the buffer may hold (encoded records).
+    pub max_bytes: ByteSize,
+    /// What happens when it is full.
+    pub when_full: WhenFull,
+    /// Disk buffer only: fsync written segments at most this often (a crash
+    /// of the process loses nothing either way; this bounds what a power
+    /// loss can take).
+    #[serde(with = "humantime_serde_compat")]
+    pub fsync_interval: Duration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            kind: BufferKind::Memory,
+            max_bytes: ByteSize::mib(256),
+            when_full: WhenFull::Block,
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The ClickHouse sink: `INSERT ... FORMAT JSONEachRow` over HTTP, gzip.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickhouseSinkConfig {
+    /// Base URL of the HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub endpoint: String,
+    /// Database of the table.
+    #[serde(default = "default_ch_database")]
+    pub database: String,
+    /// Table (see `deploy/clickhouse/schema.sql`).
+    #[serde(default = "default_ch_table")]
+    pub table: String,
+    /// User (`X-ClickHouse-User`); absent uses the server's default user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password (`X-ClickHouse-Key`); put it in the environment: `${CH_PASSWORD}`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Column → source of its value. Sources: the event fields (`ts`,
+    /// `level`, `service`, `env`, `trace_id`, `request_id`, `status`,
+    /// `duration_ms`, `route`, `path`, `msg`, `error_type`, `event`),
+    /// `message` (msg, else the text line), the origin's fields
+    /// (`namespace`, `pod`, `container`, ...), `sample_rate`, and `raw` (the
+    /// whole event as sluice would write it). Absent: the schema's defaults.
+    #[serde(default = "default_ch_columns")]
+    pub columns: BTreeMap<String, String>,
+    /// gzip level of request bodies, 0 (none) to 9.
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: u32,
+    /// Batching, retries and buffering.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+fn default_ch_database() -> String {
+    "default".into()
+}
+fn default_ch_table() -> String {
+    "logs".into()
+}
+fn default_gzip_level() -> u32 {
+    1
+}
+
+/// The default column mapping: `deploy/clickhouse/schema.sql`'s columns.
+pub fn default_ch_columns() -> BTreeMap<String, String> {
+    [
+        ("ts", "ts"),
+        ("service", "service"),
+        ("env", "env"),
+        ("level", "level"),
+        ("namespace", "namespace"),
+        ("pod", "pod"),
+        ("container", "container"),
+        ("trace_id", "trace_id"),
+        ("request_id", "request_id"),
+        ("status", "status"),
+        ("duration_ms", "duration_ms"),
+        ("route", "route"),
+        ("message", "message"),
+        ("error_type", "error_type"),
+        ("sample_rate", "sample_rate"),
+        ("raw", "raw"),
+    ]
+    .into_iter()
+    .map(|(c, s)| (c.to_string(), s.to_string()))
+    .collect()
+}
+
+/// The Kafka sink: one message per event, the event's JSON as the value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `host:port,host:port` of the brokers.
+    pub brokers: String,
+    /// Topic the events are produced to.
+    pub topic: String,
+    /// Event field whose value is the message key (`service` by default:
+    /// the aggregation tier relies on one service's events sharing a
+    /// partition).
+    #[serde(default = "default_kafka_key")]
+    pub key_field: String,
+    /// Compression codec (`zstd`, `lz4`, `snappy`, `gzip`, `none`).
+    #[serde(default = "default_kafka_compression")]
+    pub compression: String,
+    /// More librdkafka producer properties (`linger.ms`, `security.protocol`, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Batching, retries and buffering.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+fn default_kafka_key() -> String {
+    "service".into()
+}
+fn default_kafka_compression() -> String {
+    "zstd".into()
+}
+
+/// The Loki sink: the push API, streams labelled only by low-cardinality
+/// fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LokiSinkConfig {
+    /// Base URL, e.g. `http://loki:3100`; requests go to `/loki/api/v1/push`.
+    pub endpoint: String,
+    /// Event fields that become stream labels. Only low-cardinality fields
+    /// are allowed (guide §11, §72): `service`, `env`, `level`, `namespace`,
+    /// `container`, `stream`.
+    #[serde(default = "default_loki_labels")]
+    pub labels: Vec<String>,
+    /// `X-Scope-OrgID` for multi-tenant Loki.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// gzip level of request bodies, 0 (none) to 9.
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: u32,
+    /// Batching, retries and buffering.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+/// Labels a Loki stream may carry.
+pub const LOKI_LABELS: &[&str] = &["service", "env", "level", "namespace", "container", "stream"];
+
+fn default_loki_labels() -> Vec<String> {
+    ["service", "env", "level", "namespace"].map(String::from).to_vec()
+}
+
+/// The Elasticsearch / OpenSearch sink: the `_bulk` API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchSinkConfig {
+    /// Base URL, e.g. `http://es:9200`.
+    pub endpoint: String,
+    /// Index name pattern: `{service}` and `{date}` (the event's UTC day,
+    /// `YYYY.MM.DD`) are replaced.
+    #[serde(default = "default_es_index")]
+    pub index: String,
+    /// Basic-auth user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Basic-auth password; put it in the environment.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// gzip level of request bodies, 0 (none) to 9.
+    #[serde(default = "default_gzip_level")]
+    pub gzip_level: u32,
+    /// Batching, retries and buffering.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+}
+
+fn default_es_index() -> String {
+    "logs-{service}-{date}".into()
+}
+
+/// The Kafka source: a consumer group; offsets are committed only once every
+/// sink accepted the events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// `host:port,host:port` of the brokers.
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Where a group without committed offsets starts: `earliest` or `latest`.
+    #[serde(default = "default_offset_reset")]
+    pub auto_offset_reset: String,
+    /// Commit acknowledged offsets at most this often.
+    #[serde(default = "default_commit_interval", with = "humantime_serde_compat")]
+    pub commit_interval: Duration,
+    /// More librdkafka consumer properties.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+fn default_offset_reset() -> String {
+    "earliest".into()
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// What a ClickHouse column may be filled from.
+pub const CLICKHOUSE_SOURCES: &[&str] = &[
+    "ts", "level", "service", "env", "trace_id", "request_id", "status", "duration_ms", "route", "path", "msg",
+    "error_type", "event", "message", "namespace", "pod", "pod_uid", "container", "stream", "file", "sample_rate",
+    "raw",
+];
+
+/// Checks of a delivery section; `Err((key under the sink, message))`.
+pub(crate) fn validate_delivery(d: &DeliveryConfig) -> Result<(), (String, String)> {
+    let err = |k: &str, m: &str| Err((format!("delivery.{k}"), m.to_string()));
+    if d.batch_max_bytes.0 < 1024 {
+        return err("batch_max_bytes", "must be at least 1KiB");
+    }
+    if d.batch_max_events == 0 {
+        return err("batch_max_events", "must be at least 1");
+    }
+    if d.request_timeout.is_zero() {
+        return err("request_timeout", "must be more than 0");
+    }
+    if d.retry_initial_backoff.is_zero() || d.retry_max_backoff < d.retry_initial_backoff {
+        return err(
+            "retry_max_backoff",
+            "retry_initial_backoff must be more than 0 and at most retry_max_backoff",
+        );
+    }
+    if d.breaker_failures == 0 {
+        return err("breaker_failures", "must be at least 1");
+    }
+    if d.buffer.max_bytes.0 < d.batch_max_bytes.0 {
+        return err("buffer.max_bytes", "must be at least batch_max_bytes");
+    }
+    Ok(())
+}
+
+/// Checks of an endpoint URL.
+pub(crate) fn validate_endpoint(url: &str) -> Result<(), String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        return Err(format!("`{url}` is not an http:// or https:// URL"));
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The buffer between a sink's intake (encoded batches from the pipeline)
+//! and its delivery loop (requests to the target), bounded in bytes.
+//!
+//! * **Memory**: a queue of frames, each holding its pipeline batch, so the
+//!   batch's acknowledgement is released only once the target accepted it.
+//! * **Disk**: frames are appended to segment files ([`disk`]) and the batch
+//!   is released (acknowledged) as soon as its frame is written: from then
+//!   on the buffer, not the source, is responsible for it, and it survives
+//!   kill -9.
+//!
+//! When full, intake either waits (`block`: backpressure reaches the
+//! sources) or drops the incoming batch (`drop_newest`, counted). Exactly
+//! one intake task and one delivery task use a buffer, which is what lets a
+//! single `Notify` permit per direction stand in for a condition variable.
+
+pub(crate) mod disk;
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sluice_config::{BufferConfig, BufferKind, WhenFull};
+use sluice_core::{Batch, Counter, Gauge, Registry};
+use tokio::sync::Notify;
+
+use crate::frame::Frame;
+use disk::{DiskQueue, Position};
+
+/// Frames taken for one request, and what committing them means.
+#[derive(Debug)]
+pub struct Taken {
+    /// The frames, oldest first.
+    pub frames: Vec<Frame>,
+    /// Memory buffer: the batches to release on commit (or fail).
+    batches: Vec<Arc<Batch>>,
+    /// Disk buffer: where the read position moves on commit.
+    disk_to: Option<(Position, u64)>,
+    size: u64,
+}
+
+impl Taken {
+    /// Records in all frames.
+    pub fn records(&self) -> usize {
+        self.frames.iter().map(Frame::len).sum()
+    }
+}
+
+enum Backend {
+    Memory(VecDeque<(Frame, Arc<Batch>)>),
+    Disk {
+        queue: DiskQueue,
+        /// A frame read but left for the next request (it did not fit).
+        peeked: Option<disk::ReadFrame>,
+        last_sync: Instant,
+    },
+}
+
+struct State {
+    backend: Backend,
+    /// Bytes held: queued plus in flight.
+    bytes: u64,
+    closed_at: Option<Instant>,
+}
+
+/// What happened to a pushed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Buffered.
+    Stored,
+    /// Dropped because the buffer was full (`drop_newest`).
+    Dropped,
+}
+
+/// See the module docs.
+pub struct Buffer {
+    state: Mutex<State>,
+    data_ready: Notify,
+    space_ready: Notify,
+    max_bytes: u64,
+    when_full: WhenFull,
+    fsync_interval: Duration,
+    bytes_gauge: Gauge,
+    dropped: Counter,
+    corrupt: Counter,
+}
+
+impl Buffer {
+    /// A buffer for sink `sink`; a disk buffer lives in `dir`.
+    pub fn open(cfg: &BufferConfig, dir: &Path, registry: &Registry, sink: &str) -> io::Result<Buffer> {
+        let (backend, bytes) = match cfg.kind {
+            BufferKind::Memory => (Backend::Memory(VecDeque::new()), 0),
+            BufferKind::Disk => {
+                let queue = DiskQueue::open(dir)?;
+                let bytes = queue.pending_bytes();
+                (
+                    Backend::Disk {
+                        queue,
+                        peeked: None,
+                        last_sync: Instant::now(),
+                    },
+                    bytes,
+                )
+            }
+        };
+        let labels = [("sink", sink)];
+        let bytes_gauge = registry.gauge("buffer_bytes", "Bytes waiting in a sink's buffer.", &labels);
+        bytes_gauge.set(bytes as i64);
+        Ok(Buffer {
+            state: Mutex::new(State {
+                backend,
+                bytes,
+                closed_at: None,
+            }),
+            data_ready: Notify::new(),
+            space_ready: Notify::new(),
+            max_bytes: cfg.max_bytes.0,
+            when_full: cfg.when_full,
+            fsync_interval: cfg.fsync_interval,
+            bytes_gauge,
+            dropped: registry.counter(
+                "buffer_dropped_events_total",
+                "Events dropped because a sink's buffer was full (when_full = drop_newest).",
+                &labels,
+            ),
+            corrupt: registry.counter(
+                "buffer_corrupt_records_total",
+                "Damaged disk buffer regions moved to quarantine.",
+                &labels,
+            ),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the queue half-updated
+        // in a way later calls would misread, so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Buffer `frame`, the encoding of `batch`. Waits for room (`block`) or
+    /// drops it (`drop_newest`). A frame larger than the whole buffer is
+    /// still taken when the buffer is empty, so it cannot wedge the sink.
+    pub async fn push(&self, frame: Frame, batch: Arc<Batch>) -> io::Result<Pushed> {
+        let size = frame.size();
+        loop {
+            let room = self.space_ready.notified();
+            {
+                let mut st = self.lock();
+                if st.bytes == 0 || st.bytes + size <= self.max_bytes {
+                    let State { backend, bytes, .. } = &mut *st;
+                    match backend {
+                        Backend::Memory(q) => {
+                            q.push_back((frame, batch));
+                            *bytes += size;
+                        }
+                        Backend::Disk { queue, last_sync, .. } => {
+                            *bytes += queue.append(&frame)?;
+                            if last_sync.elapsed() >= self.fsync_interval {
+                                queue.sync()?;
+                                *last_sync = Instant::now();
+                            }
+                            // Written: the buffer owns it now. Dropping the
+                            // batch releases its acknowledgement.
+                            drop(batch);
+                        }
+                    }
+                    self.bytes_gauge.set(st.bytes as i64);
+                    drop(st);
+                    self.data_ready.notify_one();
+                    return Ok(Pushed::Stored);
+                }
+                if self.when_full == WhenFull::DropNewest {
+                    self.dropped.add(batch.len() as u64);
+                    // Deliberately dropped: the source may move on.
+                    return Ok(Pushed::Dropped);
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// No more pushes: delivery drains what is left and then ends.
+    pub fn close(&self) {
+        self.lock().closed_at.get_or_insert_with(Instant::now);
+        self.data_ready.notify_one();
+    }
+
+    /// When intake ended, if it has.
+    pub fn closed_at(&self) -> Option<Instant> {
+        self.lock().closed_at
+    }
+
+    /// Frames for the next request: waits for the first, then gathers more
+    /// until `max_bytes` or `max_records`, waiting at most `linger` after the
+    /// first. `None` once the buffer is closed and empty.
+    pub async fn take(&self, max_bytes: u64, max_records: usize, linger: Duration) -> io::Result<Option<Taken>> {
+        let mut taken = Taken {
+            frames: Vec::new(),
+            batches: Vec::new(),
+            disk_to: None,
+            size: 0,
+        };
+        let mut deadline = None;
+        loop {
+            let more = self.data_ready.notified();
+            let closed = {
+                let mut st = self.lock();
+                while taken.size < max_bytes && taken.records() < max_records {
+                    if !self.pop_into(&mut st, &mut taken, max_bytes)? {
+                        break;
+                    }
+                }
+                st.closed_at.is_some()
+            };
+            let full = taken.size >= max_bytes || taken.records() >= max_records;
+            if full || (closed && !taken.frames.is_empty()) {
+                return Ok(Some(taken));
+            }
+            if closed {
+                return Ok(None);
+            }
+            if taken.frames.is_empty() {
+                more.await;
+                continue;
+            }
+            let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+            if tokio::time::timeout_at(until, more).await.is_err() {
+                // One last look: a push may have landed just now.
+                let mut st = self.lock();
+                while taken.size < max_bytes && taken.records() < max_records {
+                    if !self.pop_into(&mut st, &mut taken, max_bytes)? {
+                        break;
+                    }
+                }
+                return Ok(Some(taken));
+            }
+        }
+    }
+
+    /// Move the next frame into `taken` if it fits (the first always does);
+    /// `false` when there is none or it does not fit.
+    fn pop_into(&self, st: &mut State, taken: &mut Taken, max_bytes: u64) -> io::Result<bool> {
+        let fits = |size: u64| taken.frames.is_empty() || taken.size + size <= max_bytes;
+        match &mut st.backend {
+            Backend::Memory(q) => {
+                let Some((frame, _)) = q.front() else { return Ok(false) };
+                if !fits(frame.size()) {
+                    return Ok(false);
+                }
+                let (frame, batch) = q.pop_front().expect("front exists");
+                taken.size += frame.size();
+                taken.frames.push(frame);
+                taken.batches.push(batch);
+                Ok(true)
+            }
+            Backend::Disk { queue, peeked, .. } => {
+                let next = match peeked.take() {
+                    Some(p) => p,
+                    None => match queue.read_next()? {
+                        Some(r) => r,
+                        None => {
+                            self.count_quarantined(queue);
+                            return Ok(false);
+                        }
+                    },
+                };
+                self.count_quarantined(queue);
+                if !fits(next.consumed) {
+                    *peeked = Some(next);
+                    return Ok(false);
+                }
+                taken.size += next.consumed;
+                let consumed = taken.disk_to.map_or(0, |(_, c)| c) + next.consumed;
+                taken.disk_to = Some((next.after, consumed));
+                taken.frames.push(next.frame);
+                Ok(true)
+            }
+        }
+    }
+
+    fn count_quarantined(&self, queue: &mut DiskQueue) {
+        let q = queue.take_quarantined();
+        self.corrupt.add(q.len() as u64);
+    }
+
+    /// The target has `taken` (or it was dead-lettered): release it.
+    pub fn commit(&self, taken: Taken) -> io::Result<()> {
+        let mut st = self.lock();
+        if let (Backend::Disk { queue, .. }, Some((to, consumed))) = (&mut st.backend, taken.disk_to) {
+            queue.commit(to, consumed)?;
+        }
+        st.bytes = st.bytes.saturating_sub(taken.size);
+        self.bytes_gauge.set(st.bytes as i64);
+        drop(st);
+        // Dropping the batches acknowledges them.
+        drop(taken);
+        self.space_ready.notify_one();
+        Ok(())
+    }
+
+    /// `taken` could not be delivered before shutdown. Memory: its batches
+    /// and everything still queued are reported undelivered, so their
+    /// sources re-read them next start. Disk: nothing is lost; the next run
+    /// reads them again. Returns the events given up in memory.
+    pub fn abandon(&self, taken: Option<Taken>) -> io::Result<u64> {
+        let mut st = self.lock();
+        let mut failed = 0;
+        let mut fail = |b: &Arc<Batch>| {
+            b.fail_acks();
+            failed += b.len() as u64;
+        };
+        if let Some(t) = &taken {
+            t.batches.iter().for_each(&mut fail);
+        }
+        match &mut st.backend {
+            Backend::Memory(q) => {
+                for (_, b) in q.drain(..) {
+                    fail(&b);
+                }
+            }
+            Backend::Disk { queue, peeked, .. } => {
+                *peeked = None;
+                queue.rewind();
+                queue.sync()?;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// fsync a disk buffer (at the end of a run).
+    pub fn sync(&self) -> io::Result<()> {
+        if let Backend::Disk { queue, .. } = &mut self.lock().backend {
+            queue.sync()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_config::{BufferConfig, BufferKind, ByteSize, WhenFull};
+use sluice_core::ack::{self, AckStatus};
+use sluice_core::{Batch, Event, Registry, Span};
+
+use super::*;
+
+fn frame(n: usize, bytes_each: usize) -> Frame {
+    let mut f = Frame::default();
+    for _ in 0..n {
+        f.bytes.extend(std::iter::repeat_n(b'x', bytes_each));
+        f.finish_record();
+    }
+    f
+}
+
+fn batch_with_ack(sender: &ack::AckSender, seq: u64) -> Arc<Batch> {
+    let mut b = Batch::new(b"x".to_vec(), vec![Event::unparsed(Span::new(0, 1), 0, Event::NO_ORIGIN)]);
+    b.add_ack(sender.token(seq));
+    Arc::new(b)
+}
+
+fn cfg(kind: BufferKind, max: u64, when_full: WhenFull) -> BufferConfig {
+    BufferConfig {
+        kind,
+        max_bytes: ByteSize(max),
+        when_full,
+        fsync_interval: Duration::from_secs(1),
+    }
+}
+
+#[tokio::test]
+async fn memory_buffer_acknowledges_only_on_commit_and_fails_on_abandon() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::new();
+    let buf = Buffer::open(&cfg(BufferKind::Memory, 1 << 20, WhenFull::Block), dir.path(), &r, "s").unwrap();
+    let (tx, mut rx) = ack::channel();
+    buf.push(frame(2, 10), batch_with_ack(&tx, 0)).await.unwrap();
+    buf.push(frame(3, 10), batch_with_ack(&tx, 1)).await.unwrap();
+    assert_eq!(r.value("buffer_bytes", &[("sink", "s")]), Some(5 * (10 + 4)), "record bytes plus an end offset each");
+    let t = buf.take(1 << 20, 100, Duration::from_millis(10)).await.unwrap().unwrap();
+    assert_eq!(t.records(), 5);
+    assert!(rx.try_recv().is_none(), "nothing acknowledged before the target took it");
+    buf.commit(t).unwrap();
+    let mut acks: Vec<_> = std::iter::from_fn(|| rx.try_recv()).map(|a| (a.seq, a.status)).collect();
+    acks.sort_by_key(|a| a.0);
+    assert_eq!(acks, vec![(0, AckStatus::Delivered), (1, AckStatus::Delivered)]);
+
+    buf.push(frame(1, 10), batch_with_ack(&tx, 2)).await.unwrap();
+    buf.push(frame(1, 10), batch_with_ack(&tx, 3)).await.unwrap();
+    let t = buf.take(14, 100, Duration::from_millis(10)).await.unwrap().unwrap();
+    assert_eq!(t.records(), 1, "the request stops at max_bytes");
+    assert_eq!(buf.abandon(Some(t)).unwrap(), 2);
+    let mut acks: Vec<_> = std::iter::from_fn(|| rx.try_recv()).map(|a| (a.seq, a.status)).collect();
+    acks.sort_by_key(|a| a.0);
+    assert_eq!(acks, vec![(2, AckStatus::Failed), (3, AckStatus::Failed)]);
+}
+
+#[tokio::test]
+async fn a_full_buffer_blocks_until_a_commit_or_drops_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::new();
+    let buf = Arc::new(Buffer::open(&cfg(BufferKind::Memory, 30, WhenFull::Block), dir.path(), &r, "s").unwrap());
+    let (tx, _rx) = ack::channel();
+    buf.push(frame(1, 20), batch_with_ack(&tx, 0)).await.unwrap();
+    let b2 = Arc::clone(&buf);
+    let second = batch_with_ack(&tx, 1);
+    let blocked = tokio::spawn(async move { b2.push(frame(1, 20), second).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!blocked.is_finished(), "push waits for room");
+    let t = buf.take(1 << 20, 100, Duration::ZERO).await.unwrap().unwrap();
+    buf.commit(t).unwrap();
+    assert_eq!(blocked.await.unwrap(), Pushed::Stored);
+
+    let dropping = Buffer::open(&cfg(BufferKind::Memory, 30, WhenFull::DropNewest), dir.path(), &r, "d").unwrap();
+    assert_eq!(dropping.push(frame(1, 20), batch_with_ack(&tx, 2)).await.unwrap(), Pushed::Stored);
+    assert_eq!(dropping.push(frame(1, 20), batch_with_ack(&tx, 3)).await.unwrap(), Pushed::Dropped);
+    assert_eq!(r.value("buffer_dropped_events_total", &[("sink", "d")]), Some(1));
+}
+
+#[tokio::test]
+async fn disk_buffer_acknowledges_on_write_and_keeps_what_was_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Registry::new();
+    let c = cfg(BufferKind::Disk, 1 << 20, WhenFull::Block);
+    let (tx, mut rx) = ack::channel();
+    {
+        let buf = Buffer::open(&c, dir.path(), &r, "s").unwrap();
+        buf.push(frame(2, 5), batch_with_ack(&tx, 0)).await.unwrap();
+        buf.push(frame(1, 7), batch_with_ack(&tx, 1)).await.unwrap();
+        let a: Vec<_> = std::iter::from_fn(|| rx.try_recv()).map(|a| a.status).collect();
+        assert_eq!(a, vec![AckStatus::Delivered, AckStatus::Delivered]);
+        let t = buf.take(1 << 20, 2, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(t.records(), 2);
+        buf.commit(t).unwrap();
+        // Taken but never committed, as if the process died mid-request.
+        let t = buf.take(1 << 20, 100, Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(t.frames, vec![frame(1, 7)]);
+    }
+    let buf = Buffer::open(&c, dir.path(), &r, "s").unwrap();
+    buf.close();
+    let t = buf.take(1 << 20, 100, Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(t.frames, vec![frame(1, 7)]);
+    buf.commit(t).unwrap();
+    assert!(buf.take(1 << 20, 100, Duration::ZERO).await.unwrap().is_none());
+}

@@ -1,0 +1,348 @@
+//! The ClickHouse sink: rows as `JSONEachRow`, sent as
+//! `INSERT INTO db.table FORMAT JSONEachRow` over the HTTP interface with a
+//! gzip body. Only settings and types ClickHouse 18.16 (Debian's package)
+//! already has are used: `date_time_input_format=best_effort` for ISO
+//! timestamps, `input_format_skip_unknown_fields=1`, plain `DateTime`,
+//! `String` and numbers; the schema is `deploy/clickhouse/schema.sql`.
+//!
+//! Every row carries every mapped column, so the table's defaults never
+//! depend on server settings (18.16 has no `input_format_defaults_for_omitted_fields`):
+//! a missing string is `""`, a missing number `0`, a missing `ts` the time
+//! the row was encoded.
+
+use std::collections::BTreeMap;
+
+use sluice_config::ClickhouseSinkConfig;
+use sluice_core::encode::{write_event, write_json_string};
+use sluice_core::{Batch, Event, EventKind, Field};
+
+use crate::driver::{Encoder, SendResult, Transport};
+use crate::fields::{self, OriginFields};
+use crate::frame::Frame;
+use crate::http;
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Field(Field, Kind),
+    /// The record's `msg`, else the text line.
+    Message,
+    /// The event's `ts`, else now.
+    Ts,
+    Origin(String),
+    SampleRate,
+    Raw,
+}
+
+/// How a missing value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+}
+
+/// Builds `JSONEachRow` rows. See the module docs.
+pub struct ClickhouseEncoder {
+    columns: Vec<(Vec<u8>, Source)>,
+    origins: OriginFields,
+    scratch: Vec<u8>,
+    now: String,
+}
+
+impl ClickhouseEncoder {
+    /// An encoder for the configured column mapping.
+    pub fn new(columns: &BTreeMap<String, String>) -> ClickhouseEncoder {
+        let columns = columns
+            .iter()
+            .map(|(column, source)| {
+                let mut key = Vec::new();
+                write_json_string(column.as_bytes(), &mut key);
+                key.push(b':');
+                let source = match source.as_str() {
+                    "ts" => Source::Ts,
+                    "message" => Source::Message,
+                    "sample_rate" => Source::SampleRate,
+                    "raw" => Source::Raw,
+                    "status" | "duration_ms" => {
+                        Source::Field(Field::from_key(source.as_bytes()).expect("a routing field"), Kind::Number)
+                    }
+                    other => match Field::from_key(other.as_bytes()) {
+                        Some(f) => Source::Field(f, Kind::Text),
+                        None => Source::Origin(other.to_string()),
+                    },
+                };
+                (key, source)
+            })
+            .collect();
+        ClickhouseEncoder {
+            columns,
+            origins: OriginFields::default(),
+            scratch: Vec::new(),
+            now: fields::now_rfc3339(),
+        }
+    }
+
+    fn row(&mut self, batch: &Batch, event: &Event, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (key, source)) in self.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key);
+            match source {
+                Source::Ts => match fields::ts(batch, event).filter(|t| looks_like_time(t)) {
+                    Some(_) => {
+                        fields::write_field(batch, event, Field::Ts, out);
+                    }
+                    None => write_json_string(self.now.as_bytes(), out),
+                },
+                Source::Field(f, kind) => {
+                    let written = match kind {
+                        // A number column takes only numbers: a quoted or
+                        // odd value would fail the whole insert.
+                        Kind::Number => match batch.num_field(event, *f) {
+                            // Integers as integers: `UInt16` does not read `503.0`.
+                            Some(x) if x.fract() == 0.0 && (0.0..9.0e15).contains(&x) => {
+                                out.extend_from_slice(itoa::Buffer::new().format(x as i64).as_bytes());
+                                true
+                            }
+                            Some(x) if x.is_finite() && x >= 0.0 => {
+                                out.extend_from_slice(ryu::Buffer::new().format(x).as_bytes());
+                                true
+                            }
+                            _ => false,
+                        },
+                        Kind::Text => match event.field(*f) {
+                            sluice_core::FieldValue::Str(_) | sluice_core::FieldValue::Decoded(_) => {
+                                fields::write_field(batch, event, *f, out)
+                            }
+                            _ => false,
+                        },
+                    };
+                    if !written {
+                        let service = (*f == Field::Service).then(|| batch.service(event)).flatten();
+                        match (service, kind) {
+                            (Some(s), _) => write_json_string(s, out),
+                            (None, Kind::Number) => out.push(b'0'),
+                            (None, Kind::Text) => out.extend_from_slice(b"\"\""),
+                        }
+                    }
+                }
+                Source::Message => match batch.str_field(event, Field::Msg) {
+                    Some(_) => {
+                        fields::write_field(batch, event, Field::Msg, out);
+                    }
+                    None if event.kind != EventKind::Json => write_json_string(batch.line(event), out),
+                    None => out.extend_from_slice(b"\"\""),
+                },
+                Source::Origin(key) => {
+                    let v = self.origins.get(batch, event, key).unwrap_or("");
+                    write_json_string(v.as_bytes(), out);
+                }
+                Source::SampleRate => {
+                    let rate = fields::sample_rate(batch, event).unwrap_or(1.0);
+                    out.extend_from_slice(ryu::Buffer::new().format(rate).as_bytes());
+                }
+                Source::Raw => {
+                    self.scratch.clear();
+                    write_event(batch, event, &mut self.scratch);
+                    self.scratch.pop();
+                    write_json_string(&self.scratch, out);
+                }
+            }
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Whether a `ts` is worth handing to ClickHouse's best-effort parser
+/// (a date or a Unix time); anything else gets the encode time, and the
+/// original stays in `raw`.
+fn looks_like_time(ts: &[u8]) -> bool {
+    ts.len() >= 10 && ts[..4].iter().all(u8::is_ascii_digit)
+}
+
+impl Encoder for ClickhouseEncoder {
+    fn encode(&mut self, batch: &Batch, frame: &mut Frame) {
+        self.now = fields::now_rfc3339();
+        frame.bytes.reserve(batch.data_len() * 2 + batch.len() * 64);
+        for event in batch.events() {
+            self.row(batch, event, &mut frame.bytes);
+            frame.finish_record();
+        }
+    }
+}
+
+/// Sends `INSERT`s. See the module docs.
+pub struct ClickhouseTransport {
+    client: reqwest::Client,
+    url: String,
+    user: Option<String>,
+    password: Option<String>,
+    gzip_level: u32,
+    body: Vec<u8>,
+    gz: Vec<u8>,
+}
+
+impl ClickhouseTransport {
+    /// A transport for the configured server and table.
+    pub fn new(cfg: &ClickhouseSinkConfig) -> Result<ClickhouseTransport, String> {
+        let query = format!(
+            "INSERT INTO {}.{} FORMAT JSONEachRow",
+            quote_ident(&cfg.database),
+            quote_ident(&cfg.table)
+        );
+        let url = format!(
+            "{}/?query={}&date_time_input_format=best_effort&input_format_skip_unknown_fields=1",
+            cfg.endpoint.trim_end_matches('/'),
+            percent_encode(&query)
+        );
+        Ok(ClickhouseTransport {
+            client: http::client(cfg.delivery.request_timeout)?,
+            url,
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            gzip_level: cfg.gzip_level,
+            body: Vec::new(),
+            gz: Vec::new(),
+        })
+    }
+}
+
+impl Transport for ClickhouseTransport {
+    async fn send(&mut self, records: &[&[u8]]) -> SendResult {
+        self.body.clear();
+        for r in records {
+            self.body.extend_from_slice(r);
+        }
+        let mut req = self.client.post(&self.url);
+        if let Some(u) = &self.user {
+            req = req.header("X-ClickHouse-User", u);
+        }
+        if let Some(p) = &self.password {
+            req = req.header("X-ClickHouse-Key", p);
+        }
+        let req = if self.gzip_level > 0 {
+            http::gzip(&self.body, self.gzip_level, &mut self.gz);
+            req.header("Content-Encoding", "gzip").body(self.gz.clone())
+        } else {
+            req.body(self.body.clone())
+        };
+        match http::execute(req).await {
+            Ok((status, body)) => classify(status, &body),
+            Err(failed) => failed,
+        }
+    }
+}
+
+/// ClickHouse answers a row it cannot parse with 400 in current releases
+/// but with 500 in older ones; its exception code says which it is.
+fn classify(status: u16, body: &[u8]) -> SendResult {
+    let result = http::classify(status, body);
+    if status == 500 && is_data_error(body) {
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string();
+        return SendResult::Rejected(format!("HTTP {status}: {text}"));
+    }
+    result
+}
+
+/// Exception codes that blame the data, not the server: CANNOT_PARSE_*,
+/// TYPE_MISMATCH, INCORRECT_DATA and friends.
+fn is_data_error(body: &[u8]) -> bool {
+    const CODES: &[&str] = &[
+        "6", "26", "27", "32", "33", "38", "41", "53", "69", "70", "72", "117", "131", "321",
+    ];
+    let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
+    let Some(rest) = text.strip_prefix("Code: ") else { return false };
+    let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    CODES.contains(&code.as_str())
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::{Origin, Span};
+    use std::sync::Arc;
+
+    fn parsed(lines: &[&str]) -> Batch {
+        let mut data = Vec::new();
+        let mut events = Vec::new();
+        for l in lines {
+            events.push(Event::unparsed(Span::new(data.len(), l.len()), 0, Event::NO_ORIGIN));
+            data.extend_from_slice(l.as_bytes());
+        }
+        let mut b = Batch::new(data, events);
+        let mut out = Vec::new();
+        sluice_core::Stage::process(&mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()), b, &mut out);
+        b = out.pop().expect("one batch");
+        b
+    }
+
+    #[test]
+    fn rows_carry_every_column_with_typed_defaults() {
+        let mut b = parsed(&[
+            r#"{"ts":"2026-11-25T10:00:00.5Z","level":"ERROR","service":"pay","status":503,"duration_ms":12.5,"msg":"a \"q\"","trace_id":"t1","route":"/v1/x/{id}"}"#,
+            "plain text line",
+        ]);
+        let o = b.add_origin(Arc::new(Origin {
+            stream_key: 1,
+            fields_json: r#""namespace":"shop","pod":"api-1","container":"api""#.into(),
+            default_service: Some("api".into()),
+        }));
+        b.events_mut()[1].origin = o;
+        b.append_field(1, "sample_rate", b"4");
+        let mut enc = ClickhouseEncoder::new(&sluice_config::default_ch_columns());
+        enc.now = "2026-11-25T11:00:00.000Z".into();
+        let mut frame = Frame::default();
+        for e in b.events() {
+            enc.row(&b, e, &mut frame.bytes);
+            frame.finish_record();
+        }
+        let rows: Vec<serde_json::Value> = frame.records().map(|r| serde_json::from_slice(r).unwrap()).collect();
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"container":"","duration_ms":12.5,"env":"","error_type":"","level":"ERROR",
+                "message":"a \"q\"","namespace":"","pod":"","raw":r#"{"ts":"2026-11-25T10:00:00.5Z","level":"ERROR","service":"pay","status":503,"duration_ms":12.5,"msg":"a \"q\"","trace_id":"t1","route":"/v1/x/{id}"}"#,
+                "request_id":"","route":"/v1/x/{id}","sample_rate":1.0,"service":"pay","status":503,
+                "trace_id":"t1","ts":"2026-11-25T10:00:00.5Z"})
+        );
+        assert_eq!(
+            rows[1],
+            serde_json::json!({"container":"api","duration_ms":0,"env":"","error_type":"","level":"",
+                "message":"plain text line","namespace":"shop","pod":"api-1",
+                "raw":r#"{"message":"plain text line","service":"api","namespace":"shop","pod":"api-1","container":"api","sample_rate":4}"#,
+                "request_id":"","route":"","sample_rate":4.0,"service":"api","status":0,
+                "trace_id":"","ts":"2026-11-25T11:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn old_servers_parse_errors_are_rejections_not_outages() {
+        let body = b"Code: 41, e.displayText() = DB::Exception: Cannot read DateTime";
+        assert!(matches!(classify(500, body), SendResult::Rejected(_)));
+        assert!(matches!(classify(500, b"Code: 241, Memory limit"), SendResult::Failed { .. }));
+        assert!(matches!(classify(400, body), SendResult::Rejected(_)));
+    }
+
+    #[test]
+    fn the_insert_url_quotes_and_encodes() {
+        assert_eq!(percent_encode("INSERT INTO `a`"), "INSERT%20INTO%20%60a%60");
+        assert_eq!(quote_ident("we`ird"), "`we\\`ird`");
+    }
+}

@@ -1,0 +1,234 @@
+//! The Elasticsearch / OpenSearch sink: `POST /_bulk` with NDJSON bodies of
+//! `{"create":{"_index":"<index>"}}` + the event, the index named per
+//! service and UTC day from a pattern. `create` (not `index`) works for
+//! plain indices and data streams alike. The bulk response is read item by
+//! item: a 429 or 5xx item is retried alone, any other failed item is a
+//! rejection of that record and goes to the dead-letter file.
+
+use serde::Deserialize;
+use sluice_config::ElasticsearchSinkConfig;
+use sluice_core::encode::write_event;
+use sluice_core::{Batch, Event};
+
+use crate::driver::{Encoder, SendResult, Transport};
+use crate::fields;
+use crate::frame::Frame;
+use crate::http;
+
+/// Builds bulk actions. See the module docs.
+pub struct ElasticsearchEncoder {
+    pattern: String,
+    index: String,
+}
+
+impl ElasticsearchEncoder {
+    /// An encoder for index pattern `pattern` (`{service}`, `{date}`).
+    pub fn new(pattern: &str) -> ElasticsearchEncoder {
+        ElasticsearchEncoder {
+            pattern: pattern.to_string(),
+            index: String::new(),
+        }
+    }
+
+    fn index_name(&mut self, batch: &Batch, event: &Event, today: &str) {
+        let service = batch.service(event).map(String::from_utf8_lossy);
+        let date = fields::ts(batch, event)
+            .and_then(fields::rfc3339_nanos)
+            .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+            .map(day);
+        self.index.clear();
+        let mut rest = self.pattern.as_str();
+        while let Some(open) = rest.find('{') {
+            self.index.push_str(&rest[..open]);
+            let after = &rest[open..];
+            if let Some(tail) = after.strip_prefix("{service}") {
+                push_sanitized(&mut self.index, service.as_deref().unwrap_or("unknown"));
+                rest = tail;
+            } else if let Some(tail) = after.strip_prefix("{date}") {
+                self.index.push_str(date.as_deref().unwrap_or(today));
+                rest = tail;
+            } else {
+                self.index.push('{');
+                rest = &after[1..];
+            }
+        }
+        self.index.push_str(rest);
+    }
+}
+
+fn day(t: time::OffsetDateTime) -> String {
+    format!("{:04}.{:02}.{:02}", t.year(), t.month() as u8, t.day())
+}
+
+/// Index names are lowercase and exclude `\ / * ? " < > | , # :` and spaces.
+fn push_sanitized(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ':' | ' ' => out.push('_'),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+}
+
+impl Encoder for ElasticsearchEncoder {
+    fn encode(&mut self, batch: &Batch, frame: &mut Frame) {
+        let today = day(time::OffsetDateTime::now_utc());
+        for event in batch.events() {
+            self.index_name(batch, event, &today);
+            let out = &mut frame.bytes;
+            out.extend_from_slice(b"{\"create\":{\"_index\":");
+            sluice_core::encode::write_json_string(self.index.as_bytes(), out);
+            out.extend_from_slice(b"}}\n");
+            write_event(batch, event, out);
+            frame.finish_record();
+        }
+    }
+}
+
+/// Sends bulk requests. See the module docs.
+pub struct ElasticsearchTransport {
+    client: reqwest::Client,
+    url: String,
+    auth: Option<(String, Option<String>)>,
+    gzip_level: u32,
+    body: Vec<u8>,
+    gz: Vec<u8>,
+}
+
+impl ElasticsearchTransport {
+    /// A transport for the configured cluster.
+    pub fn new(cfg: &ElasticsearchSinkConfig) -> Result<ElasticsearchTransport, String> {
+        Ok(ElasticsearchTransport {
+            client: http::client(cfg.delivery.request_timeout)?,
+            url: format!("{}/_bulk", cfg.endpoint.trim_end_matches('/')),
+            auth: cfg.user.clone().map(|u| (u, cfg.password.clone())),
+            gzip_level: cfg.gzip_level,
+            body: Vec::new(),
+            gz: Vec::new(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    errors: bool,
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, BulkItem>>,
+}
+
+#[derive(Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// Read a `_bulk` response into per-record outcomes.
+pub fn read_bulk_response(body: &[u8], sent: usize) -> SendResult {
+    let parsed: BulkResponse = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return SendResult::Failed {
+                reason: format!("unreadable _bulk response: {e}"),
+                timeout: false,
+            }
+        }
+    };
+    if !parsed.errors {
+        return SendResult::Accepted;
+    }
+    if parsed.items.len() != sent {
+        return SendResult::Failed {
+            reason: format!("_bulk answered {} items for {sent} records", parsed.items.len()),
+            timeout: false,
+        };
+    }
+    let mut retry = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, item) in parsed.items.iter().enumerate() {
+        let Some(item) = item.values().next() else { continue };
+        match item.status {
+            200..=299 => {}
+            429 | 500..=599 => retry.push(i),
+            status => {
+                let reason = item.error.as_ref().map_or_else(String::new, |e| {
+                    let kind = e.get("type").and_then(|t| t.as_str()).unwrap_or("error");
+                    let why = e.get("reason").and_then(|t| t.as_str()).unwrap_or("");
+                    format!("{kind}: {why}")
+                });
+                rejected.push((i, format!("HTTP {status}: {reason}")));
+            }
+        }
+    }
+    SendResult::Partial { retry, rejected }
+}
+
+impl Transport for ElasticsearchTransport {
+    async fn send(&mut self, records: &[&[u8]]) -> SendResult {
+        self.body.clear();
+        for r in records {
+            self.body.extend_from_slice(r);
+        }
+        let mut req = self.client.post(&self.url).header("Content-Type", "application/x-ndjson");
+        if let Some((user, password)) = &self.auth {
+            req = req.basic_auth(user, password.as_ref());
+        }
+        let req = if self.gzip_level > 0 {
+            http::gzip(&self.body, self.gzip_level, &mut self.gz);
+            req.header("Content-Encoding", "gzip").body(self.gz.clone())
+        } else {
+            req.body(self.body.clone())
+        };
+        match http::execute(req).await {
+            Ok((status, body)) if (200..300).contains(&status) => read_bulk_response(&body, records.len()),
+            Ok((status, body)) => http::classify(status, &body),
+            Err(failed) => failed,
+        }
+    }
+
+    fn describe<'a>(&self, record: &'a [u8]) -> &'a [u8] {
+        // The document, without its action line.
+        match memchr::memchr(b'\n', record) {
+            Some(i) => &record[i + 1..],
+            None => record,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_items_split_into_stored_retried_and_rejected() {
+        let body = br#"{"took":3,"errors":true,"items":[
+            {"create":{"_index":"a","status":201}},
+            {"create":{"_index":"a","status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"_index":"a","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [status]"}}}]}"#;
+        assert_eq!(
+            read_bulk_response(body, 3),
+            SendResult::Partial {
+                retry: vec![1],
+                rejected: vec![(2, "HTTP 400: mapper_parsing_exception: failed to parse field [status]".into())]
+            }
+        );
+        assert_eq!(read_bulk_response(br#"{"took":1,"errors":false,"items":[]}"#, 5), SendResult::Accepted);
+        assert!(matches!(read_bulk_response(b"<html>", 1), SendResult::Failed { .. }));
+    }
+
+    #[test]
+    fn index_names_follow_the_pattern_per_service_and_day() {
+        let line = br#"{"ts":"2026-11-24T23:59:59+09:00","service":"Pay API"}"#;
+        let b = Batch::new(
+            line.to_vec(),
+            vec![Event::unparsed(sluice_core::Span::new(0, line.len()), 0, Event::NO_ORIGIN)],
+        );
+        let mut out = Vec::new();
+        sluice_core::Stage::process(&mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()), b, &mut out);
+        let b = out.pop().unwrap();
+        let mut enc = ElasticsearchEncoder::new("logs-{service}-{date}{x}");
+        enc.index_name(&b, &b.events()[0], "2026.11.25");
+        // 23:59:59 in Seoul is 14:59:59 UTC the same day.
+        assert_eq!(enc.index, "logs-pay_api-2026.11.24{x}");
+    }
+}

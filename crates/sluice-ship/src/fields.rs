@@ -1,0 +1,126 @@
+//! Reading an event's values for the storage encoders: routing fields as
+//! JSON values, the origin's fields (namespace, pod, ...), the budget stage's
+//! `sample_rate`, and its timestamp.
+
+use std::sync::Arc;
+
+use sluice_core::{Batch, Event, Field, FieldValue};
+
+/// Write field `f` of `event` as a JSON value (string, number, bool);
+/// `false` when it is absent, null or composite.
+pub fn write_field(batch: &Batch, event: &Event, f: Field, out: &mut Vec<u8>) -> bool {
+    match event.field(f) {
+        FieldValue::Str(s) => {
+            // Came from valid JSON without escapes: already a valid literal.
+            out.push(b'"');
+            out.extend_from_slice(s.of(batch.data()));
+            out.push(b'"');
+        }
+        FieldValue::Decoded(s) => sluice_core::encode::write_json_string(s.of(batch.arena()), out),
+        FieldValue::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        FieldValue::Float(x) if x.is_finite() => out.extend_from_slice(ryu::Buffer::new().format(x).as_bytes()),
+        FieldValue::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        _ => return false,
+    }
+    true
+}
+
+/// The origin fields of the events being encoded, parsed once per origin
+/// (consecutive events nearly always share one).
+#[derive(Default)]
+pub struct OriginFields {
+    current: Option<(Arc<sluice_core::Origin>, Vec<(String, String)>)>,
+}
+
+impl OriginFields {
+    /// Value of origin field `key` for `event`.
+    pub fn get<'a>(&'a mut self, batch: &Batch, event: &Event, key: &str) -> Option<&'a str> {
+        let origin = batch.origin_arc(event)?;
+        let stale = self.current.as_ref().is_none_or(|(o, _)| !Arc::ptr_eq(o, &origin));
+        if stale {
+            let object = format!("{{{}}}", origin.fields_json);
+            let pairs: Vec<(String, String)> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&object)
+                .map(|m| {
+                    m.into_iter()
+                        .filter_map(|(k, v)| match v {
+                            serde_json::Value::String(s) => Some((k, s)),
+                            serde_json::Value::Number(n) => Some((k, n.to_string())),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.current = Some((origin, pairs));
+        }
+        let (_, pairs) = self.current.as_ref()?;
+        pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The `sample_rate` the budget stage appended, if any.
+pub fn sample_rate(batch: &Batch, event: &Event) -> Option<f64> {
+    let extra = event.extra.of(batch.arena());
+    let at = memchr::memmem::find(extra, b"\"sample_rate\":")? + 14;
+    let rest = &extra[at..];
+    let end = rest.iter().position(|&b| b == b',' || b == b'}').unwrap_or(rest.len());
+    std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
+}
+
+/// The event's `ts` string, when it has one.
+pub fn ts<'a>(batch: &'a Batch, event: &Event) -> Option<&'a [u8]> {
+    batch.str_field(event, Field::Ts)
+}
+
+/// Parse an RFC 3339 timestamp into Unix nanoseconds.
+pub fn rfc3339_nanos(ts: &[u8]) -> Option<i128> {
+    let s = std::str::from_utf8(ts).ok()?;
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos())
+}
+
+/// Now, as Unix nanoseconds.
+pub fn now_nanos() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+}
+
+/// Now, as an RFC 3339 UTC timestamp with milliseconds.
+pub fn now_rfc3339() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::{Origin, Span};
+
+    #[test]
+    fn reads_sample_rate_origin_fields_and_timestamps() {
+        let mut b = Batch::new(b"{}".to_vec(), vec![Event::unparsed(Span::new(0, 2), 0, Event::NO_ORIGIN)]);
+        let o = b.add_origin(Arc::new(Origin {
+            stream_key: 1,
+            fields_json: r#""namespace":"shop","pod":"api-1""#.into(),
+            default_service: None,
+        }));
+        b.events_mut()[0].origin = o;
+        b.append_field(0, "lookback", b"true");
+        b.append_field(0, "sample_rate", b"12.5");
+        let e = b.events()[0].clone();
+        assert_eq!(sample_rate(&b, &e), Some(12.5));
+        let mut of = OriginFields::default();
+        assert_eq!(of.get(&b, &e, "pod"), Some("api-1"));
+        assert_eq!(of.get(&b, &e, "namespace"), Some("shop"));
+        assert_eq!(of.get(&b, &e, "container"), None);
+        assert_eq!(rfc3339_nanos(b"2026-11-25T00:00:01.5Z"), Some(1_795_564_801_500_000_000));
+        assert_eq!(rfc3339_nanos(b"yesterday"), None);
+    }
+}

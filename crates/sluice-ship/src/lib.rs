@@ -1,0 +1,83 @@
+//! Shipping to storage with at-least-once delivery. This crate owns the
+//! delivery machinery every storage sink shares ([`driver`]: batching by
+//! size and time, timeouts, retries with backoff and jitter, a circuit
+//! breaker, dead letters for records a target refuses; [`buffer`]: bounded
+//! memory or disk buffers that survive kill -9) and the HTTP sinks built on
+//! it: ClickHouse, Loki and Elasticsearch. A sink acknowledges a batch to
+//! its sources only once the target accepted it or a disk buffer holds it.
+//! This crate must not transform events: encoders write each event as the
+//! pipeline left it, in the target's wire form.
+
+pub mod buffer;
+pub mod clickhouse;
+pub mod driver;
+pub mod elasticsearch;
+pub mod fields;
+pub mod frame;
+pub mod http;
+pub mod loki;
+pub mod resilience;
+
+use std::path::Path;
+
+use sluice_config::{ClickhouseSinkConfig, ElasticsearchSinkConfig, LokiSinkConfig};
+use sluice_io::{SinkContext, SinkError, SinkSummary};
+use tokio::task::JoinHandle;
+
+pub use driver::{run_sink, Encoder, SendResult, SinkParts, Transport};
+pub use frame::Frame;
+
+type SinkTask = JoinHandle<Result<SinkSummary, SinkError>>;
+
+fn setup_error(id: &str, message: String) -> SinkError {
+    SinkError::Write {
+        id: id.to_string(),
+        action: "setting up",
+        source: std::io::Error::other(message),
+    }
+}
+
+/// Start a ClickHouse sink.
+pub fn spawn_clickhouse(ctx: SinkContext, cfg: ClickhouseSinkConfig, data_dir: &Path) -> SinkTask {
+    let data_dir = data_dir.to_path_buf();
+    tokio::spawn(async move {
+        let transport = clickhouse::ClickhouseTransport::new(&cfg).map_err(|m| setup_error(&ctx.id, m))?;
+        let encoder = clickhouse::ClickhouseEncoder::new(&cfg.columns);
+        let parts = SinkParts {
+            ctx,
+            cfg: cfg.delivery,
+            data_dir,
+        };
+        run_sink(parts, encoder, transport).await
+    })
+}
+
+/// Start a Loki sink.
+pub fn spawn_loki(ctx: SinkContext, cfg: LokiSinkConfig, data_dir: &Path) -> SinkTask {
+    let data_dir = data_dir.to_path_buf();
+    tokio::spawn(async move {
+        let transport = loki::LokiTransport::new(&cfg).map_err(|m| setup_error(&ctx.id, m))?;
+        let encoder = loki::LokiEncoder::new(&cfg.labels);
+        let parts = SinkParts {
+            ctx,
+            cfg: cfg.delivery,
+            data_dir,
+        };
+        run_sink(parts, encoder, transport).await
+    })
+}
+
+/// Start an Elasticsearch sink.
+pub fn spawn_elasticsearch(ctx: SinkContext, cfg: ElasticsearchSinkConfig, data_dir: &Path) -> SinkTask {
+    let data_dir = data_dir.to_path_buf();
+    tokio::spawn(async move {
+        let transport = elasticsearch::ElasticsearchTransport::new(&cfg).map_err(|m| setup_error(&ctx.id, m))?;
+        let encoder = elasticsearch::ElasticsearchEncoder::new(&cfg.index);
+        let parts = SinkParts {
+            ctx,
+            cfg: cfg.delivery,
+            data_dir,
+        };
+        run_sink(parts, encoder, transport).await
+    })
+}
