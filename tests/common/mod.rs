@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod clickhouse;
+
 use std::process::{Child, Command};
 
 /// The `sluice` binary under test.

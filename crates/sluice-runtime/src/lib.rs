@@ -125,6 +125,10 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
         let task = match sink {
             SinkConfig::Stdout(_) => sluice_io::stdout_sink::spawn(ctx),
             SinkConfig::File(cfg) => sluice_io::file_sink::spawn(ctx, cfg.clone()),
+            SinkConfig::Clickhouse(cfg) => sluice_ship::spawn_clickhouse(ctx, cfg.clone(), &config.data_dir),
+            SinkConfig::Loki(cfg) => sluice_ship::spawn_loki(ctx, cfg.clone(), &config.data_dir),
+            SinkConfig::Elasticsearch(cfg) => sluice_ship::spawn_elasticsearch(ctx, cfg.clone(), &config.data_dir),
+            SinkConfig::Kafka(cfg) => sluice_kafka::spawn_sink(ctx, cfg.clone(), &config.data_dir),
         };
         sink_tasks.push((id.clone(), task));
     }
@@ -147,6 +151,7 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
             SourceConfig::Stdin(_) => sluice_io::stdin_source::spawn(ctx),
             SourceConfig::Generator(cfg) => sluice_io::generator_source::spawn(ctx, cfg.clone()),
             SourceConfig::File(cfg) => sluice_tail::spawn(ctx, cfg.clone(), config.data_dir.clone()),
+            SourceConfig::Kafka(cfg) => sluice_kafka::spawn_source(ctx, cfg.clone()),
         };
         source_tasks.push((id.clone(), task));
     }

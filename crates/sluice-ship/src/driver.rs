@@ -335,7 +335,7 @@ pub async fn run_sink<E: Encoder, T: Transport>(
             }
         }
     }
-    buffer.sync().map_err(io_err("syncing the disk buffer"))?;
+    buffer.finish().map_err(io_err("closing the disk buffer"))?;
     let (intake_result, dropped) = intake.await.unwrap_or((Ok(()), 0));
     intake_result?;
     let mut summary = delivery.summary;

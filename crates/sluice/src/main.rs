@@ -91,6 +91,19 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Print the SQL that creates the table a storage sink writes (`sluice schema clickhouse | clickhouse-client`).
+    Schema {
+        /// The storage.
+        #[arg(value_enum)]
+        target: SchemaTarget,
+    },
+}
+
+/// Storages with a schema to create.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchemaTarget {
+    /// deploy/clickhouse/schema.sql: the `clickhouse` sink's default table.
+    Clickhouse,
 }
 
 fn main() -> ExitCode {
@@ -105,6 +118,12 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Generate { count, seed, services } => generate(count, seed, services),
         Command::Bench { config, count } => bench(config.as_deref(), count),
+        Command::Schema {
+            target: SchemaTarget::Clickhouse,
+        } => {
+            print!("{}", include_str!("../../../deploy/clickhouse/schema.sql"));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -258,6 +277,7 @@ fn bench(path: Option<&Path>, count: Option<u64>) -> anyhow::Result<ExitCode> {
                     anyhow::bail!("bench needs an end: set `exit_at_eof = true` on file sources");
                 }
             }
+            SourceConfig::Kafka(_) => anyhow::bail!("bench needs an end: a kafka source never ends by itself"),
         }
     }
     let (report, registry, usage) = execute(&config, Some((std::time::Duration::from_millis(200), total_bytes)))?;

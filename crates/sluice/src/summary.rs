@@ -109,11 +109,26 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
     for (id, sink) in &report.sinks {
         let l = [("sink", id.as_str())];
         let disk = registry.value("file_bytes_written_total", &l);
+        let storage = registry.value("circuit_state", &l).is_some();
         let mut line = format!(
-            "  sink   {id:<14} {:>12} events {:>10.1} MB NDJSON",
+            "  sink   {id:<14} {:>12} events {:>10.1} MB {}",
             HumanCount(sink.events).to_string(),
-            mb(sink.bytes)
+            mb(sink.bytes),
+            if storage { "sent" } else { "NDJSON" }
         );
+        if storage {
+            let v = |name: &str| registry.value(name, &l).unwrap_or(0);
+            let _ = write!(
+                line,
+                "; {} retries, {} timeouts, circuit opened {}x, {} dead-lettered, {} dropped batches, {} undelivered",
+                v("sink_retries_total"),
+                v("sink_timeouts_total"),
+                v("circuit_open_total"),
+                sink.dead_lettered,
+                sink.dropped_batches,
+                sink.abandoned_events,
+            );
+        }
         if let Some(disk) = disk {
             let disk = disk.max(1) as u64;
             let _ = write!(

@@ -281,6 +281,23 @@ impl DiskQueue {
         Ok(())
     }
 
+    /// At a clean end: when everything was delivered, remove the segments
+    /// and the position, so an idle sink leaves an empty directory.
+    pub fn close_if_drained(&mut self) -> io::Result<bool> {
+        if self.pending > 0 || self.read != self.durable {
+            return Ok(false);
+        }
+        self.writer = None;
+        for id in self.segments.drain(..) {
+            fs::remove_file(segment_path(&self.dir, id))?;
+        }
+        match fs::remove_file(self.dir.join("position.json")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        Ok(true)
+    }
+
     /// Forget reads since the last commit: they will be read again (a
     /// request that could not be delivered before shutdown).
     pub fn rewind(&mut self) {
@@ -366,12 +383,11 @@ mod tests {
         let d = frame(&["d1"]);
         q.append(&d).unwrap();
         assert_eq!(drain(&mut q), vec![d]);
-        // Only the writer's segment is left.
-        let segs = fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
-            .count();
-        assert_eq!(segs, 1);
+        // Only the writer's segment is left, and a drained queue cleans up.
+        let files = |p: &Path| fs::read_dir(p).unwrap().count();
+        assert_eq!(files(dir.path()), 2, "the writer's segment and the position");
+        assert!(q.close_if_drained().unwrap());
+        assert_eq!(files(dir.path()), 0);
     }
 
     #[test]

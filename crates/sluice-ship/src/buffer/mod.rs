@@ -328,10 +328,13 @@ impl Buffer {
         Ok(failed)
     }
 
-    /// fsync a disk buffer (at the end of a run).
-    pub fn sync(&self) -> io::Result<()> {
+    /// At the end of a run: fsync a disk buffer, or remove its files when
+    /// everything in it was delivered.
+    pub fn finish(&self) -> io::Result<()> {
         if let Backend::Disk { queue, .. } = &mut self.lock().backend {
-            queue.sync()?;
+            if !queue.close_if_drained()? {
+                queue.sync()?;
+            }
         }
         Ok(())
     }
