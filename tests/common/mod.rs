@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod clickhouse;
+pub mod http_server;
 
 use std::process::{Child, Command};
 

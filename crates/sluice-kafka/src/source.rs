@@ -99,6 +99,7 @@ impl Committer {
         }
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
+                tracing::debug!(?offsets, "Kafka offsets committed");
                 self.committed = offsets.clone();
                 self.commits.inc();
             }
