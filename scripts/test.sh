@@ -16,12 +16,16 @@ for component in rustfmt clippy; do
 done
 
 # System packages the tests need: the multiline tests run real Python, Java
-# and Node.js programs to capture their stack traces. (zstd and simd-json
-# build from crates.) Later issues add servers here (ClickHouse).
+# and Node.js programs to capture their stack traces; the clickhouse tests
+# start Debian's ClickHouse server as a plain process (no service is
+# started by the package). zstd, simd-json and librdkafka build from crates.
 need=()
 for pair in python3:python3 java:openjdk-17-jdk-headless node:nodejs; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
+if [ ! -x /usr/sbin/clickhouse-server ] && [ ! -x /usr/bin/clickhouse-server ]; then
+  need+=(clickhouse-server clickhouse-client)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   step "apt-get install ${need[*]}"
   apt-get update -qq

@@ -31,7 +31,9 @@ fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
     out.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let n = v["count()"].as_str().map_or_else(|| v["count()"].as_u64().unwrap(), |s| s.parse().unwrap());
+            let n = v["count()"]
+                .as_str()
+                .map_or_else(|| v["count()"].as_u64().unwrap(), |s| s.parse().unwrap());
             (v["raw"].as_str().unwrap().to_string(), n)
         })
         .collect()
@@ -53,7 +55,10 @@ fn assert_no_loss(expected: &HashMap<String, u64>, stored: &HashMap<String, u64>
         duplicates += got - n;
     }
     for line in stored.keys() {
-        assert!(expected.contains_key(line), "ClickHouse holds a row nobody sent: {line}");
+        assert!(
+            expected.contains_key(line),
+            "ClickHouse holds a row nobody sent: {line}"
+        );
     }
     duplicates
 }
@@ -106,8 +111,14 @@ compression = "none"
         let service = v["service"].as_str().unwrap_or("").to_string();
         *by_service.entry(service).or_default() += n;
     }
-    assert_eq!(ch.query("SELECT count() FROM logs WHERE status >= 500").trim(), server_errors.to_string());
-    assert_eq!(ch.query("SELECT count() FROM logs WHERE duration_ms >= 1000").trim(), slow.to_string());
+    assert_eq!(
+        ch.query("SELECT count() FROM logs WHERE status >= 500").trim(),
+        server_errors.to_string()
+    );
+    assert_eq!(
+        ch.query("SELECT count() FROM logs WHERE duration_ms >= 1000").trim(),
+        slow.to_string()
+    );
     let rows = ch.query("SELECT service, count() FROM logs GROUP BY service FORMAT TSV");
     let stored: HashMap<String, u64> = rows
         .lines()
@@ -120,8 +131,10 @@ compression = "none"
     // Text lines (stack traces) keep their text in `message` and get the
     // encode time as `ts`; JSON records keep their own.
     assert_eq!(
-        ch.query("SELECT countIf(message = '' AND startsWith(raw, '{\"message\":')), countIf(toYear(ts) < 2026) FROM logs")
-            .trim(),
+        ch.query(
+            "SELECT countIf(message = '' AND startsWith(raw, '{\"message\":')), countIf(toYear(ts) < 2026) FROM logs"
+        )
+        .trim(),
         "0\t0"
     );
 }
@@ -150,7 +163,9 @@ endpoint = "{endpoint}"
         if i == 617 {
             input.push_str("{\"ts\":\"2026-11-25Tnope\",\"service\":\"bad\",\"seq\":617}\n");
         } else {
-            input.push_str(&format!("{{\"ts\":\"2026-11-25T01:02:03Z\",\"service\":\"ok\",\"seq\":{i}}}\n"));
+            input.push_str(&format!(
+                "{{\"ts\":\"2026-11-25T01:02:03Z\",\"service\":\"ok\",\"seq\":{i}}}\n"
+            ));
         }
     }
     let mut child = sluice()
@@ -171,9 +186,16 @@ endpoint = "{endpoint}"
     let lines: Vec<serde_json::Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["sink"], "ch");
-    assert!(lines[0]["reason"].as_str().unwrap().contains("DateTime"), "{}", lines[0]);
+    assert!(
+        lines[0]["reason"].as_str().unwrap().contains("DateTime"),
+        "{}",
+        lines[0]
+    );
     let row: serde_json::Value = serde_json::from_str(lines[0]["record"].as_str().unwrap()).unwrap();
-    assert_eq!(row["raw"], "{\"ts\":\"2026-11-25Tnope\",\"service\":\"bad\",\"seq\":617}");
+    assert_eq!(
+        row["raw"],
+        "{\"ts\":\"2026-11-25Tnope\",\"service\":\"bad\",\"seq\":617}"
+    );
 }
 
 #[test]
@@ -228,12 +250,24 @@ compression = "none"
     eprintln!("outage: {duplicates} duplicate rows");
     // Only a request in flight when the server went away can be stored twice.
     assert!(duplicates <= 4000, "{duplicates} duplicates");
-    let summary = stderr.lines().find(|l| l.trim_start().starts_with("sink   ch ")).unwrap();
+    let summary = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("sink   ch "))
+        .unwrap();
     let number_before = |label: &str| -> u64 {
         let at = summary.find(label).unwrap();
-        summary[..at].rsplit(' ').next().unwrap().trim_end_matches('x').parse().unwrap()
+        summary[..at]
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches('x')
+            .parse()
+            .unwrap()
     };
-    assert!(number_before(" retries") >= 3, "the outage must show as retries: {summary}");
+    assert!(
+        number_before(" retries") >= 3,
+        "the outage must show as retries: {summary}"
+    );
     assert!(number_before("x, ") >= 1, "the breaker must have opened: {summary}");
     assert!(summary.contains("0 undelivered"), "{summary}");
 }
@@ -246,7 +280,11 @@ struct PodLog {
 
 impl PodLog {
     fn append(&mut self, n: u64) {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .unwrap();
         let mut buf = String::new();
         for _ in 0..n {
             let seq = self.written;
@@ -319,7 +357,14 @@ max_bytes = "64MiB"
             endpoint = ch.endpoint()
         ),
     );
-    let start = || sluice().args(["run", "-c"]).arg(&config).stderr(Stdio::null()).spawn().unwrap();
+    let start = || {
+        sluice()
+            .args(["run", "-c"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let buffered = |dir: &Path| -> u64 {
         std::fs::read_dir(dir.join("state/buffer/ch"))
             .map(|rd| {
@@ -351,7 +396,10 @@ max_bytes = "64MiB"
         .and_then(|v| v["files"][0]["offset"].as_u64())
         != Some(file_len)
     {
-        assert!(Instant::now() < deadline, "the checkpoint did not reach the end of the file");
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint did not reach the end of the file"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     kill9(first);
@@ -365,7 +413,10 @@ max_bytes = "64MiB"
     log.append(20_000);
     std::thread::sleep(Duration::from_millis(300));
     kill9(second);
-    eprintln!("phase 2 killed: {}", ch.query("SELECT count(), uniqExact(raw) FROM logs"));
+    eprintln!(
+        "phase 2 killed: {}",
+        ch.query("SELECT count(), uniqExact(raw) FROM logs")
+    );
 
     // 3. A last run delivers the rest.
     let third = start();
@@ -381,5 +432,8 @@ max_bytes = "64MiB"
     // delivered but not yet committed in the disk buffer.
     assert!(duplicates <= 20_000 + 3000, "{duplicates} duplicates");
     // A drained buffer leaves nothing behind.
-    assert_eq!(std::fs::read_dir(dir.path().join("state/buffer/ch")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("state/buffer/ch")).unwrap().count(),
+        0
+    );
 }

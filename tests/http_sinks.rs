@@ -58,7 +58,13 @@ fn nanos(ts: &str) -> Option<i128> {
 #[test]
 fn loki_gets_low_cardinality_streams_and_every_line_once_after_retries() {
     // The first two pushes fail as an overloaded Loki would answer.
-    let server = HttpServer::start(|n, _| if n < 2 { (503, "overloaded".into()) } else { (204, String::new()) });
+    let server = HttpServer::start(|n, _| {
+        if n < 2 {
+            (503, "overloaded".into())
+        } else {
+            (204, String::new())
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("loki.toml");
     std::fs::write(
@@ -101,16 +107,25 @@ compression = "none"
         for stream in body["streams"].as_array().unwrap() {
             let labels = stream["stream"].as_object().unwrap();
             for key in labels.keys() {
-                assert!(["service", "env", "level", "namespace"].contains(&key.as_str()), "label {key}");
+                assert!(
+                    ["service", "env", "level", "namespace"].contains(&key.as_str()),
+                    "label {key}"
+                );
             }
             for value in stream["values"].as_array().unwrap() {
-                let [ts, line] = value.as_array().unwrap().as_slice() else { panic!("{value}") };
+                let [ts, line] = value.as_array().unwrap().as_slice() else {
+                    panic!("{value}")
+                };
                 let line = line.as_str().unwrap();
                 let record: serde_json::Value = serde_json::from_str(line).unwrap();
                 // Each label is the record's own value (level lowercased).
                 for (key, v) in labels {
                     let own = record[key].as_str().unwrap();
-                    let own = if key == "level" { own.to_ascii_lowercase() } else { own.to_string() };
+                    let own = if key == "level" {
+                        own.to_ascii_lowercase()
+                    } else {
+                        own.to_string()
+                    };
                     assert_eq!(v.as_str().unwrap(), own);
                 }
                 // ...and a record's field is never missing from its labels.
@@ -143,16 +158,27 @@ fn elasticsearch_bulk_items_are_retried_or_dead_lettered_one_by_one() {
             let index = action["create"]["_index"].as_str().unwrap().to_string();
             let doc = String::from_utf8_lossy(pair[1]);
             let (status, error) = if doc.contains("\"reject_me\"") {
-                (400, r#","error":{"type":"mapper_parsing_exception","reason":"failed to parse field [reject_me]"}"#)
+                (
+                    400,
+                    r#","error":{"type":"mapper_parsing_exception","reason":"failed to parse field [reject_me]"}"#,
+                )
             } else if n == 0 && i == 1 {
-                (429, r#","error":{"type":"es_rejected_execution_exception","reason":"queue full"}"#)
+                (
+                    429,
+                    r#","error":{"type":"es_rejected_execution_exception","reason":"queue full"}"#,
+                )
             } else {
                 (201, "")
             };
             errors |= status != 201;
-            items.push(format!(r#"{{"create":{{"_index":"{index}","status":{status}{error}}}}}"#));
+            items.push(format!(
+                r#"{{"create":{{"_index":"{index}","status":{status}{error}}}}}"#
+            ));
         }
-        (200, format!(r#"{{"took":1,"errors":{errors},"items":[{}]}}"#, items.join(",")))
+        (
+            200,
+            format!(r#"{{"took":1,"errors":{errors},"items":[{}]}}"#, items.join(",")),
+        )
     });
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("es.toml");

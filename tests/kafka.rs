@@ -35,7 +35,10 @@ fn lines(dir: &Path) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
     let Ok(rd) = std::fs::read_dir(dir) else { return counts };
     for entry in rd {
-        for line in std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default().lines() {
+        for line in std::fs::read_to_string(entry.unwrap().path())
+            .unwrap_or_default()
+            .lines()
+        {
             *counts.entry(line.to_string()).or_insert(0) += 1;
         }
     }
@@ -182,7 +185,12 @@ compression = "none"
         if expected.keys().all(|l| got.contains_key(l)) {
             break;
         }
-        assert!(Instant::now() < deadline, "only {} of {} distinct lines arrived", got.len(), expected.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} distinct lines arrived",
+            got.len(),
+            expected.len()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     stop(second);
@@ -218,7 +226,9 @@ compression = "none"
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen < total && Instant::now() < deadline {
-        let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) else { continue };
+        let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
         let key = m.key().map(|k| String::from_utf8_lossy(k).to_string());
         assert_eq!(key.as_deref(), value["service"].as_str(), "{value}");

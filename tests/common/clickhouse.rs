@@ -36,7 +36,11 @@ impl ClickHouse {
     /// Start a fresh server and create sluice's table in it.
     pub fn start() -> ClickHouse {
         let dir = tempfile::tempdir().unwrap();
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clickhouse/server.xml")).unwrap();
+        let template = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/clickhouse/server.xml"
+        ))
+        .unwrap();
         let (http_port, tcp_port) = (free_port(), free_port());
         let config = template
             .replace("@DIR@", dir.path().to_str().unwrap())
@@ -50,14 +54,21 @@ impl ClickHouse {
             tcp_port,
         };
         ch.launch();
-        let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/clickhouse/schema.sql")).unwrap();
+        let schema = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/clickhouse/schema.sql"
+        ))
+        .unwrap();
         ch.query(&schema);
         ch
     }
 
     fn launch(&mut self) {
         let child = Command::new(server_binary())
-            .arg(format!("--config-file={}", self.dir.path().join("config.xml").display()))
+            .arg(format!(
+                "--config-file={}",
+                self.dir.path().join("config.xml").display()
+            ))
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

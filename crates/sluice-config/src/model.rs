@@ -571,7 +571,10 @@ impl Config {
                     if !CLICKHOUSE_SOURCES.contains(&source.as_str()) {
                         return Err((
                             key(&format!("columns.{column}")),
-                            format!("unknown source `{source}` (expected one of {})", CLICKHOUSE_SOURCES.join(", ")),
+                            format!(
+                                "unknown source `{source}` (expected one of {})",
+                                CLICKHOUSE_SOURCES.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -591,7 +594,10 @@ impl Config {
             }
             if let SinkConfig::Kafka(k) = sink {
                 if !["zstd", "lz4", "snappy", "gzip", "none"].contains(&k.compression.as_str()) {
-                    return Err((key("compression"), "must be one of zstd, lz4, snappy, gzip, none".into()));
+                    return Err((
+                        key("compression"),
+                        "must be one of zstd, lz4, snappy, gzip, none".into(),
+                    ));
                 }
             }
             if let SinkConfig::File(f) = sink {

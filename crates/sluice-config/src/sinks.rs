@@ -314,8 +314,27 @@ fn default_commit_interval() -> Duration {
 
 /// What a ClickHouse column may be filled from.
 pub const CLICKHOUSE_SOURCES: &[&str] = &[
-    "ts", "level", "service", "env", "trace_id", "request_id", "status", "duration_ms", "route", "path", "msg",
-    "error_type", "event", "message", "namespace", "pod", "pod_uid", "container", "stream", "file", "sample_rate",
+    "ts",
+    "level",
+    "service",
+    "env",
+    "trace_id",
+    "request_id",
+    "status",
+    "duration_ms",
+    "route",
+    "path",
+    "msg",
+    "error_type",
+    "event",
+    "message",
+    "namespace",
+    "pod",
+    "pod_uid",
+    "container",
+    "stream",
+    "file",
+    "sample_rate",
     "raw",
 ];
 

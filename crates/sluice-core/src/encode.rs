@@ -102,16 +102,134 @@ fn write_object_with(object: &[u8], has_keys: bool, adds: &Additions<'_>, out: &
 }
 
 /// Write `bytes` as a JSON string literal, replacing invalid UTF-8 with
-/// U+FFFD (the only allocation, and only for broken input).
+/// U+FFFD (the only allocation, and only for broken input). The escapes are
+/// serde_json's: `\"`, `\\`, `\b \f \n \r \t`, other control bytes as
+/// `\u00xx`.
 pub fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
-    let text = String::from_utf8_lossy(bytes);
-    // serde_json's escaper is correct for every control character and is
-    // table-driven; writing to a Vec cannot fail.
-    serde_json::to_writer(&mut *out, text.as_ref()).expect("writing to a Vec cannot fail");
+    match std::str::from_utf8(bytes) {
+        Ok(_) => escape_into(bytes, out),
+        Err(_) => escape_into(String::from_utf8_lossy(bytes).as_bytes(), out),
+    }
+}
+
+/// Whether any byte of `w` is a control byte, `"` or `\\` (SWAR: eight
+/// bytes per step, so the runs between escapes are copied, not inspected
+/// one by one).
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
+/// The short escape of `c` (`n` for a newline), 0 when it needs none, 1
+/// when it needs `\u00xx`.
+const SHORT_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = 1;
+        c += 1;
+    }
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t
+};
+
+fn escape_into(b: &[u8], out: &mut Vec<u8>) {
+    // Fast path: write into room for the worst case of two-byte escapes
+    // (JSON text escapes a quote every few bytes, so per-run copies would
+    // cost more than the bytes); a rare `\u00xx` control byte falls back.
+    let base = out.len();
+    out.resize(base + 2 * b.len() + 2, 0);
+    let buf = &mut out[base..];
+    buf[0] = b'"';
+    let mut j = 1;
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let chunk: &[u8; 8] = chunk.try_into().expect("8 bytes");
+        if !needs_escape(u64::from_le_bytes(*chunk)) {
+            buf[j..j + 8].copy_from_slice(chunk);
+            j += 8;
+            continue;
+        }
+        // Something in these eight needs escaping: do all eight by table.
+        for &c in chunk {
+            if !put_escaped(c, buf, &mut j) {
+                out.truncate(base);
+                return escape_slow(b, out);
+            }
+        }
+    }
+    for &c in chunks.remainder() {
+        if !put_escaped(c, buf, &mut j) {
+            out.truncate(base);
+            return escape_slow(b, out);
+        }
+    }
+    buf[j] = b'"';
+    out.truncate(base + j + 1);
+}
+
+/// Write `c` at `buf[*j]`, escaped if it must be; `false` for a control
+/// byte that needs the long `\u00xx` form.
+#[inline(always)]
+fn put_escaped(c: u8, buf: &mut [u8], j: &mut usize) -> bool {
+    match SHORT_ESCAPE[c as usize] {
+        0 => {
+            buf[*j] = c;
+            *j += 1;
+        }
+        1 => return false,
+        e => {
+            buf[*j] = b'\\';
+            buf[*j + 1] = e;
+            *j += 2;
+        }
+    }
+    true
+}
+
+fn escape_slow(b: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    for &c in b {
+        match SHORT_ESCAPE[c as usize] {
+            0 => out.push(c),
+            1 => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]),
+            e => out.extend_from_slice(&[b'\\', e]),
+        }
+    }
+    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strings_escape_exactly_as_serde_json_does() {
+        let mut samples: Vec<Vec<u8>> = vec![
+            b"plain ascii, long enough for several words".to_vec(),
+            b"q\"uote and back\\slash\n\r\t\x08\x0c\x01\x1f\x7f end".to_vec(),
+            "한국어 🎉 \u{2028}".as_bytes().to_vec(),
+            b"".to_vec(),
+        ];
+        samples.extend((0u8..=255).map(|c| vec![b'a', c, b'b', b'c', b'd', b'e', b'f', b'g', b'h', c]));
+        for s in samples {
+            let mut ours = Vec::new();
+            super::write_json_string(&s, &mut ours);
+            let text = String::from_utf8_lossy(&s);
+            assert_eq!(ours, serde_json::to_vec(text.as_ref()).unwrap(), "{s:?}");
+        }
+    }
+
     use super::*;
     use crate::batch::Origin;
     use crate::event::{Span, FLAG_TRUNCATED};

@@ -85,7 +85,9 @@ impl KafkaTransport {
         for (k, v) in &cfg.options {
             config.set(k, v);
         }
-        let producer: FutureProducer = config.create().map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
         Ok(KafkaTransport {
             producer,
             topic: cfg.topic.clone(),
@@ -195,7 +197,11 @@ impl Drop for KafkaTransport {
 }
 
 /// Start a Kafka sink.
-pub fn spawn_sink(ctx: SinkContext, cfg: KafkaSinkConfig, data_dir: &Path) -> JoinHandle<Result<SinkSummary, SinkError>> {
+pub fn spawn_sink(
+    ctx: SinkContext,
+    cfg: KafkaSinkConfig,
+    data_dir: &Path,
+) -> JoinHandle<Result<SinkSummary, SinkError>> {
     let data_dir = data_dir.to_path_buf();
     tokio::spawn(async move {
         let transport = KafkaTransport::new(&cfg).map_err(|m| SinkError::Write {
@@ -222,10 +228,18 @@ mod tests {
         let line = br#"{"service":"pay","msg":"ok"}"#;
         let b = Batch::new(
             line.to_vec(),
-            vec![sluice_core::Event::unparsed(sluice_core::Span::new(0, line.len()), 0, sluice_core::Event::NO_ORIGIN)],
+            vec![sluice_core::Event::unparsed(
+                sluice_core::Span::new(0, line.len()),
+                0,
+                sluice_core::Event::NO_ORIGIN,
+            )],
         );
         let mut out = Vec::new();
-        sluice_core::Stage::process(&mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()), b, &mut out);
+        sluice_core::Stage::process(
+            &mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()),
+            b,
+            &mut out,
+        );
         let b = out.pop().unwrap();
         let mut frame = Frame::default();
         KafkaEncoder::new("service").encode(&b, &mut frame);

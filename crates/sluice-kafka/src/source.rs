@@ -87,7 +87,9 @@ impl Committer {
 
     /// Commit the acknowledged offsets if they moved.
     fn commit(&mut self, consumer: &StreamConsumer, mode: CommitMode) {
-        let Some((_, offsets)) = self.tracker.checkpoint() else { return };
+        let Some((_, offsets)) = self.tracker.checkpoint() else {
+            return;
+        };
         if *offsets == self.committed {
             return;
         }
@@ -206,7 +208,9 @@ async fn send(
     offsets: &Offsets,
     eof: bool,
 ) -> bool {
-    let Some(mut batch) = framer.take_batch(eof) else { return true };
+    let Some(mut batch) = framer.take_batch(eof) else {
+        return true;
+    };
     let Some(sender) = &committer.sender else { return false };
     let seq = committer.next_seq;
     committer.next_seq += 1;

@@ -63,9 +63,10 @@ impl ClickhouseEncoder {
                     "message" => Source::Message,
                     "sample_rate" => Source::SampleRate,
                     "raw" => Source::Raw,
-                    "status" | "duration_ms" => {
-                        Source::Field(Field::from_key(source.as_bytes()).expect("a routing field"), Kind::Number)
-                    }
+                    "status" | "duration_ms" => Source::Field(
+                        Field::from_key(source.as_bytes()).expect("a routing field"),
+                        Kind::Number,
+                    ),
                     other => match Field::from_key(other.as_bytes()) {
                         Some(f) => Source::Field(f, Kind::Text),
                         None => Source::Origin(other.to_string()),
@@ -253,7 +254,9 @@ fn is_data_error(body: &[u8]) -> bool {
         "6", "26", "27", "32", "33", "38", "41", "53", "69", "70", "72", "117", "131", "321",
     ];
     let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
-    let Some(rest) = text.strip_prefix("Code: ") else { return false };
+    let Some(rest) = text.strip_prefix("Code: ") else {
+        return false;
+    };
     let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
     CODES.contains(&code.as_str())
 }
@@ -289,7 +292,11 @@ mod tests {
         }
         let mut b = Batch::new(data, events);
         let mut out = Vec::new();
-        sluice_core::Stage::process(&mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()), b, &mut out);
+        sluice_core::Stage::process(
+            &mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()),
+            b,
+            &mut out,
+        );
         b = out.pop().expect("one batch");
         b
     }
@@ -336,7 +343,10 @@ mod tests {
     fn old_servers_parse_errors_are_rejections_not_outages() {
         let body = b"Code: 41, e.displayText() = DB::Exception: Cannot read DateTime";
         assert!(matches!(classify(500, body), SendResult::Rejected(_)));
-        assert!(matches!(classify(500, b"Code: 241, Memory limit"), SendResult::Failed { .. }));
+        assert!(matches!(
+            classify(500, b"Code: 241, Memory limit"),
+            SendResult::Failed { .. }
+        ));
         assert!(matches!(classify(400, body), SendResult::Rejected(_)));
     }
 

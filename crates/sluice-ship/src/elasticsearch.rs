@@ -169,7 +169,10 @@ impl Transport for ElasticsearchTransport {
         for r in records {
             self.body.extend_from_slice(r);
         }
-        let mut req = self.client.post(&self.url).header("Content-Type", "application/x-ndjson");
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/x-ndjson");
         if let Some((user, password)) = &self.auth {
             req = req.basic_auth(user, password.as_ref());
         }
@@ -209,10 +212,16 @@ mod tests {
             read_bulk_response(body, 3),
             SendResult::Partial {
                 retry: vec![1],
-                rejected: vec![(2, "HTTP 400: mapper_parsing_exception: failed to parse field [status]".into())]
+                rejected: vec![(
+                    2,
+                    "HTTP 400: mapper_parsing_exception: failed to parse field [status]".into()
+                )]
             }
         );
-        assert_eq!(read_bulk_response(br#"{"took":1,"errors":false,"items":[]}"#, 5), SendResult::Accepted);
+        assert_eq!(
+            read_bulk_response(br#"{"took":1,"errors":false,"items":[]}"#, 5),
+            SendResult::Accepted
+        );
         assert!(matches!(read_bulk_response(b"<html>", 1), SendResult::Failed { .. }));
     }
 
@@ -221,10 +230,18 @@ mod tests {
         let line = br#"{"ts":"2026-11-24T23:59:59+09:00","service":"Pay API"}"#;
         let b = Batch::new(
             line.to_vec(),
-            vec![Event::unparsed(sluice_core::Span::new(0, line.len()), 0, Event::NO_ORIGIN)],
+            vec![Event::unparsed(
+                sluice_core::Span::new(0, line.len()),
+                0,
+                Event::NO_ORIGIN,
+            )],
         );
         let mut out = Vec::new();
-        sluice_core::Stage::process(&mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()), b, &mut out);
+        sluice_core::Stage::process(
+            &mut sluice_parse::ParseStage::new(&sluice_core::Registry::new()),
+            b,
+            &mut out,
+        );
         let b = out.pop().unwrap();
         let mut enc = ElasticsearchEncoder::new("logs-{service}-{date}{x}");
         enc.index_name(&b, &b.events()[0], "2026.11.25");

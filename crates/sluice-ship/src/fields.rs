@@ -25,11 +25,14 @@ pub fn write_field(batch: &Batch, event: &Event, f: Field, out: &mut Vec<u8>) ->
     true
 }
 
+/// An origin and its fields as (key, value) pairs.
+type ParsedOrigin = (Arc<sluice_core::Origin>, Vec<(String, String)>);
+
 /// The origin fields of the events being encoded, parsed once per origin
 /// (consecutive events nearly always share one).
 #[derive(Default)]
 pub struct OriginFields {
-    current: Option<(Arc<sluice_core::Origin>, Vec<(String, String)>)>,
+    current: Option<ParsedOrigin>,
 }
 
 impl OriginFields {
@@ -39,17 +42,18 @@ impl OriginFields {
         let stale = self.current.as_ref().is_none_or(|(o, _)| !Arc::ptr_eq(o, &origin));
         if stale {
             let object = format!("{{{}}}", origin.fields_json);
-            let pairs: Vec<(String, String)> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&object)
-                .map(|m| {
-                    m.into_iter()
-                        .filter_map(|(k, v)| match v {
-                            serde_json::Value::String(s) => Some((k, s)),
-                            serde_json::Value::Number(n) => Some((k, n.to_string())),
-                            _ => None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let pairs: Vec<(String, String)> =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&object)
+                    .map(|m| {
+                        m.into_iter()
+                            .filter_map(|(k, v)| match v {
+                                serde_json::Value::String(s) => Some((k, s)),
+                                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
             self.current = Some((origin, pairs));
         }
         let (_, pairs) = self.current.as_ref()?;
@@ -105,7 +109,10 @@ mod tests {
 
     #[test]
     fn reads_sample_rate_origin_fields_and_timestamps() {
-        let mut b = Batch::new(b"{}".to_vec(), vec![Event::unparsed(Span::new(0, 2), 0, Event::NO_ORIGIN)]);
+        let mut b = Batch::new(
+            b"{}".to_vec(),
+            vec![Event::unparsed(Span::new(0, 2), 0, Event::NO_ORIGIN)],
+        );
         let o = b.add_origin(Arc::new(Origin {
             stream_key: 1,
             fields_json: r#""namespace":"shop","pod":"api-1""#.into(),
@@ -120,7 +127,10 @@ mod tests {
         assert_eq!(of.get(&b, &e, "pod"), Some("api-1"));
         assert_eq!(of.get(&b, &e, "namespace"), Some("shop"));
         assert_eq!(of.get(&b, &e, "container"), None);
-        assert_eq!(rfc3339_nanos(b"2026-11-25T00:00:01.5Z"), Some(1_795_564_801_500_000_000));
+        assert_eq!(
+            rfc3339_nanos(b"2026-11-25T00:00:01.5Z"),
+            Some(1_795_564_801_500_000_000)
+        );
         assert_eq!(rfc3339_nanos(b"yesterday"), None);
     }
 }

@@ -40,7 +40,10 @@ pub async fn execute(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>),
 fn transport_failure(e: reqwest::Error) -> SendResult {
     SendResult::Failed {
         timeout: e.is_timeout(),
-        reason: format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()),
+        reason: format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+        ),
     }
 }
 
@@ -69,7 +72,10 @@ mod tests {
     #[test]
     fn statuses_map_to_outcomes() {
         assert_eq!(classify(204, b""), SendResult::Accepted);
-        assert_eq!(classify(400, b"bad row\n"), SendResult::Rejected("HTTP 400: bad row".into()));
+        assert_eq!(
+            classify(400, b"bad row\n"),
+            SendResult::Rejected("HTTP 400: bad row".into())
+        );
         assert_eq!(
             classify(429, b"slow down"),
             SendResult::Failed {

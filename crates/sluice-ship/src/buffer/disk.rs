@@ -98,7 +98,11 @@ impl DiskQueue {
             Some(p) if segments.contains(&p.segment) => p,
             // The saved segment was finished and deleted: start at the next.
             Some(p) => Position {
-                segment: segments.iter().copied().find(|&s| s > p.segment).unwrap_or(p.segment + 1),
+                segment: segments
+                    .iter()
+                    .copied()
+                    .find(|&s| s > p.segment)
+                    .unwrap_or(p.segment + 1),
                 offset: 0,
             },
             None => Position {
@@ -114,7 +118,11 @@ impl DiskQueue {
                 continue;
             }
             let len = fs::metadata(segment_path(dir, id))?.len();
-            pending += if id == durable.segment { len.saturating_sub(durable.offset) } else { len };
+            pending += if id == durable.segment {
+                len.saturating_sub(durable.offset)
+            } else {
+                len
+            };
             kept.push_back(id);
         }
         Ok(DiskQueue {
@@ -206,7 +214,10 @@ impl DiskQueue {
                 let is_writer = self.writer.as_ref().is_some_and(|w| w.id == self.read.segment);
                 match self.segments.get(seg_index + 1) {
                     Some(&next) if !is_writer => {
-                        self.read = Position { segment: next, offset: 0 };
+                        self.read = Position {
+                            segment: next,
+                            offset: 0,
+                        };
                         continue;
                     }
                     _ => return Ok(None),

@@ -50,7 +50,7 @@ impl Taken {
 enum Backend {
     Memory(VecDeque<(Frame, Arc<Batch>)>),
     Disk {
-        queue: DiskQueue,
+        queue: Box<DiskQueue>,
         /// A frame read but left for the next request (it did not fit).
         peeked: Option<disk::ReadFrame>,
         last_sync: Instant,
@@ -92,7 +92,7 @@ impl Buffer {
         let (backend, bytes) = match cfg.kind {
             BufferKind::Memory => (Backend::Memory(VecDeque::new()), 0),
             BufferKind::Disk => {
-                let queue = DiskQueue::open(dir)?;
+                let queue = Box::new(DiskQueue::open(dir)?);
                 let bytes = queue.pending_bytes();
                 (
                     Backend::Disk {

@@ -17,7 +17,10 @@ fn frame(n: usize, bytes_each: usize) -> Frame {
 }
 
 fn batch_with_ack(sender: &ack::AckSender, seq: u64) -> Arc<Batch> {
-    let mut b = Batch::new(b"x".to_vec(), vec![Event::unparsed(Span::new(0, 1), 0, Event::NO_ORIGIN)]);
+    let mut b = Batch::new(
+        b"x".to_vec(),
+        vec![Event::unparsed(Span::new(0, 1), 0, Event::NO_ORIGIN)],
+    );
     b.add_ack(sender.token(seq));
     Arc::new(b)
 }
@@ -39,12 +42,25 @@ async fn memory_buffer_acknowledges_only_on_commit_and_fails_on_abandon() {
     let (tx, mut rx) = ack::channel();
     buf.push(frame(2, 10), batch_with_ack(&tx, 0)).await.unwrap();
     buf.push(frame(3, 10), batch_with_ack(&tx, 1)).await.unwrap();
-    assert_eq!(r.value("buffer_bytes", &[("sink", "s")]), Some(5 * (10 + 4)), "record bytes plus an end offset each");
-    let t = buf.take(1 << 20, 100, Duration::from_millis(10)).await.unwrap().unwrap();
+    assert_eq!(
+        r.value("buffer_bytes", &[("sink", "s")]),
+        Some(5 * (10 + 4)),
+        "record bytes plus an end offset each"
+    );
+    let t = buf
+        .take(1 << 20, 100, Duration::from_millis(10))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t.records(), 5);
-    assert!(rx.try_recv().is_none(), "nothing acknowledged before the target took it");
+    assert!(
+        rx.try_recv().is_none(),
+        "nothing acknowledged before the target took it"
+    );
     buf.commit(t).unwrap();
-    let mut acks: Vec<_> = std::iter::from_fn(|| rx.try_recv()).map(|a| (a.seq, a.status)).collect();
+    let mut acks: Vec<_> = std::iter::from_fn(|| rx.try_recv())
+        .map(|a| (a.seq, a.status))
+        .collect();
     acks.sort_by_key(|a| a.0);
     assert_eq!(acks, vec![(0, AckStatus::Delivered), (1, AckStatus::Delivered)]);
 
@@ -53,7 +69,9 @@ async fn memory_buffer_acknowledges_only_on_commit_and_fails_on_abandon() {
     let t = buf.take(14, 100, Duration::from_millis(10)).await.unwrap().unwrap();
     assert_eq!(t.records(), 1, "the request stops at max_bytes");
     assert_eq!(buf.abandon(Some(t)).unwrap(), 2);
-    let mut acks: Vec<_> = std::iter::from_fn(|| rx.try_recv()).map(|a| (a.seq, a.status)).collect();
+    let mut acks: Vec<_> = std::iter::from_fn(|| rx.try_recv())
+        .map(|a| (a.seq, a.status))
+        .collect();
     acks.sort_by_key(|a| a.0);
     assert_eq!(acks, vec![(2, AckStatus::Failed), (3, AckStatus::Failed)]);
 }
@@ -75,8 +93,14 @@ async fn a_full_buffer_blocks_until_a_commit_or_drops_when_told() {
     assert_eq!(blocked.await.unwrap(), Pushed::Stored);
 
     let dropping = Buffer::open(&cfg(BufferKind::Memory, 30, WhenFull::DropNewest), dir.path(), &r, "d").unwrap();
-    assert_eq!(dropping.push(frame(1, 20), batch_with_ack(&tx, 2)).await.unwrap(), Pushed::Stored);
-    assert_eq!(dropping.push(frame(1, 20), batch_with_ack(&tx, 3)).await.unwrap(), Pushed::Dropped);
+    assert_eq!(
+        dropping.push(frame(1, 20), batch_with_ack(&tx, 2)).await.unwrap(),
+        Pushed::Stored
+    );
+    assert_eq!(
+        dropping.push(frame(1, 20), batch_with_ack(&tx, 3)).await.unwrap(),
+        Pushed::Dropped
+    );
     assert_eq!(r.value("buffer_dropped_events_total", &[("sink", "d")]), Some(1));
 }
 
