@@ -437,3 +437,43 @@ max_bytes = "64MiB"
         0
     );
 }
+
+/// Benchmark, not a check (run it by name: `cargo test --release --test
+/// clickhouse -- --ignored --nocapture bench`): 300,000 generator lines
+/// from a file through the full parse → ClickHouse path; prints sluice's
+/// own MB/s, CPU and RSS (ClickHouse's CPU is not counted).
+#[test]
+#[ignore]
+fn bench_file_to_clickhouse() {
+    let ch = ClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.log");
+    let generated = sluice()
+        .args(["generate", "--count", "300000", "--seed", "1"])
+        .output()
+        .unwrap();
+    std::fs::write(&input, &generated.stdout).unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+data_dir = "{d}/state"
+[sources.file]
+type = "file"
+include = ["{input}"]
+format = "raw"
+exit_at_eof = true
+[sinks.ch]
+type = "clickhouse"
+endpoint = "{endpoint}"
+"#,
+            d = dir.path().display(),
+            input = input.display(),
+            endpoint = ch.endpoint()
+        ),
+    );
+    let out = sluice().args(["bench", "-c"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(ch.query("SELECT count() FROM logs").trim(), "299656");
+}

@@ -236,3 +236,48 @@ compression = "none"
     }
     assert_eq!(seen, total);
 }
+
+/// Benchmark, not a check (run it by name: `cargo test --release --test
+/// kafka -- --ignored --nocapture bench`): 300,000 generator lines from a
+/// file through parse → Kafka sink on the mock cluster; prints sluice's own
+/// MB/s, CPU and RSS (the broker's CPU, in this test process, is not
+/// counted).
+#[test]
+#[ignore]
+fn bench_file_to_kafka() {
+    let topic = format!("bench-{}", std::process::id());
+    let (brokers, _mock) = brokers(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.log");
+    let generated = sluice()
+        .args(["generate", "--count", "300000", "--seed", "1"])
+        .output()
+        .unwrap();
+    std::fs::write(&input, &generated.stdout).unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "{d}/state"
+[sources.file]
+type = "file"
+include = ["{input}"]
+format = "raw"
+exit_at_eof = true
+[sinks.kafka]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+"#,
+            d = dir.path().display(),
+            input = input.display(),
+        ),
+    )
+    .unwrap();
+    let out = sluice().args(["bench", "-c"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let (_, high) = committed_and_high(&brokers, &topic);
+    assert_eq!(high.iter().sum::<i64>(), 299_656);
+}

@@ -103,8 +103,10 @@ pub struct BufferConfig {
     /// `memory` or `disk`.
     #[serde(rename = "type")]
     pub kind: BufferKind,
-    /// Bytes the buffer may hold (encoded records).
-    pub max_bytes: ByteSize,
+    /// Bytes the buffer may hold (encoded records); default 32MiB in
+    /// memory (each pipeline batch it holds stays in memory too), 1GiB on
+    /// disk.
+    pub max_bytes: Option<ByteSize>,
     /// What happens when it is full.
     pub when_full: WhenFull,
     /// Disk buffer only: fsync written segments at most this often (a crash
@@ -114,11 +116,21 @@ pub struct BufferConfig {
     pub fsync_interval: Duration,
 }
 
+impl BufferConfig {
+    /// The configured limit, or the default for the buffer's kind.
+    pub fn limit(&self) -> ByteSize {
+        self.max_bytes.unwrap_or(match self.kind {
+            BufferKind::Memory => ByteSize::mib(32),
+            BufferKind::Disk => ByteSize::gib(1),
+        })
+    }
+}
+
 impl Default for BufferConfig {
     fn default() -> Self {
         BufferConfig {
             kind: BufferKind::Memory,
-            max_bytes: ByteSize::mib(256),
+            max_bytes: None,
             when_full: WhenFull::Block,
             fsync_interval: Duration::from_secs(1),
         }
@@ -359,7 +371,7 @@ pub(crate) fn validate_delivery(d: &DeliveryConfig) -> Result<(), (String, Strin
     if d.breaker_failures == 0 {
         return err("breaker_failures", "must be at least 1");
     }
-    if d.buffer.max_bytes.0 < d.batch_max_bytes.0 {
+    if d.buffer.limit().0 < d.batch_max_bytes.0 {
         return err("buffer.max_bytes", "must be at least batch_max_bytes");
     }
     Ok(())

@@ -81,7 +81,7 @@ impl KafkaTransport {
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("message.timeout.ms", &timeout_ms)
-            .set("queue.buffering.max.kbytes", "262144");
+            .set("queue.buffering.max.kbytes", "65536");
         for (k, v) in &cfg.options {
             config.set(k, v);
         }

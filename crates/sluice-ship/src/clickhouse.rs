@@ -181,7 +181,6 @@ pub struct ClickhouseTransport {
     user: Option<String>,
     password: Option<String>,
     gzip_level: u32,
-    body: Vec<u8>,
     gz: Vec<u8>,
 }
 
@@ -204,7 +203,6 @@ impl ClickhouseTransport {
             user: cfg.user.clone(),
             password: cfg.password.clone(),
             gzip_level: cfg.gzip_level,
-            body: Vec::new(),
             gz: Vec::new(),
         })
     }
@@ -212,10 +210,6 @@ impl ClickhouseTransport {
 
 impl Transport for ClickhouseTransport {
     async fn send(&mut self, records: &[&[u8]]) -> SendResult {
-        self.body.clear();
-        for r in records {
-            self.body.extend_from_slice(r);
-        }
         let mut req = self.client.post(&self.url);
         if let Some(u) = &self.user {
             req = req.header("X-ClickHouse-User", u);
@@ -223,12 +217,11 @@ impl Transport for ClickhouseTransport {
         if let Some(p) = &self.password {
             req = req.header("X-ClickHouse-Key", p);
         }
-        let req = if self.gzip_level > 0 {
-            http::gzip(&self.body, self.gzip_level, &mut self.gz);
-            req.header("Content-Encoding", "gzip").body(self.gz.clone())
-        } else {
-            req.body(self.body.clone())
-        };
+        let (body, gzipped) = http::records_body(records, self.gzip_level, &mut self.gz);
+        if gzipped {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        let req = req.body(body);
         match http::execute(req).await {
             Ok((status, body)) => classify(status, &body),
             Err(failed) => failed,

@@ -141,7 +141,9 @@ impl<T: Transport> Delivery<T> {
                 }
                 request.clear();
                 request.extend(group.iter().map(|&i| records[i]));
+                let sent_at = Instant::now();
                 let result = self.transport.send(&request).await;
+                tracing::debug!(records = request.len(), took = ?sent_at.elapsed(), ?result, "request");
                 match result {
                     SendResult::Accepted => {
                         self.stored(&request);

@@ -91,7 +91,6 @@ pub struct ElasticsearchTransport {
     url: String,
     auth: Option<(String, Option<String>)>,
     gzip_level: u32,
-    body: Vec<u8>,
     gz: Vec<u8>,
 }
 
@@ -103,7 +102,6 @@ impl ElasticsearchTransport {
             url: format!("{}/_bulk", cfg.endpoint.trim_end_matches('/')),
             auth: cfg.user.clone().map(|u| (u, cfg.password.clone())),
             gzip_level: cfg.gzip_level,
-            body: Vec::new(),
             gz: Vec::new(),
         })
     }
@@ -165,10 +163,6 @@ pub fn read_bulk_response(body: &[u8], sent: usize) -> SendResult {
 
 impl Transport for ElasticsearchTransport {
     async fn send(&mut self, records: &[&[u8]]) -> SendResult {
-        self.body.clear();
-        for r in records {
-            self.body.extend_from_slice(r);
-        }
         let mut req = self
             .client
             .post(&self.url)
@@ -176,12 +170,11 @@ impl Transport for ElasticsearchTransport {
         if let Some((user, password)) = &self.auth {
             req = req.basic_auth(user, password.as_ref());
         }
-        let req = if self.gzip_level > 0 {
-            http::gzip(&self.body, self.gzip_level, &mut self.gz);
-            req.header("Content-Encoding", "gzip").body(self.gz.clone())
-        } else {
-            req.body(self.body.clone())
-        };
+        let (body, gzipped) = http::records_body(records, self.gzip_level, &mut self.gz);
+        if gzipped {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        let req = req.body(body);
         match http::execute(req).await {
             Ok((status, body)) if (200..300).contains(&status) => read_bulk_response(&body, records.len()),
             Ok((status, body)) => http::classify(status, &body),

@@ -28,6 +28,25 @@ pub fn gzip(body: &[u8], level: u32, out: &mut Vec<u8>) {
     enc.finish().expect("writing to a Vec cannot fail");
 }
 
+/// A request body made of `records` back to back: gzip-compressed record
+/// by record into the reused `scratch` when `level` > 0 (no concatenated
+/// copy of the plain body is ever made), else concatenated. Returns the
+/// body to hand to the client and whether it is gzip.
+pub fn records_body(records: &[&[u8]], level: u32, scratch: &mut Vec<u8>) -> (Vec<u8>, bool) {
+    if level == 0 {
+        return (records.concat(), false);
+    }
+    scratch.clear();
+    let mut enc = GzEncoder::new(std::mem::take(scratch), Compression::new(level));
+    for r in records {
+        enc.write_all(r).expect("writing to a Vec cannot fail");
+    }
+    *scratch = enc.finish().expect("writing to a Vec cannot fail");
+    // The compressed body is a fraction of the plain one: copying it out
+    // keeps the large scratch buffer for the next request.
+    (scratch.clone(), true)
+}
+
 /// Send a prepared request and map transport errors; `Ok` carries the
 /// status and body of any response.
 pub async fn execute(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), SendResult> {
@@ -85,6 +104,21 @@ mod tests {
         );
         assert!(matches!(classify(503, b""), SendResult::Failed { timeout: false, .. }));
         assert!(matches!(classify(408, b""), SendResult::Failed { timeout: true, .. }));
+    }
+
+    #[test]
+    fn record_bodies_are_the_records_back_to_back() {
+        let records: Vec<&[u8]> = vec![b"{\"a\":1}\n", b"{\"b\":2}\n"];
+        let mut scratch = Vec::new();
+        assert_eq!(
+            records_body(&records, 0, &mut scratch),
+            (b"{\"a\":1}\n{\"b\":2}\n".to_vec(), false)
+        );
+        let (gz, is_gzip) = records_body(&records, 1, &mut scratch);
+        assert!(is_gzip);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back).unwrap();
+        assert_eq!(back, "{\"a\":1}\n{\"b\":2}\n");
     }
 
     #[test]

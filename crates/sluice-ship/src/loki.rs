@@ -149,12 +149,11 @@ impl Transport for LokiTransport {
         if let Some(t) = &self.tenant {
             req = req.header("X-Scope-OrgID", t);
         }
-        let req = if self.gzip_level > 0 {
-            http::gzip(&self.body, self.gzip_level, &mut self.gz);
-            req.header("Content-Encoding", "gzip").body(self.gz.clone())
-        } else {
-            req.body(self.body.clone())
-        };
+        let (body, gzipped) = http::records_body(&[&self.body], self.gzip_level, &mut self.gz);
+        if gzipped {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        let req = req.body(body);
         match http::execute(req).await {
             Ok((status, body)) => http::classify(status, &body),
             Err(failed) => failed,

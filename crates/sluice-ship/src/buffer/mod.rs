@@ -64,6 +64,13 @@ struct State {
     closed_at: Option<Instant>,
 }
 
+/// What one attempt to move a frame into a request found.
+enum Pop {
+    Took,
+    Empty,
+    NoRoom,
+}
+
 /// What happened to a pushed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -115,7 +122,7 @@ impl Buffer {
             }),
             data_ready: Notify::new(),
             space_ready: Notify::new(),
-            max_bytes: cfg.max_bytes.0,
+            max_bytes: cfg.limit().0,
             when_full: cfg.when_full,
             fsync_interval: cfg.fsync_interval,
             bytes_gauge,
@@ -176,7 +183,9 @@ impl Buffer {
                     return Ok(Pushed::Dropped);
                 }
             }
+            tracing::trace!(size, "buffer full: intake waits");
             room.await;
+            tracing::trace!("intake woke");
         }
     }
 
@@ -204,16 +213,14 @@ impl Buffer {
         let mut deadline = None;
         loop {
             let more = self.data_ready.notified();
-            let closed = {
+            let (closed, no_room) = {
                 let mut st = self.lock();
-                while taken.size < max_bytes && taken.records() < max_records {
-                    if !self.pop_into(&mut st, &mut taken, max_bytes)? {
-                        break;
-                    }
-                }
-                st.closed_at.is_some()
+                let no_room = self.fill(&mut st, &mut taken, max_bytes, max_records)?;
+                (st.closed_at.is_some(), no_room)
             };
-            let full = taken.size >= max_bytes || taken.records() >= max_records;
+            // Full: at a limit, or the next frame would not fit.
+            let full = no_room || taken.size >= max_bytes || taken.records() >= max_records;
+            tracing::trace!(size = taken.size, full, closed, "take");
             if full || (closed && !taken.frames.is_empty()) {
                 return Ok(Some(taken));
             }
@@ -228,31 +235,41 @@ impl Buffer {
             if tokio::time::timeout_at(until, more).await.is_err() {
                 // One last look: a push may have landed just now.
                 let mut st = self.lock();
-                while taken.size < max_bytes && taken.records() < max_records {
-                    if !self.pop_into(&mut st, &mut taken, max_bytes)? {
-                        break;
-                    }
-                }
+                self.fill(&mut st, &mut taken, max_bytes, max_records)?;
                 return Ok(Some(taken));
             }
         }
     }
 
-    /// Move the next frame into `taken` if it fits (the first always does);
-    /// `false` when there is none or it does not fit.
-    fn pop_into(&self, st: &mut State, taken: &mut Taken, max_bytes: u64) -> io::Result<bool> {
+    /// Move frames into `taken` up to the limits; `true` when it stopped
+    /// because the next frame would not fit.
+    fn fill(&self, st: &mut State, taken: &mut Taken, max_bytes: u64, max_records: usize) -> io::Result<bool> {
+        while taken.size < max_bytes && taken.records() < max_records {
+            match self.pop_into(st, taken, max_bytes)? {
+                Pop::Took => {}
+                Pop::Empty => return Ok(false),
+                Pop::NoRoom => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Move the next frame into `taken` if it fits (the first always does).
+    fn pop_into(&self, st: &mut State, taken: &mut Taken, max_bytes: u64) -> io::Result<Pop> {
         let fits = |size: u64| taken.frames.is_empty() || taken.size + size <= max_bytes;
         match &mut st.backend {
             Backend::Memory(q) => {
-                let Some((frame, _)) = q.front() else { return Ok(false) };
+                let Some((frame, _)) = q.front() else {
+                    return Ok(Pop::Empty);
+                };
                 if !fits(frame.size()) {
-                    return Ok(false);
+                    return Ok(Pop::NoRoom);
                 }
                 let (frame, batch) = q.pop_front().expect("front exists");
                 taken.size += frame.size();
                 taken.frames.push(frame);
                 taken.batches.push(batch);
-                Ok(true)
+                Ok(Pop::Took)
             }
             Backend::Disk { queue, peeked, .. } => {
                 let next = match peeked.take() {
@@ -261,20 +278,20 @@ impl Buffer {
                         Some(r) => r,
                         None => {
                             self.count_quarantined(queue);
-                            return Ok(false);
+                            return Ok(Pop::Empty);
                         }
                     },
                 };
                 self.count_quarantined(queue);
                 if !fits(next.consumed) {
                     *peeked = Some(next);
-                    return Ok(false);
+                    return Ok(Pop::NoRoom);
                 }
                 taken.size += next.consumed;
                 let consumed = taken.disk_to.map_or(0, |(_, c)| c) + next.consumed;
                 taken.disk_to = Some((next.after, consumed));
                 taken.frames.push(next.frame);
-                Ok(true)
+                Ok(Pop::Took)
             }
         }
     }

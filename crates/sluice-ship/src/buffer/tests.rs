@@ -28,7 +28,7 @@ fn batch_with_ack(sender: &ack::AckSender, seq: u64) -> Arc<Batch> {
 fn cfg(kind: BufferKind, max: u64, when_full: WhenFull) -> BufferConfig {
     BufferConfig {
         kind,
-        max_bytes: ByteSize(max),
+        max_bytes: Some(ByteSize(max)),
         when_full,
         fsync_interval: Duration::from_secs(1),
     }
