@@ -39,10 +39,10 @@ pub struct DeliveryConfig {
     /// (half-open) decides whether it closes again.
     #[serde(with = "humantime_serde_compat")]
     pub breaker_open_for: Duration,
-    /// At shutdown, how long to keep trying to deliver what is buffered in
-    /// memory before giving up (those batches are then reported undelivered,
-    /// so their sources re-read them next start). A disk buffer keeps its
-    /// contents instead and does not wait.
+    /// At the end of the input, how long to keep trying to deliver what is
+    /// buffered while the target fails. Then a memory buffer reports its
+    /// batches undelivered (their sources re-read them next start) and a
+    /// disk buffer keeps its segments for the next run.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_timeout: Duration,
     /// Where records the target rejects for themselves (a 4xx for that
