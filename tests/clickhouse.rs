@@ -12,18 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
-use common::{sluice, stop};
-
-/// Lines of every file a plain file sink wrote, counted.
-fn file_lines(dir: &Path) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        for line in std::fs::read_to_string(entry.unwrap().path()).unwrap().lines() {
-            *counts.entry(line.to_string()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
+use common::{count_lines, sluice, stop};
 
 /// `raw` of every row, counted.
 fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
@@ -92,7 +81,7 @@ compression = "none"
     );
     let out = sluice().args(["run", "-c"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let expected = file_lines(&dir.path().join("copy"));
+    let expected = count_lines(&dir.path().join("copy"));
     assert!(expected.values().sum::<u64>() > 29_000, "the workload's lines");
     assert_eq!(assert_no_loss(&expected, &stored_raw(&ch)), 0);
 
@@ -244,7 +233,7 @@ compression = "none"
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let expected = file_lines(&dir.path().join("copy"));
+    let expected = count_lines(&dir.path().join("copy"));
     assert!(expected.values().sum::<u64>() > 79_000);
     let duplicates = assert_no_loss(&expected, &stored_raw(&ch));
     eprintln!("outage: {duplicates} duplicate rows");

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::http_server::HttpServer;
-use common::sluice;
+use common::{count_lines, sluice};
 
 /// `sluice generate` output plus `extra` lines, as stdin for a run of
 /// `config`; returns the run's stderr after asserting it exited 0.
@@ -36,17 +36,6 @@ fn run_with_input(config: &Path, count: u64, extra: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
     stderr
-}
-
-/// The lines the reference file sink wrote, counted.
-fn copy_lines(dir: &Path) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        for line in std::fs::read_to_string(entry.unwrap().path()).unwrap().lines() {
-            *counts.entry(line.to_string()).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 fn nanos(ts: &str) -> Option<i128> {
@@ -94,7 +83,7 @@ compression = "none"
     let stderr = run_with_input(&config, 6000, "");
     assert!(stderr.contains(" 2 retries"), "{stderr}");
 
-    let expected = copy_lines(&dir.path().join("copy"));
+    let expected = count_lines(&dir.path().join("copy"));
     let mut pushed: HashMap<String, u64> = HashMap::new();
     let accepted = server.accepted();
     assert!(accepted.len() >= 4, "6000 lines in requests of at most 1500");
@@ -241,7 +230,7 @@ compression = "none"
             *stored.entry(doc).or_default() += 1;
         }
     }
-    let mut expected = copy_lines(&dir.path().join("copy"));
+    let mut expected = count_lines(&dir.path().join("copy"));
     assert_eq!(expected.remove(reject), Some(1));
     assert_eq!(stored, expected, "every document exactly once, the 429 item retried");
 

@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sluice, stop};
+use common::{count_lines, sluice, stop};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -29,20 +28,6 @@ fn brokers(topic: &str) -> (String, Option<MockCluster<'static, DefaultProducerC
     let mock = MockCluster::new(3).unwrap();
     mock.create_topic(topic, PARTITIONS, 1).unwrap();
     (mock.bootstrap_servers(), Some(mock))
-}
-
-fn lines(dir: &Path) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return counts };
-    for entry in rd {
-        for line in std::fs::read_to_string(entry.unwrap().path())
-            .unwrap_or_default()
-            .lines()
-        {
-            *counts.entry(line.to_string()).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 /// Start `sluice run`; its stderr goes to `<config>.<n>.stderr` for
@@ -156,7 +141,7 @@ compression = "none"
     let mut reaper = Reaper(vec![producer.id(), first.id()]);
     let out = dir.path().join("agg-out");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(&out).values().sum::<u64>() < 8000 {
+    while count_lines(&out).values().sum::<u64>() < 8000 {
         assert!(Instant::now() < deadline, "the aggregator received nothing");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -166,7 +151,7 @@ compression = "none"
     first.wait().unwrap();
     // What the killed run had written, and what it had committed: a commit
     // may trail the acknowledgements but never run ahead of them.
-    let written_before_kill: u64 = lines(&out).values().sum();
+    let written_before_kill: u64 = count_lines(&out).values().sum();
     let committed_before_kill: u64 = committed_and_high(&brokers, &topic).0.iter().sum::<i64>() as u64;
     assert!(
         committed_before_kill <= written_before_kill,
@@ -174,14 +159,14 @@ compression = "none"
     );
     let producer_status = producer.wait_with_output().unwrap().status;
     assert!(producer_status.success());
-    let expected = lines(&dir.path().join("node-copy"));
+    let expected = count_lines(&dir.path().join("node-copy"));
     let total: u64 = expected.values().sum();
     assert!(total > 29_000);
 
     let second = spawn(&aggregator, 2);
     reaper.0.push(second.id());
     loop {
-        let got = lines(&out);
+        let got = count_lines(&out);
         if expected.keys().all(|l| got.contains_key(l)) {
             break;
         }
@@ -195,7 +180,7 @@ compression = "none"
     }
     stop(second);
 
-    let got = lines(&out);
+    let got = count_lines(&out);
     let mut duplicates = 0;
     for (line, n) in &expected {
         let g = got.get(line).copied().unwrap_or(0);

@@ -6,7 +6,27 @@
 pub mod clickhouse;
 pub mod http_server;
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Child, Command};
+
+/// Every line of every file in `dir` (a plain file sink's output), counted;
+/// empty when `dir` does not exist yet.
+pub fn count_lines(dir: &Path) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return counts;
+    };
+    for entry in entries {
+        for line in std::fs::read_to_string(entry.unwrap().path())
+            .unwrap_or_default()
+            .lines()
+        {
+            *counts.entry(line.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
 
 /// The `sluice` binary under test.
 pub fn sluice() -> Command {

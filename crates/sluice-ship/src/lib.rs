@@ -37,47 +37,52 @@ fn setup_error(id: &str, message: String) -> SinkError {
     }
 }
 
-/// Start a ClickHouse sink.
-pub fn spawn_clickhouse(ctx: SinkContext, cfg: ClickhouseSinkConfig, data_dir: &Path) -> SinkTask {
+/// Start a storage sink whose encoder and transport `build` makes (on the
+/// runtime, so a setup failure is the sink's error, not a panic).
+fn spawn_with<E: Encoder, T: Transport>(
+    ctx: SinkContext,
+    delivery: sluice_config::DeliveryConfig,
+    data_dir: &Path,
+    build: impl FnOnce() -> Result<(E, T), String> + Send + 'static,
+) -> SinkTask {
     let data_dir = data_dir.to_path_buf();
     tokio::spawn(async move {
-        let transport = clickhouse::ClickhouseTransport::new(&cfg).map_err(|m| setup_error(&ctx.id, m))?;
-        let encoder = clickhouse::ClickhouseEncoder::new(&cfg.columns);
+        let (encoder, transport) = build().map_err(|m| setup_error(&ctx.id, m))?;
         let parts = SinkParts {
             ctx,
-            cfg: cfg.delivery,
+            cfg: delivery,
             data_dir,
         };
         run_sink(parts, encoder, transport).await
+    })
+}
+
+/// Start a ClickHouse sink.
+pub fn spawn_clickhouse(ctx: SinkContext, cfg: ClickhouseSinkConfig, data_dir: &Path) -> SinkTask {
+    let delivery = cfg.delivery.clone();
+    spawn_with(ctx, delivery, data_dir, move || {
+        Ok((
+            clickhouse::ClickhouseEncoder::new(&cfg.columns),
+            clickhouse::ClickhouseTransport::new(&cfg)?,
+        ))
     })
 }
 
 /// Start a Loki sink.
 pub fn spawn_loki(ctx: SinkContext, cfg: LokiSinkConfig, data_dir: &Path) -> SinkTask {
-    let data_dir = data_dir.to_path_buf();
-    tokio::spawn(async move {
-        let transport = loki::LokiTransport::new(&cfg).map_err(|m| setup_error(&ctx.id, m))?;
-        let encoder = loki::LokiEncoder::new(&cfg.labels);
-        let parts = SinkParts {
-            ctx,
-            cfg: cfg.delivery,
-            data_dir,
-        };
-        run_sink(parts, encoder, transport).await
+    let delivery = cfg.delivery.clone();
+    spawn_with(ctx, delivery, data_dir, move || {
+        Ok((loki::LokiEncoder::new(&cfg.labels), loki::LokiTransport::new(&cfg)?))
     })
 }
 
 /// Start an Elasticsearch sink.
 pub fn spawn_elasticsearch(ctx: SinkContext, cfg: ElasticsearchSinkConfig, data_dir: &Path) -> SinkTask {
-    let data_dir = data_dir.to_path_buf();
-    tokio::spawn(async move {
-        let transport = elasticsearch::ElasticsearchTransport::new(&cfg).map_err(|m| setup_error(&ctx.id, m))?;
-        let encoder = elasticsearch::ElasticsearchEncoder::new(&cfg.index);
-        let parts = SinkParts {
-            ctx,
-            cfg: cfg.delivery,
-            data_dir,
-        };
-        run_sink(parts, encoder, transport).await
+    let delivery = cfg.delivery.clone();
+    spawn_with(ctx, delivery, data_dir, move || {
+        Ok((
+            elasticsearch::ElasticsearchEncoder::new(&cfg.index),
+            elasticsearch::ElasticsearchTransport::new(&cfg)?,
+        ))
     })
 }
