@@ -19,6 +19,9 @@ use crate::http;
 pub struct ElasticsearchEncoder {
     pattern: String,
     index: String,
+    /// The last UTC day seen (days since the epoch) and its `YYYY.MM.DD`,
+    /// so a day is formatted once, not per event.
+    day: Option<(i64, String)>,
 }
 
 impl ElasticsearchEncoder {
@@ -27,15 +30,20 @@ impl ElasticsearchEncoder {
         ElasticsearchEncoder {
             pattern: pattern.to_string(),
             index: String::new(),
+            day: None,
         }
     }
 
     fn index_name(&mut self, batch: &Batch, event: &Event, today: &str) {
         let service = batch.service(event).map(String::from_utf8_lossy);
-        let date = fields::ts(batch, event)
+        let days = fields::ts(batch, event)
             .and_then(fields::rfc3339_nanos)
-            .and_then(|ns| time::OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
-            .map(day);
+            .map(|ns| ns.div_euclid(86_400_000_000_000) as i64);
+        if let Some(d) = days.filter(|d| self.day.as_ref().is_none_or(|(cached, _)| cached != d)) {
+            let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(d);
+            self.day = Some((d, day(t)));
+        }
+        let date = days.and(self.day.as_ref().map(|(_, s)| s.as_str()));
         self.index.clear();
         let mut rest = self.pattern.as_str();
         while let Some(open) = rest.find('{') {
@@ -45,7 +53,7 @@ impl ElasticsearchEncoder {
                 push_sanitized(&mut self.index, service.as_deref().unwrap_or("unknown"));
                 rest = tail;
             } else if let Some(tail) = after.strip_prefix("{date}") {
-                self.index.push_str(date.as_deref().unwrap_or(today));
+                self.index.push_str(date.unwrap_or(today));
                 rest = tail;
             } else {
                 self.index.push('{');
