@@ -201,7 +201,8 @@ impl Buffer {
     }
 
     /// Frames for the next request: waits for the first, then gathers more
-    /// until `max_bytes` or `max_records`, waiting at most `linger` after the
+    /// while they fit in `max_bytes` and `max_records` (a single frame larger
+    /// than either still goes alone), waiting at most `linger` after the
     /// first. `None` once the buffer is closed and empty.
     pub async fn take(&self, max_bytes: u64, max_records: usize, linger: Duration) -> io::Result<Option<Taken>> {
         let mut taken = Taken {
@@ -245,7 +246,7 @@ impl Buffer {
     /// because the next frame would not fit.
     fn fill(&self, st: &mut State, taken: &mut Taken, max_bytes: u64, max_records: usize) -> io::Result<bool> {
         while taken.size < max_bytes && taken.records() < max_records {
-            match self.pop_into(st, taken, max_bytes)? {
+            match self.pop_into(st, taken, max_bytes, max_records)? {
                 Pop::Took => {}
                 Pop::Empty => return Ok(false),
                 Pop::NoRoom => return Ok(true),
@@ -254,15 +255,19 @@ impl Buffer {
         Ok(false)
     }
 
-    /// Move the next frame into `taken` if it fits (the first always does).
-    fn pop_into(&self, st: &mut State, taken: &mut Taken, max_bytes: u64) -> io::Result<Pop> {
-        let fits = |size: u64| taken.frames.is_empty() || taken.size + size <= max_bytes;
+    /// Move the next frame into `taken` if it fits both limits (the first
+    /// always does: frames are not split).
+    fn pop_into(&self, st: &mut State, taken: &mut Taken, max_bytes: u64, max_records: usize) -> io::Result<Pop> {
+        let records = taken.records();
+        let fits = |size: u64, n: usize| {
+            taken.frames.is_empty() || (taken.size + size <= max_bytes && records + n <= max_records)
+        };
         match &mut st.backend {
             Backend::Memory(q) => {
                 let Some((frame, _)) = q.front() else {
                     return Ok(Pop::Empty);
                 };
-                if !fits(frame.size()) {
+                if !fits(frame.size(), frame.len()) {
                     return Ok(Pop::NoRoom);
                 }
                 let (frame, batch) = q.pop_front().expect("front exists");
@@ -283,7 +288,7 @@ impl Buffer {
                     },
                 };
                 self.count_quarantined(queue);
-                if !fits(next.consumed) {
+                if !fits(next.consumed, next.frame.len()) {
                     *peeked = Some(next);
                     return Ok(Pop::NoRoom);
                 }
