@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
-use common::{count_lines, sluice, stop};
+use common::{count_lines, generated, sluice, stop, write_config};
 
 /// `raw` of every row, counted.
 fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
@@ -26,12 +26,6 @@ fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
             (v["raw"].as_str().unwrap().to_string(), n)
         })
         .collect()
-}
-
-fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
-    let path = dir.join("sluice.toml");
-    std::fs::write(&path, body).unwrap();
-    path
 }
 
 /// Every line the file sink got is in ClickHouse at least as often; returns
@@ -58,6 +52,7 @@ fn the_generator_output_arrives_row_for_row_with_typed_columns() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
+        "sluice.toml",
         &format!(
             r#"
 data_dir = "{d}/state"
@@ -134,6 +129,7 @@ fn a_row_the_server_refuses_is_dead_lettered_and_the_rest_stored() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
+        "sluice.toml",
         &format!(
             r#"
 data_dir = "{d}/state"
@@ -193,6 +189,7 @@ fn a_30_second_outage_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
+        "sluice.toml",
         &format!(
             r#"
 data_dir = "{d}/state"
@@ -325,6 +322,7 @@ fn kill_9_with_a_disk_buffer_loses_nothing() {
     };
     let config = write_config(
         dir.path(),
+        "sluice.toml",
         &format!(
             r#"
 data_dir = "{d}/state"
@@ -451,13 +449,10 @@ fn bench_file_to_clickhouse() {
     let ch = ClickHouse::start();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.log");
-    let generated = sluice()
-        .args(["generate", "--count", "300000", "--seed", "1"])
-        .output()
-        .unwrap();
-    std::fs::write(&input, &generated.stdout).unwrap();
+    std::fs::write(&input, generated(300_000, 1)).unwrap();
     let config = write_config(
         dir.path(),
+        "sluice.toml",
         &format!(
             r#"
 data_dir = "{d}/state"

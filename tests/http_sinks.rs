@@ -11,16 +11,11 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::http_server::HttpServer;
-use common::{count_lines, sluice};
+use common::{count_lines, generated, sluice, write_config};
 
 /// `sluice generate` output plus `extra` lines, as stdin for a run of
 /// `config`; returns the run's stderr after asserting it exited 0.
 fn run_with_input(config: &Path, count: u64, extra: &str) -> String {
-    let generated = sluice()
-        .args(["generate", "--count", &count.to_string(), "--seed", "3"])
-        .output()
-        .unwrap();
-    assert!(generated.status.success());
     let mut child = sluice()
         .args(["run", "-c"])
         .arg(config)
@@ -29,7 +24,7 @@ fn run_with_input(config: &Path, count: u64, extra: &str) -> String {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&generated.stdout).unwrap();
+    stdin.write_all(&generated(count, 3)).unwrap();
     stdin.write_all(extra.as_bytes()).unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
@@ -55,10 +50,10 @@ fn loki_gets_low_cardinality_streams_and_every_line_once_after_retries() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("loki.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        "loki.toml",
+        &format!(
             r#"
 data_dir = "{d}/state"
 [sources.in]
@@ -78,8 +73,7 @@ compression = "none"
             d = dir.path().display(),
             url = server.url()
         ),
-    )
-    .unwrap();
+    );
     let stderr = run_with_input(&config, 6000, "");
     assert!(stderr.contains(" 2 retries"), "{stderr}");
 
@@ -170,10 +164,10 @@ fn elasticsearch_bulk_items_are_retried_or_dead_lettered_one_by_one() {
         )
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("es.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        "es.toml",
+        &format!(
             r#"
 data_dir = "{d}/state"
 [sources.in]
@@ -194,8 +188,7 @@ compression = "none"
             d = dir.path().display(),
             url = server.url()
         ),
-    )
-    .unwrap();
+    );
     let reject = r#"{"ts":"2026-11-25T09:00:00Z","service":"pay","reject_me":{"deep":1}}"#;
     let stderr = run_with_input(&config, 4000, &format!("{reject}\n"));
     assert!(stderr.contains("1 dead-lettered"), "{stderr}");

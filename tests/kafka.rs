@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{count_lines, sluice, stop};
+use common::{count_lines, generated, sluice, stop, write_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -89,10 +89,10 @@ fn node_to_kafka_to_aggregator_survives_kill_9_without_loss() {
     let (brokers, _mock) = brokers(&topic);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let node = dir.path().join("node.toml");
-    std::fs::write(
-        &node,
-        format!(
+    let node = write_config(
+        dir.path(),
+        "node.toml",
+        &format!(
             r#"
 data_dir = "{d}/node-state"
 [sources.gen]
@@ -110,12 +110,11 @@ directory = "{d}/node-copy"
 compression = "none"
 "#
         ),
-    )
-    .unwrap();
-    let aggregator = dir.path().join("aggregator.toml");
-    std::fs::write(
-        &aggregator,
-        format!(
+    );
+    let aggregator = write_config(
+        dir.path(),
+        "aggregator.toml",
+        &format!(
             r#"
 data_dir = "{d}/agg-state"
 [sources.kafka]
@@ -133,8 +132,7 @@ directory = "{d}/agg-out"
 compression = "none"
 "#
         ),
-    )
-    .unwrap();
+    );
 
     let producer = spawn(&node, 1);
     let first = spawn(&aggregator, 1);
@@ -234,15 +232,11 @@ fn bench_file_to_kafka() {
     let (brokers, _mock) = brokers(&topic);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.log");
-    let generated = sluice()
-        .args(["generate", "--count", "300000", "--seed", "1"])
-        .output()
-        .unwrap();
-    std::fs::write(&input, &generated.stdout).unwrap();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
+    std::fs::write(&input, generated(300_000, 1)).unwrap();
+    let config = write_config(
+        dir.path(),
+        "bench.toml",
+        &format!(
             r#"
 data_dir = "{d}/state"
 [sources.file]
@@ -258,8 +252,7 @@ topic = "{topic}"
             d = dir.path().display(),
             input = input.display(),
         ),
-    )
-    .unwrap();
+    );
     let out = sluice().args(["bench", "-c"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!("{}", String::from_utf8_lossy(&out.stdout));

@@ -10,6 +10,23 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command};
 
+/// Write a config file `name` into `dir` and return its path.
+pub fn write_config(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// `sluice generate --count <count> --seed <seed>` output.
+pub fn generated(count: u64, seed: u64) -> Vec<u8> {
+    let out = sluice()
+        .args(["generate", "--count", &count.to_string(), "--seed", &seed.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sluice generate failed");
+    out.stdout
+}
+
 /// Every line of every file in `dir` (a plain file sink's output), counted;
 /// empty when `dir` does not exist yet.
 pub fn count_lines(dir: &Path) -> HashMap<String, u64> {
