@@ -1,5 +1,7 @@
-//! What an event is to the budget: error, slow, debug or normal; its route
-//! template; and the event clock's timestamp parsing.
+//! What an event is to the budget: its class (error, slow, debug, normal),
+//! level and status class, its route template, and the event clock's
+//! timestamp parsing. Everything is read once per event into [`Facts`], so
+//! the decision and the statistics never look at the same field twice.
 
 use std::collections::HashMap;
 
@@ -29,51 +31,110 @@ impl Class {
             Class::Normal => "normal",
         }
     }
+
+    /// Errors and slow requests are kept whatever the budget says.
+    pub fn must_keep(self) -> bool {
+        matches!(self, Class::Error | Class::Slow)
+    }
 }
 
-/// Classify one event.
-pub fn classify(batch: &Batch, e: &Event, slow_ms: f64, slow_routes: &HashMap<String, f64>) -> Class {
-    let level = batch.str_field(e, Field::Level);
-    let is_level = |names: &[&str]| level.is_some_and(|l| names.iter().any(|n| l.eq_ignore_ascii_case(n.as_bytes())));
-    if is_level(&["ERROR", "FATAL", "CRITICAL", "PANIC", "SEVERE"])
-        || batch.num_field(e, Field::Status).is_some_and(|s| s >= 500.0)
+/// The `level` labels of the statistics, indexed by [`Facts::level`].
+pub const LEVELS: [&str; 9] = [
+    "trace", "debug", "info", "warn", "error", "fatal", "critical", "other", "none",
+];
+const LEVEL_OTHER: u8 = 7;
+const LEVEL_NONE: u8 = 8;
+
+/// The `status` labels of the statistics, indexed by [`Facts::status`].
+pub const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// What the budget needs to know about one event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Facts {
+    /// Error, slow, debug or normal.
+    pub class: Class,
+    /// Index into [`LEVELS`].
+    pub level: u8,
+    /// Index into [`STATUSES`].
+    pub status: u8,
+    /// `duration_ms`, when the record has one.
+    pub duration_ms: Option<f64>,
+}
+
+/// A level's statistics index and whether it makes the event an error.
+/// Dispatches on length first: this runs for every event.
+fn level_code(l: &[u8]) -> (u8, bool) {
+    let is = |name: &[u8]| l.eq_ignore_ascii_case(name);
+    match l.len() {
+        4 if is(b"info") => (2, false),
+        4 if is(b"warn") => (3, false),
+        5 if is(b"error") => (4, true),
+        5 if is(b"debug") => (1, false),
+        5 if is(b"trace") => (0, false),
+        5 if is(b"fatal") => (5, true),
+        5 if is(b"panic") => (LEVEL_OTHER, true),
+        6 if is(b"severe") => (LEVEL_OTHER, true),
+        7 if is(b"warning") => (3, false),
+        8 if is(b"critical") => (6, true),
+        _ => (LEVEL_OTHER, false),
+    }
+}
+
+/// Classify one event. `slow_ms_for` gives the slow threshold of the
+/// event's route (asked only when the record has a duration).
+pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Facts {
+    let (level, error_level) = batch.str_field(e, Field::Level).map_or((LEVEL_NONE, false), level_code);
+    let status_code = batch.num_field(e, Field::Status);
+    let status = match status_code.map(|s| s as u32 / 100) {
+        Some(c @ 1..=5) => c as u8 - 1,
+        _ => 5,
+    };
+    let duration_ms = batch.num_field(e, Field::DurationMs);
+    let class = if error_level
+        || status_code.is_some_and(|s| s >= 500.0)
         || !matches!(e.field(Field::ErrorType), FieldValue::Absent | FieldValue::Null)
     {
-        return Class::Error;
+        Class::Error
+    } else if duration_ms.is_some_and(|d| d >= slow_ms_for()) {
+        Class::Slow
+    } else if level <= 1 {
+        Class::Debug
+    } else {
+        Class::Normal
+    };
+    Facts {
+        class,
+        level,
+        status,
+        duration_ms,
     }
-    if let Some(d) = batch.num_field(e, Field::DurationMs) {
-        let threshold = if slow_routes.is_empty() {
-            slow_ms
-        } else {
-            route_of(batch, e)
-                .and_then(|r| slow_routes.get(&r).copied())
-                .unwrap_or(slow_ms)
-        };
-        if d >= threshold {
-            return Class::Slow;
-        }
-    }
-    if is_level(&["DEBUG", "TRACE"]) {
-        return Class::Debug;
-    }
-    Class::Normal
 }
 
+/// Slow thresholds by route template.
+pub type SlowRoutes = HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>;
+
 /// The route template of an event: its `route`, else its `path` with ids
-/// replaced by `{id}` (never an id as a label).
-pub fn route_of(batch: &Batch, e: &Event) -> Option<String> {
+/// replaced by `{id}` (never an id as a label). A templated path is written
+/// into `scratch`, which is reused so no event allocates.
+pub fn route_key<'a>(batch: &'a Batch, e: &Event, scratch: &'a mut String) -> Option<&'a [u8]> {
     if let Some(r) = batch.str_field(e, Field::Route) {
-        return Some(String::from_utf8_lossy(r).into_owned());
+        return Some(r);
     }
-    batch
-        .str_field(e, Field::Path)
-        .map(|p| route_template(&String::from_utf8_lossy(p)))
+    let p = batch.str_field(e, Field::Path)?;
+    scratch.clear();
+    write_route_template(&String::from_utf8_lossy(p), scratch);
+    Some(scratch.as_bytes())
 }
 
 /// `/v1/users/123/orders/9?x=1` → `/v1/users/{id}/orders/{id}`.
 pub fn route_template(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
     let mut out = String::with_capacity(path.len());
+    write_route_template(path, &mut out);
+    out
+}
+
+fn write_route_template(path: &str, out: &mut String) {
+    let path = path.split(['?', '#']).next().unwrap_or("");
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
@@ -88,7 +149,6 @@ pub fn route_template(path: &str) -> String {
                     && seg.bytes().filter(|b| b.is_ascii_digit()).count() * 2 >= seg.len()));
         out.push_str(if id_like { "{id}" } else { seg });
     }
-    out
 }
 
 /// Parses RFC 3339 timestamps, reusing the calendar arithmetic of the last
@@ -116,14 +176,16 @@ impl TsCache {
             self.prefix.copy_from_slice(&ts[..19]);
             return Some(t.unix_timestamp_nanos() as f64 / 1e9);
         }
-        let frac = ts.get(19..).filter(|f| f.first() == Some(&b'.')).map_or(0.0, |f| {
-            let digits: Vec<u8> = f[1..].iter().take_while(|b| b.is_ascii_digit()).copied().collect();
-            let n: f64 = std::str::from_utf8(&digits)
-                .ok()
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0.0);
-            n / 10f64.powi(digits.len() as i32)
-        });
+        // `.fff…Z`: the fraction of the cached second, at most 9 digits.
+        let mut frac = 0.0;
+        if ts.get(19) == Some(&b'.') {
+            let (mut n, mut scale) = (0u64, 1.0);
+            for &b in ts[20..].iter().take_while(|b| b.is_ascii_digit()).take(9) {
+                n = n * 10 + u64::from(b - b'0');
+                scale *= 10.0;
+            }
+            frac = n as f64 / scale;
+        }
         Some(self.seconds + frac)
     }
 }
@@ -147,8 +209,24 @@ mod tests {
         let a = c.parse(b"2026-11-25T00:00:01.250Z").unwrap();
         let b = c.parse(b"2026-11-25T00:00:01.750Z").unwrap();
         assert!((b - a - 0.5).abs() < 1e-6);
+        let n = c.parse(b"2026-11-25T00:00:01.000000001Z").unwrap();
+        assert!((n - (a - 0.25)).abs() < 1e-6);
         let k = c.parse(b"2026-11-25T09:00:01+09:00").unwrap();
         assert!((k - (a - 0.25)).abs() < 1e-6);
         assert_eq!(c.parse(b"yesterday"), None);
+    }
+
+    #[test]
+    fn levels_by_any_case() {
+        assert_eq!(level_code(b"INFO"), (2, false));
+        assert_eq!(level_code(b"Warning"), (3, false));
+        assert_eq!(level_code(b"error"), (4, true));
+        assert_eq!(level_code(b"PANIC"), (LEVEL_OTHER, true));
+        assert_eq!(level_code(b"SEVERE"), (LEVEL_OTHER, true));
+        assert_eq!(level_code(b"Critical"), (6, true));
+        assert_eq!(level_code(b"notice"), (LEVEL_OTHER, false));
+        assert_eq!(LEVELS[level_code(b"trace").0 as usize], "trace");
+        assert_eq!(LEVELS[level_code(b"DEBUG").0 as usize], "debug");
+        assert_eq!(LEVELS[level_code(b"fatal").0 as usize], "fatal");
     }
 }

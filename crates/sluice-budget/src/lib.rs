@@ -11,6 +11,7 @@
 mod classify;
 mod ledger;
 mod lookback;
+mod memory;
 mod stats;
 
 use std::collections::HashMap;
@@ -18,9 +19,11 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_config::{parse_utc_offset, Budget, BudgetClock, BudgetConfig, BudgetWindow};
-use sluice_core::{Batch, Field, Registry, Stage};
+use sluice_core::{Batch, Field, FieldValue, Registry, Stage};
 
-pub use classify::{route_template, Class};
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+pub use classify::{route_template, Class, Facts};
 pub use ledger::{BudgetLedger, LedgerState};
 use stats::Stats;
 
@@ -37,12 +40,12 @@ pub struct BudgetStage {
     window: BudgetWindow,
     offset: i64,
     slow_ms: f64,
-    slow_routes: HashMap<String, f64>,
+    slow_routes: classify::SlowRoutes,
     floor: f64,
     ceiling: f64,
     seed: u64,
     /// Service name → dense id (indexes `ledgers` and the stats).
-    ids: HashMap<Vec<u8>, usize>,
+    ids: FastMap<Box<[u8]>, usize>,
     ledgers: Vec<BudgetLedger>,
     names: Vec<Vec<u8>>,
     stats: Stats,
@@ -54,7 +57,9 @@ pub struct BudgetStage {
     unkeyed: u64,
     /// Recent decisions by trace hash: a request's later lines get the
     /// decision (and sample rate) of its first, even if p moved between.
-    recent: HashMap<u64, f64>,
+    recent: memory::TraceMemory,
+    /// Per-batch scratch, kept to reuse its memory.
+    scratch: Scratch,
     lookback: lookback::Lookback,
     released: sluice_core::Counter,
 }
@@ -80,11 +85,15 @@ impl BudgetStage {
             window: cfg.window,
             offset: parse_utc_offset(&cfg.utc_offset).map_err(BudgetError)?,
             slow_ms: cfg.slow_ms,
-            slow_routes: cfg.slow_routes.clone().into_iter().collect(),
+            slow_routes: cfg
+                .slow_routes
+                .iter()
+                .map(|(r, ms)| (r.as_bytes().into(), *ms))
+                .collect(),
             floor: cfg.floor,
             ceiling: cfg.ceiling,
             seed: cfg.seed,
-            ids: HashMap::new(),
+            ids: FastMap::default(),
             ledgers: Vec::new(),
             names: Vec::new(),
             stats: Stats::new(registry),
@@ -93,7 +102,8 @@ impl BudgetStage {
             event_now: 0.0,
             ts_cache: classify::TsCache::default(),
             unkeyed: 0,
-            recent: HashMap::new(),
+            recent: memory::TraceMemory::default(),
+            scratch: Scratch::default(),
             lookback: lookback::Lookback::new(cfg.lookback.as_secs_f64(), cfg.lookback_bytes.0 as usize),
             released: registry.counter(
                 "budget_lookback_released_total",
@@ -153,6 +163,9 @@ impl BudgetStage {
         std::fs::rename(tmp, path)
     }
 
+    /// The budget clock. A wall clock is read once per batch: a batch is
+    /// milliseconds of input, and a clock read per event would cost more
+    /// than the decision.
     fn now(&self) -> f64 {
         match self.clock {
             BudgetClock::Event => self.event_now,
@@ -173,7 +186,7 @@ impl BudgetStage {
         self.ledgers
             .push(BudgetLedger::new(budget, now, self.window, self.offset, self.ceiling));
         self.names.push(service.to_vec());
-        self.ids.insert(service.to_vec(), id);
+        self.ids.insert(service.into(), id);
         self.stats.add_service(&name);
         id
     }
@@ -181,13 +194,27 @@ impl BudgetStage {
     /// Decide every event of a batch; dropped events leave the batch.
     pub fn decide(&mut self, batch: &mut Batch) {
         let n = batch.len();
-        let mut keep = vec![true; n];
-        let mut rates: Vec<(usize, f64)> = Vec::new();
-        let mut touched: Vec<usize> = Vec::new();
+        let mut sc = std::mem::take(&mut self.scratch);
+        sc.keep.clear();
+        sc.keep.resize(n, true);
+        sc.rates.clear();
         // (position, lines) released by lookback, inserted before the event
         // that made the trace worth keeping.
         let mut releases: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
-        let mut line = Vec::new();
+        // Hash every event's trace first (prefetching its memory slot), so
+        // the decisions below find the slots in cache.
+        sc.hashes.clear();
+        for e in batch.events() {
+            let h = batch
+                .str_field(e, Field::TraceId)
+                .or_else(|| batch.str_field(e, Field::RequestId))
+                .map(|k| xxhash_rust::xxh3::xxh3_64_with_seed(k, self.seed));
+            if let Some(h) = h {
+                self.recent.prefetch(h);
+            }
+            sc.hashes.push(h);
+        }
+        let mut now = self.now();
         for i in 0..n {
             let e = &batch.events()[i];
             if self.clock == BudgetClock::Event {
@@ -196,26 +223,31 @@ impl BudgetStage {
                         self.event_now = self.event_now.max(t);
                     }
                 }
+                now = self.event_now;
             }
-            let now = self.now();
             let id = self.service_id(batch.service(e).unwrap_or(b"unknown"), now);
             let size = event_size(batch, i) as u64;
-            let class = classify::classify(batch, e, self.slow_ms, &self.slow_routes);
-            self.stats.record(id, class, batch, e, size);
+            // The route matters only to latency statistics and per-route
+            // slow thresholds, both of which need a duration.
+            let route = match e.field(Field::DurationMs) {
+                FieldValue::Absent | FieldValue::Null => None,
+                _ => classify::route_key(batch, e, &mut sc.route),
+            };
+            let (slow_ms, slow_routes) = (self.slow_ms, &self.slow_routes);
+            let facts = classify::facts(batch, e, || {
+                route.and_then(|r| slow_routes.get(r).copied()).unwrap_or(slow_ms)
+            });
+            self.stats.record(id, &facts, route, size);
             let ledger = &mut self.ledgers[id];
             ledger.roll(now, self.window, self.offset);
-            let must = matches!(class, Class::Error | Class::Slow);
+            let must = facts.class.must_keep();
             ledger.offer(size as f64, must);
+            let key = sc.hashes[i];
             let kept = if must {
                 if self.lookback.enabled() {
                     self.lookback.expire(now);
-                    let key = batch
-                        .str_field(e, Field::TraceId)
-                        .or_else(|| batch.str_field(e, Field::RequestId));
-                    if let Some(k) = key {
-                        let held = self
-                            .lookback
-                            .release(xxhash_rust::xxh3::xxh3_64_with_seed(k, self.seed));
+                    if let Some(h) = key {
+                        let held = self.lookback.release(h);
                         if !held.is_empty() {
                             let bytes: usize = held.iter().map(|l| l.len() + 1).sum();
                             ledger.spend(bytes as f64);
@@ -226,56 +258,55 @@ impl BudgetStage {
                 }
                 true
             } else {
-                let key = batch
-                    .str_field(e, Field::TraceId)
-                    .or_else(|| batch.str_field(e, Field::RequestId));
                 let h = match key {
-                    Some(k) => xxhash_rust::xxh3::xxh3_64_with_seed(k, self.seed),
+                    Some(h) => h,
                     None => {
                         self.unkeyed += 1;
                         xxhash_rust::xxh3::xxh3_64_with_seed(&self.unkeyed.to_le_bytes(), self.seed ^ 0x9e37_79b9)
                     }
                 };
-                // Bounded memory: forget everything past 100k traces.
-                if self.recent.len() > 100_000 {
-                    self.recent.clear();
-                }
                 let p = match key {
-                    Some(_) => *self.recent.entry(h).or_insert(ledger.state.p),
+                    Some(_) => self.recent.first_p(h, ledger.state.p),
                     None => ledger.state.p,
                 };
                 let keep = (h as f64) < p * (u64::MAX as f64);
                 if keep && p < 1.0 {
-                    rates.push((i, 1.0 / p));
+                    sc.rates.push((i, 1.0 / p));
                 }
                 if !keep && key.is_some() && self.lookback.enabled() {
-                    line.clear();
+                    let mut line = Vec::with_capacity(size as usize + 18);
                     sluice_core::encode::write_event(batch, e, &mut line);
                     // `{...}\n` → `{...,"lookback":true}`: a released line is
                     // extra to the sample and must not be re-weighted.
                     line.truncate(line.len().saturating_sub(2));
                     line.extend_from_slice(b",\"lookback\":true}");
-                    self.lookback.hold(h, now, line.clone());
+                    self.lookback.hold(h, now, line);
                 }
                 keep
             };
             if kept {
                 ledger.spend(size as f64);
             }
-            keep[i] = kept;
+            sc.keep[i] = kept;
             self.stats.decided(id, size, kept);
-            if !touched.contains(&id) {
-                touched.push(id);
+            if sc.touched_mark.len() <= id {
+                sc.touched_mark.resize(id + 1, false);
+            }
+            if !sc.touched_mark[id] {
+                sc.touched_mark[id] = true;
+                sc.touched.push(id);
             }
         }
         let now = self.now();
-        for id in touched {
+        for &id in &sc.touched {
+            sc.touched_mark[id] = false;
             let l = &mut self.ledgers[id];
             l.update(now, self.floor, self.ceiling);
             self.stats.probability(id, l.state.p, l.state.spent);
         }
         let mut buf = ryu::Buffer::new();
-        for (i, rate) in rates {
+        sc.touched.clear();
+        for &(i, rate) in &sc.rates {
             batch.append_field(i, "sample_rate", buf.format(rate).as_bytes());
         }
         if self.lookback.enabled() {
@@ -285,7 +316,7 @@ impl BudgetStage {
             let mut idx = 0;
             batch.events_mut().retain(|_| {
                 idx += 1;
-                keep[idx - 1]
+                sc.keep[idx - 1]
             });
         } else {
             // Rebuild with the released lines before the line that freed them.
@@ -304,14 +335,31 @@ impl BudgetStage {
                         out.push(held);
                     }
                 }
-                if keep[i] {
+                if sc.keep[i] {
                     out.push(e);
                 }
             }
             *batch.events_mut() = out;
         }
         self.stats.publish();
+        self.scratch = sc;
     }
+}
+
+/// Buffers `decide` needs per batch, kept between batches.
+#[derive(Default)]
+struct Scratch {
+    /// Whether each event of the batch stays.
+    keep: Vec<bool>,
+    /// The hash of each event's trace (`trace_id`, else `request_id`).
+    hashes: Vec<Option<u64>>,
+    /// (event, sample rate) of kept sampled events.
+    rates: Vec<(usize, f64)>,
+    /// Services seen in the batch, and a mark per service id.
+    touched: Vec<usize>,
+    touched_mark: Vec<bool>,
+    /// A templated path.
+    route: String,
 }
 
 /// The bytes an event stands for in the budget: its line (or rewrite).

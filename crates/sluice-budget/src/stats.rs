@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
-use sluice_core::{Batch, Counter, Event, Field, Gauge, Registry};
+use sluice_core::{Counter, Gauge, Registry};
 
-use crate::classify::{route_template, Class};
+use crate::classify::{Class, Facts, LEVELS, STATUSES};
 
 /// The guide's latency buckets, in milliseconds.
 pub const BUCKETS_MS: [f64; 11] = [
@@ -17,10 +17,6 @@ pub const BUCKETS_MS: [f64; 11] = [
 ];
 
 const CLASSES: [Class; 4] = [Class::Error, Class::Slow, Class::Debug, Class::Normal];
-const LEVELS: [&str; 9] = [
-    "trace", "debug", "info", "warn", "error", "fatal", "critical", "other", "none",
-];
-const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 const BYTES: [&str; 3] = ["in", "kept", "dropped"];
 
 struct Hist {
@@ -35,7 +31,7 @@ struct ServiceStats {
     events: Vec<(Counter, u64)>,
     statuses: Vec<(Counter, u64)>,
     bytes: Vec<(Counter, u64)>,
-    routes: HashMap<Vec<u8>, Hist>,
+    routes: HashMap<Box<[u8]>, Hist, foldhash::fast::FixedState>,
     probability: Gauge,
     spent: Gauge,
 }
@@ -44,26 +40,6 @@ pub struct Stats {
     registry: Registry,
     services: Vec<ServiceStats>,
     names: Vec<String>,
-}
-
-fn level_index(batch: &Batch, e: &Event) -> usize {
-    let Some(l) = batch.str_field(e, Field::Level) else {
-        return 8;
-    };
-    if l.eq_ignore_ascii_case(b"warning") {
-        return 3;
-    }
-    LEVELS[..7]
-        .iter()
-        .position(|n| l.eq_ignore_ascii_case(n.as_bytes()))
-        .unwrap_or(7)
-}
-
-fn status_index(batch: &Batch, e: &Event) -> usize {
-    match batch.num_field(e, Field::Status).map(|s| s as u32 / 100) {
-        Some(c @ 1..=5) => c as usize - 1,
-        _ => 5,
-    }
 }
 
 impl Stats {
@@ -124,7 +100,7 @@ impl Stats {
             events,
             statuses,
             bytes,
-            routes: HashMap::new(),
+            routes: HashMap::default(),
             probability: r.gauge(
                 "budget_keep_probability_ppm",
                 "Keep-probability of normal events, parts per million.",
@@ -135,29 +111,17 @@ impl Stats {
         self.names.push(name.to_string());
     }
 
-    /// Count one event before the decision.
-    pub fn record(&mut self, id: usize, class: Class, batch: &Batch, e: &Event, size: u64) {
+    /// Count one event before the decision; `route` is its route template.
+    pub fn record(&mut self, id: usize, facts: &Facts, route: Option<&[u8]>, size: u64) {
         let registry = &self.registry;
         let name = &self.names[id];
         let s = &mut self.services[id];
-        let c = CLASSES.iter().position(|x| *x == class).unwrap_or(3);
-        s.events[c * LEVELS.len() + level_index(batch, e)].1 += 1;
-        s.statuses[status_index(batch, e)].1 += 1;
+        let c = CLASSES.iter().position(|x| *x == facts.class).unwrap_or(3);
+        s.events[c * LEVELS.len() + facts.level as usize].1 += 1;
+        s.statuses[facts.status as usize].1 += 1;
         s.bytes[0].1 += size;
-        let Some(d) = batch.num_field(e, Field::DurationMs) else {
+        let (Some(d), Some(key)) = (facts.duration_ms, route) else {
             return;
-        };
-        let route = batch.str_field(e, Field::Route);
-        let template;
-        let key: &[u8] = match route {
-            Some(r) => r,
-            None => match batch.str_field(e, Field::Path) {
-                Some(p) => {
-                    template = route_template(&String::from_utf8_lossy(p));
-                    template.as_bytes()
-                }
-                None => return,
-            },
         };
         if !s.routes.contains_key(key) {
             // Route templates are few; an unbounded set would be an id leak.
@@ -183,7 +147,7 @@ impl Stats {
                 &[("service", name), ("route", &r)],
             );
             s.routes.insert(
-                key.to_vec(),
+                key.into(),
                 Hist {
                     buckets,
                     sum,
@@ -194,9 +158,8 @@ impl Stats {
         }
         let h = s.routes.get_mut(key).expect("inserted above");
         let idx = BUCKETS_MS.iter().position(|b| d <= *b).unwrap_or(11);
-        for slot in h.pending[idx..].iter_mut() {
-            *slot += 1;
-        }
+        // Per bucket here; made cumulative when published.
+        h.pending[idx] += 1;
         h.pending_sum += d.max(0.0) as u64;
     }
 
@@ -226,9 +189,11 @@ impl Stats {
                 }
             }
             for h in s.routes.values_mut() {
+                let mut cumulative = 0;
                 for (c, n) in h.buckets.iter().zip(h.pending.iter_mut()) {
-                    if *n > 0 {
-                        c.add(std::mem::take(n));
+                    cumulative += std::mem::take(n);
+                    if cumulative > 0 {
+                        c.add(cumulative);
                     }
                 }
                 h.sum.add(std::mem::take(&mut h.pending_sum));
