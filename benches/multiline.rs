@@ -49,6 +49,7 @@ fn batches() -> (Vec<Batch>, u64) {
                 stream_key: k,
                 fields_json: "".into(),
                 default_service: None,
+                namespace: None,
             })
         })
         .collect();

@@ -35,7 +35,12 @@ pub struct BudgetError(String);
 /// See the crate docs.
 pub struct BudgetStage {
     default: Budget,
-    services: Vec<(glob::Pattern, Budget)>,
+    /// `[[budget.overrides]]` in order, then `budget.services`.
+    rules: Vec<BudgetRule>,
+    /// Whether ledgers are kept apart by env / by namespace (some override
+    /// looks at it).
+    split_env: bool,
+    split_namespace: bool,
     clock: BudgetClock,
     window: BudgetWindow,
     offset: i64,
@@ -44,8 +49,12 @@ pub struct BudgetStage {
     floor: f64,
     ceiling: f64,
     seed: u64,
-    /// Service name → dense id (indexes `ledgers` and the stats).
+    /// Ledger key → dense id (indexes `ledgers` and the stats). The key is
+    /// the service, followed by `\x1f` and the env and/or namespace when
+    /// ledgers are split by them.
     ids: FastMap<Box<[u8]>, usize>,
+    /// A ledger key being built.
+    key: Vec<u8>,
     ledgers: Vec<BudgetLedger>,
     names: Vec<Vec<u8>>,
     stats: Stats,
@@ -72,15 +81,30 @@ impl BudgetStage {
         state_dir: Option<PathBuf>,
     ) -> Result<BudgetStage, BudgetError> {
         let default = Budget::parse(&cfg.default).map_err(BudgetError)?;
-        let mut services = Vec::new();
+        let glob = |g: &str| glob::Pattern::new(g).map_err(|e| BudgetError(format!("{g}: {e}")));
+        let mut rules = Vec::new();
+        for o in &cfg.overrides {
+            rules.push(BudgetRule {
+                service: glob(&o.service)?,
+                env: o.env.as_deref().map(glob).transpose()?,
+                namespace: o.namespace.as_deref().map(glob).transpose()?,
+                budget: Budget::parse(&o.budget).map_err(BudgetError)?,
+            });
+        }
         for (k, v) in &cfg.services {
-            let p = glob::Pattern::new(k).map_err(|e| BudgetError(format!("{k}: {e}")))?;
-            services.push((p, Budget::parse(v).map_err(BudgetError)?));
+            rules.push(BudgetRule {
+                service: glob(k)?,
+                env: None,
+                namespace: None,
+                budget: Budget::parse(v).map_err(BudgetError)?,
+            });
         }
         let state_path = state_dir.map(|d| d.join("budget.json"));
         let mut stage = BudgetStage {
             default,
-            services,
+            split_env: rules.iter().any(|r| r.env.is_some()),
+            split_namespace: rules.iter().any(|r| r.namespace.is_some()),
+            rules,
             clock: cfg.clock,
             window: cfg.window,
             offset: parse_utc_offset(&cfg.utc_offset).map_err(BudgetError)?,
@@ -94,6 +118,7 @@ impl BudgetStage {
             ceiling: cfg.ceiling,
             seed: cfg.seed,
             ids: FastMap::default(),
+            key: Vec::new(),
             ledgers: Vec::new(),
             names: Vec::new(),
             stats: Stats::new(registry),
@@ -115,11 +140,48 @@ impl BudgetStage {
         Ok(stage)
     }
 
-    fn budget_for(&self, service: &str) -> Budget {
-        self.services
+    /// A ledger key's parts: service, then env and namespace where split.
+    fn key_parts<'k>(&self, key: &'k str) -> (&'k str, Option<&'k str>, Option<&'k str>) {
+        let mut parts = key.split(KEY_SEPARATOR);
+        let service = parts.next().unwrap_or("");
+        let env = if self.split_env { parts.next() } else { None };
+        let namespace = if self.split_namespace { parts.next() } else { None };
+        (service, env, namespace)
+    }
+
+    /// The budget of a ledger: the first rule that matches, else the
+    /// default.
+    fn budget_for(&self, key: &str) -> Budget {
+        let (service, env, namespace) = self.key_parts(key);
+        let matches =
+            |p: &Option<glob::Pattern>, v: Option<&str>| p.as_ref().is_none_or(|p| p.matches(v.unwrap_or("")));
+        self.rules
             .iter()
-            .find(|(p, _)| p.matches(service))
-            .map_or(self.default, |(_, b)| *b)
+            .find(|r| r.service.matches(service) && matches(&r.env, env) && matches(&r.namespace, namespace))
+            .map_or(self.default, |r| r.budget)
+    }
+
+    /// The ledger of an event, registering it on first sight.
+    #[inline]
+    fn ledger_of(&mut self, batch: &Batch, e: &sluice_core::Event, now: f64) -> usize {
+        let service = batch.service(e).unwrap_or(b"unknown");
+        if !self.split_env && !self.split_namespace {
+            return self.service_id(service, now);
+        }
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
+        key.extend_from_slice(service);
+        if self.split_env {
+            key.push(KEY_SEPARATOR as u8);
+            key.extend_from_slice(batch.str_field(e, Field::Env).unwrap_or(b""));
+        }
+        if self.split_namespace {
+            key.push(KEY_SEPARATOR as u8);
+            key.extend_from_slice(batch.namespace(e).unwrap_or(b""));
+        }
+        let id = self.service_id(&key, now);
+        self.key = key;
+        id
     }
 
     fn restore(&mut self) -> Result<(), BudgetError> {
@@ -182,12 +244,16 @@ impl BudgetStage {
         }
         let name = String::from_utf8_lossy(service).into_owned();
         let budget = self.budget_for(&name);
+        let (svc, env, namespace) = self.key_parts(&name);
+        let mut labels = vec![("service", svc.to_string())];
+        labels.extend(env.map(|v| ("env", v.to_string())));
+        labels.extend(namespace.map(|v| ("namespace", v.to_string())));
         let id = self.ledgers.len();
         self.ledgers
             .push(BudgetLedger::new(budget, now, self.window, self.offset, self.ceiling));
         self.names.push(service.to_vec());
         self.ids.insert(service.into(), id);
-        self.stats.add_service(&name);
+        self.stats.add_service(labels);
         id
     }
 
@@ -225,7 +291,7 @@ impl BudgetStage {
                 }
                 now = self.event_now;
             }
-            let id = self.service_id(batch.service(e).unwrap_or(b"unknown"), now);
+            let id = self.ledger_of(batch, e, now);
             let size = event_size(batch, i) as u64;
             // The route matters only to latency statistics and per-route
             // slow thresholds, both of which need a duration.
@@ -344,6 +410,17 @@ impl BudgetStage {
         self.stats.publish();
         self.scratch = sc;
     }
+}
+
+/// Separates a ledger key's parts (a control character: never in a name).
+const KEY_SEPARATOR: char = '\x1f';
+
+/// One budget rule: an override, or a `services` entry (no env/namespace).
+struct BudgetRule {
+    service: glob::Pattern,
+    env: Option<glob::Pattern>,
+    namespace: Option<glob::Pattern>,
+    budget: Budget,
 }
 
 /// Buffers `decide` needs per batch, kept between batches.

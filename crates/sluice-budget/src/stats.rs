@@ -39,7 +39,17 @@ struct ServiceStats {
 pub struct Stats {
     registry: Registry,
     services: Vec<ServiceStats>,
-    names: Vec<String>,
+    /// Each ledger's labels: `service`, and `env`/`namespace` where budget
+    /// overrides keep spend apart by them.
+    labels: Vec<Vec<(&'static str, String)>>,
+}
+
+/// A ledger's labels followed by `more`.
+fn labelled<'a>(base: &'a [(&'static str, String)], more: &[(&'static str, &'a str)]) -> Vec<(&'static str, &'a str)> {
+    base.iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(more.iter().copied())
+        .collect()
 }
 
 impl Stats {
@@ -47,24 +57,23 @@ impl Stats {
         Stats {
             registry: registry.clone(),
             services: Vec::new(),
-            names: Vec::new(),
+            labels: Vec::new(),
         }
     }
 
-    /// Register service number `id` (ids are dense, in order of first sight).
-    pub fn add_service(&mut self, name: &str) {
+    /// Register ledger number `id` (ids are dense, in order of first sight).
+    pub fn add_service(&mut self, base: Vec<(&'static str, String)>) {
         let r = &self.registry;
-        let s = [("service", name)];
+        let s = labelled(&base, &[]);
         let events = CLASSES
             .iter()
             .flat_map(|c| LEVELS.iter().map(move |l| (c.label(), *l)))
             .map(|(c, l)| {
-                let labels = [("service", name), ("class", c), ("level", l)];
                 (
                     r.counter(
                         "budget_events_total",
                         "Events seen by the budget stage before sampling.",
-                        &labels,
+                        &labelled(&base, &[("class", c), ("level", l)]),
                     ),
                     0,
                 )
@@ -77,7 +86,7 @@ impl Stats {
                     r.counter(
                         "budget_status_total",
                         "Events by status class before sampling.",
-                        &[("service", name), ("status", st)],
+                        &labelled(&base, &[("status", st)]),
                     ),
                     0,
                 )
@@ -90,7 +99,7 @@ impl Stats {
                     r.counter(
                         "budget_bytes_total",
                         "Bytes by service: in (before sampling), kept, dropped.",
-                        &[("service", name), ("kind", k)],
+                        &labelled(&base, &[("kind", k)]),
                     ),
                     0,
                 )
@@ -108,13 +117,13 @@ impl Stats {
             ),
             spent: r.gauge("budget_spent_bytes", "Bytes kept in the current window.", &s),
         });
-        self.names.push(name.to_string());
+        self.labels.push(base);
     }
 
     /// Count one event before the decision; `route` is its route template.
     pub fn record(&mut self, id: usize, facts: &Facts, route: Option<&[u8]>, size: u64) {
         let registry = &self.registry;
-        let name = &self.names[id];
+        let base = &self.labels[id];
         let s = &mut self.services[id];
         let c = CLASSES.iter().position(|x| *x == facts.class).unwrap_or(3);
         s.events[c * LEVELS.len() + facts.level as usize].1 += 1;
@@ -138,13 +147,13 @@ impl Stats {
                 registry.counter(
                     "request_duration_ms_bucket",
                     "Request latency histogram (before sampling), cumulative buckets.",
-                    &[("service", name), ("route", &r), ("le", &labels[i])],
+                    &labelled(base, &[("route", &r), ("le", &labels[i])]),
                 )
             });
             let sum = registry.counter(
                 "request_duration_ms_sum",
                 "Sum of request latencies (before sampling).",
-                &[("service", name), ("route", &r)],
+                &labelled(base, &[("route", &r)]),
             );
             s.routes.insert(
                 key.into(),

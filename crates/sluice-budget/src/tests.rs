@@ -310,3 +310,90 @@ fn lookback_keeps_the_earlier_lines_of_a_failing_trace() {
     assert!(eight.last().unwrap().contains("\"status\":503"));
     assert_eq!(registry.value("budget_lookback_released_total", &[]), Some(2));
 }
+
+#[test]
+fn overrides_by_env_and_namespace_keep_their_own_ledgers() {
+    // One line per second for a day from each of three streams: checkout in
+    // prod, checkout in staging (both in namespace `shop`, from the record),
+    // and search whose namespace `batch-7` comes from its log file's origin.
+    let cfg = sluice_config::parse(
+        r#"
+[sources.i]
+type = "stdin"
+[sinks.o]
+type = "stdout"
+[budget]
+clock = "event"
+default = "100MiB/day"
+[budget.services]
+"checkout" = "50MiB/day"
+[[budget.overrides]]
+service = "checkout"
+env = "staging"
+budget = "1MiB/day"
+[[budget.overrides]]
+namespace = "batch-*"
+budget = "2MiB/day"
+"#,
+        std::path::Path::new("t"),
+        &|_| None,
+    )
+    .unwrap();
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(cfg.budget.as_ref().unwrap(), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    let origin = std::sync::Arc::new(sluice_core::Origin {
+        namespace: Some("batch-7".into()),
+        ..Default::default()
+    });
+    let mut offered = [0u64; 3];
+    for hour in 0..24 {
+        let (mut data, mut events) = (Vec::new(), Vec::new());
+        let mut stream_of = Vec::new();
+        for s in hour * 3600..(hour + 1) * 3600 {
+            let t = time::OffsetDateTime::from_unix_timestamp(DAY_START + s).unwrap();
+            let ts = format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+            for (k, (service, env, ns)) in [
+                ("checkout", "prod", ",\"namespace\":\"shop\""),
+                ("checkout", "staging", ",\"namespace\":\"shop\""),
+                ("search", "prod", ""),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let line = format!(
+                    "{{\"ts\":\"2025-11-25T{ts}.000Z\",\"level\":\"INFO\",\"service\":\"{service}\",\"env\":\"{env}\"{ns},\"trace_id\":\"{s:x}{k}\",\"status\":200,\"msg\":\"{}\"}}",
+                    "x".repeat(100)
+                );
+                offered[k] += line.len() as u64 + 1;
+                let mut e = Event::unparsed(Span::new(data.len(), line.len()), 0, Event::NO_ORIGIN);
+                if k == 2 {
+                    e.origin = 0;
+                }
+                events.push(e);
+                stream_of.push(k);
+                data.extend_from_slice(line.as_bytes());
+                data.push(b'\n');
+            }
+        }
+        let mut b = Batch::new(data, events);
+        b.add_origin(origin.clone());
+        parse.parse_batch(&mut b);
+        stage.decide(&mut b);
+    }
+    let spent = |labels: &[(&str, &str)]| registry.value("budget_spent_bytes", labels).unwrap() as f64;
+    let prod = spent(&[("service", "checkout"), ("env", "prod"), ("namespace", "shop")]);
+    let staging = spent(&[("service", "checkout"), ("env", "staging"), ("namespace", "shop")]);
+    let batch = spent(&[("service", "search"), ("env", "prod"), ("namespace", "batch-7")]);
+    eprintln!(
+        "prod {prod} of {}, staging {staging} of 1 MiB, batch {batch} of 2 MiB",
+        offered[0]
+    );
+    // checkout in prod is under its 50 MiB: everything kept.
+    assert_eq!(prod, offered[0] as f64);
+    let ratio = |spent: f64, budget: f64| spent / budget;
+    let s = ratio(staging, 1024.0 * 1024.0);
+    let n = ratio(batch, 2.0 * 1024.0 * 1024.0);
+    assert!((0.95..=1.05).contains(&s), "staging spent {s:.3} of its override");
+    assert!((0.95..=1.05).contains(&n), "batch-7 spent {n:.3} of its override");
+}

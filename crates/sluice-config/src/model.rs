@@ -478,6 +478,20 @@ impl Config {
                 glob::Pattern::new(k)
                     .map_err(|e| (format!("budget.services.{k}"), format!("not a valid glob: {e}")))?;
             }
+            for (i, o) in b.overrides.iter().enumerate() {
+                let at = format!("budget.overrides[{i}]");
+                Budget::parse(&o.budget).map_err(|e| (format!("{at}.budget"), e))?;
+                for (key, glob) in [
+                    ("service", Some(&o.service)),
+                    ("env", o.env.as_ref()),
+                    ("namespace", o.namespace.as_ref()),
+                ] {
+                    if let Some(g) = glob {
+                        glob::Pattern::new(g)
+                            .map_err(|e| (format!("{at}.{key}"), format!("`{g}` is not a valid glob: {e}")))?;
+                    }
+                }
+            }
             parse_utc_offset(&b.utc_offset).map_err(|e| ("budget.utc_offset".to_string(), e))?;
             if !(0.0 < b.floor && b.floor <= b.ceiling && b.ceiling <= 1.0) {
                 return err("budget", "need 0 < floor <= ceiling <= 1");

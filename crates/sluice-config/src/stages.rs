@@ -74,6 +74,13 @@ pub struct BudgetConfig {
     /// Budgets by service name or glob.
     #[serde(default)]
     pub services: BTreeMap<String, String>,
+    /// Budgets by env or namespace as well as service (`[[budget.overrides]]`),
+    /// tried in order before `services`; the first that matches wins. Once
+    /// any override names `env` (or `namespace`), every service's spend is
+    /// kept per env (per namespace): `checkout` in staging and in prod are
+    /// then two ledgers, each with its own budget.
+    #[serde(default)]
+    pub overrides: Vec<BudgetOverride>,
     /// Clock of the windows.
     #[serde(default)]
     pub clock: BudgetClock,
@@ -107,6 +114,28 @@ pub struct BudgetConfig {
     /// Most bytes held for lookback; the oldest lines go first.
     #[serde(default = "default_lookback_bytes")]
     pub lookback_bytes: ByteSize,
+}
+
+/// One `[[budget.overrides]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetOverride {
+    /// Service name or glob (default: every service).
+    #[serde(default = "any_glob")]
+    pub service: String,
+    /// `env` name or glob (the record's `env`); absent: any env.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Namespace name or glob (the record's `namespace`, else the Kubernetes
+    /// namespace of its log file); absent: any namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The budget, `<size>/<period>`.
+    pub budget: String,
+}
+
+fn any_glob() -> String {
+    "*".into()
 }
 
 fn default_lookback() -> Duration {
@@ -154,7 +183,7 @@ impl Budget {
             "h" | "hour" => 3_600,
             "m" | "min" | "minute" => 60,
             other => humantime::parse_duration(other)
-                .map_err(|e| format!("`{s}`: period: {e}"))?
+                .map_err(|_| format!("`{s}`: unknown period `{other}` (use day, h, min or a duration such as 6h)"))?
                 .as_secs(),
         };
         if period_secs == 0 {

@@ -115,6 +115,30 @@ fn semantic_errors_name_the_key() {
 }
 
 #[test]
+fn budget_overrides_are_checked() {
+    let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nenv = \"staging\"\nbudget = \"1GiB/week\"\n");
+    assert_eq!(
+        parse_str(&text).unwrap_err().to_string(),
+        "test.toml: `budget.overrides[0].budget`: `1GiB/week`: unknown period `week` (use day, h, min or a duration such as 6h)"
+    );
+    let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nnamespace = \"[shop\"\nbudget = \"1GiB/day\"\n");
+    let e = parse_str(&text).unwrap_err().to_string();
+    assert!(
+        e.starts_with("test.toml: `budget.overrides[0].namespace`: `[shop` is not a valid glob"),
+        "{e}"
+    );
+    let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nnamspace = \"shop\"\nbudget = \"1GiB/day\"\n");
+    let e = parse_str(&text).unwrap_err().to_string();
+    assert!(e.contains("unknown field `namspace`"), "{e}");
+    let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nenv = \"prod\"\nbudget = \"5GiB/day\"\n");
+    let o = &parse_str(&text).unwrap().budget.unwrap().overrides[0];
+    assert_eq!(
+        (o.service.as_str(), o.env.as_deref(), o.namespace.as_deref()),
+        ("*", Some("prod"), None)
+    );
+}
+
+#[test]
 fn environment_reaches_any_value() {
     let env = |name: &str| match name {
         "CAP" => Some("9".to_string()),

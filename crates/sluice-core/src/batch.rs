@@ -13,7 +13,7 @@ use crate::event::{Event, Field, FieldValue, Span};
 /// Where a group of events came from: attached once per file or stream, not
 /// per event, and written into each event's output as a pre-serialized
 /// fragment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
     /// Stable key of the stream (file + stream name, for example); stages that
     /// keep per-stream state (multi-line stitching) group by it.
@@ -24,6 +24,9 @@ pub struct Origin {
     /// `service` for events of this origin whose record has none (from the
     /// source's mapping, e.g. the container name).
     pub default_service: Option<Box<str>>,
+    /// The Kubernetes namespace of this origin's events (budget overrides
+    /// match on it), when the source knows one.
+    pub namespace: Option<Box<str>>,
 }
 
 /// Many events and the bytes behind them. See the module docs.
@@ -124,6 +127,14 @@ impl Batch {
     #[inline]
     pub fn num_field(&self, event: &Event, field: Field) -> Option<f64> {
         event.field(field).as_f64(&self.data, &self.arena)
+    }
+
+    /// The event's namespace: its record's `namespace` string, else its
+    /// origin's.
+    #[inline]
+    pub fn namespace<'a>(&'a self, event: &Event) -> Option<&'a [u8]> {
+        self.str_field(event, Field::Namespace)
+            .or_else(|| self.origin(event)?.namespace.as_deref().map(str::as_bytes))
     }
 
     /// Register an origin and return the index events use to refer to it.
@@ -246,6 +257,7 @@ mod tests {
             stream_key: 1,
             fields_json: "\"pod\":\"p\"".into(),
             default_service: None,
+            namespace: None,
         });
         assert_eq!(b.add_origin(o.clone()), 0);
         assert_eq!(b.add_origin(o), 0);
@@ -253,6 +265,7 @@ mod tests {
             stream_key: 2,
             fields_json: "".into(),
             default_service: Some("web".into()),
+            namespace: None,
         });
         assert_eq!(b.add_origin(other), 1);
         b.events_mut()[0].origin = 1;

@@ -281,6 +281,7 @@ mod tests {
             stream_key: 9,
             fields_json: "\"pod\":\"web-1\"".into(),
             default_service: Some("web".into()),
+            namespace: None,
         }));
         b.events_mut()[0].origin = o;
         b.events_mut()[0].flags |= FLAG_TRUNCATED;

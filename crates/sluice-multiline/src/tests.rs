@@ -27,6 +27,7 @@ fn batch(lines: &[(u64, &str)], origins: &mut HashMap<u64, Arc<Origin>>) -> Batc
                     stream_key: *stream,
                     fields_json: format!("\"s\":{stream}").into(),
                     default_service: None,
+                    namespace: None,
                 })
             })
             .clone();

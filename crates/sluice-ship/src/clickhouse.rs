@@ -304,6 +304,7 @@ mod tests {
             stream_key: 1,
             fields_json: r#""namespace":"shop","pod":"api-1","container":"api""#.into(),
             default_service: Some("api".into()),
+            namespace: None,
         }));
         b.events_mut()[1].origin = o;
         b.append_field(1, "sample_rate", b"4");

@@ -117,6 +117,7 @@ mod tests {
             stream_key: 1,
             fields_json: r#""namespace":"shop","pod":"api-1""#.into(),
             default_service: None,
+            namespace: None,
         }));
         b.events_mut()[0].origin = o;
         b.append_field(0, "lookback", b"true");

@@ -99,6 +99,7 @@ impl PathMeta {
             stream_key,
             fields_json: inner.into(),
             default_service: service.map(Into::into),
+            namespace: self.namespace.as_deref().map(Into::into),
         })
     }
 }
@@ -154,6 +155,7 @@ mod tests {
             r#""namespace":"ns","pod":"p","pod_uid":"u","container":"c","stream":"stderr","file":"/var/log/pods/ns_p_u/c/0.log""#
         );
         assert_eq!(o.default_service.as_deref(), Some("svc"));
+        assert_eq!(o.namespace.as_deref(), Some("ns"));
         let q = PathMeta::default().origin(Path::new("/tmp/we\"ird.log"), Stream::Stdout, 1, None);
         assert_eq!(&*q.fields_json, r#""stream":"stdout","file":"/tmp/we\"ird.log""#);
     }
