@@ -10,6 +10,7 @@
 //! passes byte for byte; only a changed event is re-serialized. Counters
 //! say which rule fired on which field, never the value.
 
+mod flat;
 mod policy;
 mod serialize;
 pub mod values;
@@ -36,10 +37,12 @@ pub struct RedactError(String);
 /// See the crate docs.
 pub struct RedactStage {
     detectors: ValueDetectors,
-    default_allow: Arc<AllowList>,
-    services: Vec<(glob::Pattern, Arc<AllowList>)>,
+    /// Allow lists: the default first, then one per `services` entry.
+    lists: Vec<Arc<AllowList>>,
+    /// Service glob → index into `lists`.
+    services: Vec<(glob::Pattern, usize)>,
     /// Resolved allow list per service name seen.
-    by_service: HashMap<Vec<u8>, Arc<AllowList>>,
+    by_service: HashMap<Box<[u8]>, usize, foldhash::fast::FixedState>,
     hash_key: Option<Vec<u8>>,
     mark: bool,
     registry: Registry,
@@ -49,9 +52,6 @@ pub struct RedactStage {
     buffers: Buffers,
     tape: Tape<'static>,
     memo: serialize::KeyMemo,
-    /// The last service seen and its list: consecutive events of one
-    /// service skip the lookup.
-    last_service: Option<(Vec<u8>, Arc<AllowList>)>,
 }
 
 impl RedactStage {
@@ -67,7 +67,7 @@ impl RedactStage {
             Some(list) => list.clone(),
             None => DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
         };
-        let default_allow = Arc::new(AllowList::new(base.iter().map(String::as_str)));
+        let mut lists = vec![Arc::new(AllowList::new(base.iter().map(String::as_str)))];
         let mut services = Vec::new();
         for (pattern, s) in &cfg.services {
             let p = glob::Pattern::new(pattern).map_err(|e| RedactError(format!("services `{pattern}`: {e}")))?;
@@ -76,13 +76,14 @@ impl RedactStage {
                     .map(String::as_str)
                     .chain(s.allow.iter().map(String::as_str)),
             );
-            services.push((p, Arc::new(list)));
+            services.push((p, lists.len()));
+            lists.push(Arc::new(list));
         }
         Ok(RedactStage {
             detectors,
-            default_allow,
+            lists,
             services,
-            by_service: HashMap::new(),
+            by_service: HashMap::default(),
             hash_key: match cfg.unlisted {
                 UnlistedField::Hash => cfg.hash_key.clone().map(String::into_bytes),
                 UnlistedField::Remove => None,
@@ -95,32 +96,23 @@ impl RedactStage {
             buffers: Buffers::new(4096),
             tape: Tape(Vec::new()),
             memo: serialize::KeyMemo::default(),
-            last_service: None,
         })
     }
 
-    fn allow_for(&mut self, service: Option<&[u8]>) -> Arc<AllowList> {
-        let Some(service) = service else {
-            return self.default_allow.clone();
-        };
-        if let Some((s, a)) = &self.last_service {
-            if s.as_slice() == service {
-                return a.clone();
-            }
-        }
-        if let Some(a) = self.by_service.get(service) {
-            let a = a.clone();
-            self.last_service = Some((service.to_vec(), a.clone()));
-            return a;
+    /// The index in `lists` of a service's allow list.
+    fn allow_for(&mut self, service: Option<&[u8]>) -> usize {
+        let Some(service) = service else { return 0 };
+        if let Some(&i) = self.by_service.get(service) {
+            return i;
         }
         let name = String::from_utf8_lossy(service);
         let list = self
             .services
             .iter()
             .find(|(p, _)| p.matches(&name))
-            .map_or_else(|| self.default_allow.clone(), |(_, l)| l.clone());
+            .map_or(0, |(_, l)| *l);
         if self.by_service.len() < 10_000 {
-            self.by_service.insert(service.to_vec(), list.clone());
+            self.by_service.insert(service.into(), list);
         }
         list
     }
@@ -151,7 +143,7 @@ impl RedactStage {
     /// Redact one event in place; returns whether it changed.
     fn redact_event(&mut self, batch: &mut Batch, index: usize) -> bool {
         let mut hits: Vec<(String, String)> = Vec::new();
-        let allow = {
+        let list = {
             let event = &batch.events()[index];
             let service = batch.service(event);
             self.allow_for(service)
@@ -174,6 +166,10 @@ impl RedactStage {
                     Some(r) => r.of(batch.arena()),
                     None => batch.line(event),
                 };
+                if flat::certainly_clean(json, &self.lists[list], &self.detectors, &mut self.memo) {
+                    return false;
+                }
+                let allow = self.lists[list].clone();
                 match self.walk(json, &allow, &mut hits) {
                     Some(out) => out,
                     None => return false,

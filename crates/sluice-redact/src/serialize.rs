@@ -12,10 +12,10 @@ use crate::values::ValueDetectors;
 /// What the policy says about one top-level key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KeyClass {
-    secret: bool,
-    allowed: bool,
-    protected: bool,
-    opens: bool,
+    pub secret: bool,
+    pub allowed: bool,
+    pub protected: bool,
+    pub opens: bool,
 }
 
 /// The classes of the previous record's keys, by position: records of one
@@ -29,7 +29,20 @@ pub(crate) struct KeyMemo {
 }
 
 impl KeyMemo {
-    fn class(&mut self, i: usize, key: &str, allow: &AllowList) -> KeyClass {
+    /// [`KeyMemo::class`] for a key still in bytes; `None` if it is not
+    /// UTF-8 (which a validated record never has).
+    pub(crate) fn class_bytes(&mut self, i: usize, key: &[u8], allow: &AllowList) -> Option<KeyClass> {
+        if allow as *const AllowList as usize == self.list {
+            if let Some((k, c)) = self.keys.get(i) {
+                if same_key(k.as_bytes(), key) {
+                    return Some(*c);
+                }
+            }
+        }
+        Some(self.class(i, std::str::from_utf8(key).ok()?, allow))
+    }
+
+    pub(crate) fn class(&mut self, i: usize, key: &str, allow: &AllowList) -> KeyClass {
         let list = allow as *const AllowList as usize;
         if list != self.list {
             self.keys.clear();
@@ -55,6 +68,21 @@ impl KeyMemo {
         }
         c
     }
+}
+
+/// Byte equality for short keys without a call to `memcmp`: keys of 8 to
+/// 16 bytes are two overlapping 8-byte compares.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if (8..=16).contains(&n) {
+        let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
 }
 
 pub(crate) struct Walk<'a> {
@@ -296,6 +324,28 @@ impl Walk<'_> {
                 out.push(b']');
             }
             _ => copy_value(nodes, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_key;
+
+    #[test]
+    fn short_key_equality() {
+        for (a, b) in [
+            ("ts", "ts"),
+            ("duration_ms", "duration_ms"),
+            ("duration_ms", "duration_mx"),
+            ("xuration_ms", "duration_ms"),
+            ("request_id", "request_ix"),
+            ("abcdefghijklmnop", "abcdefghijklmnop"),
+            ("abcdefghijklmnop", "abcdefghXjklmnop"),
+            ("abcdefghijklmnopq", "abcdefghijklmnopX"),
+            ("level", "levels"),
+        ] {
+            assert_eq!(same_key(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
         }
     }
 }

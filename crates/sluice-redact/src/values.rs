@@ -112,8 +112,13 @@ impl ValueDetectors {
         } else {
             Regex::new_many(&patterns).map_err(|e| e.to_string())?
         };
+        // A DFA without a prefilter: the values are short, and with this
+        // many case-insensitive literals no prefilter applies; asking for
+        // one per value only costs its setup.
         let literals = AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .prefilter(false)
             .build([
                 "@",
                 "eyj",
