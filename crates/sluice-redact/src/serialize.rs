@@ -71,18 +71,19 @@ impl KeyMemo {
 }
 
 /// Byte equality for short keys without a call to `memcmp`: keys of 8 to
-/// 16 bytes are two overlapping 8-byte compares.
+/// 16 bytes are two overlapping 8-byte compares, shorter ones a loop.
 #[inline]
 fn same_key(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let n = a.len();
-    if (8..=16).contains(&n) {
-        let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    match n {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
     }
-    a == b
 }
 
 pub(crate) struct Walk<'a> {
