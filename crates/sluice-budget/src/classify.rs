@@ -166,7 +166,9 @@ impl TsCache {
         if ts.len() < 19 {
             return None;
         }
-        if !self.valid || ts[..19] != self.prefix {
+        // Only a `Z` stamp may reuse the cached second: the same 19 bytes
+        // with an offset are another instant.
+        if !self.valid || !ts.ends_with(b"Z") || ts[..19] != self.prefix {
             let text = std::str::from_utf8(ts).ok()?;
             let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
             self.seconds = t.unix_timestamp() as f64;
@@ -213,6 +215,10 @@ mod tests {
         assert!((n - (a - 0.25)).abs() < 1e-6);
         let k = c.parse(b"2026-11-25T09:00:01+09:00").unwrap();
         assert!((k - (a - 0.25)).abs() < 1e-6);
+        // Same first 19 bytes as a cached `Z` stamp, but nine hours earlier.
+        let z = c.parse(b"2026-11-25T09:00:01.000Z").unwrap();
+        let seoul = c.parse(b"2026-11-25T09:00:01.000+09:00").unwrap();
+        assert!((z - seoul - 9.0 * 3600.0).abs() < 1e-6, "{z} {seoul}");
         assert_eq!(c.parse(b"yesterday"), None);
     }
 

@@ -201,7 +201,17 @@ impl BudgetStage {
                 return Ok(());
             }
         };
+        let parts = 1 + usize::from(self.split_env) + usize::from(self.split_namespace);
         for (name, state) in saved {
+            // Ledgers keyed another way (overrides by env or namespace were
+            // added or removed since) match no event any more.
+            if name.split(KEY_SEPARATOR).count() != parts {
+                eprintln!(
+                    "budget: not restoring ledger `{}`: the configuration keys ledgers differently now",
+                    name.replace(KEY_SEPARATOR, "/")
+                );
+                continue;
+            }
             let id = self.service_id(name.as_bytes(), state.window_start);
             self.ledgers[id].state = state;
         }
@@ -373,7 +383,9 @@ impl BudgetStage {
         let mut buf = ryu::Buffer::new();
         sc.touched.clear();
         for &(i, rate) in &sc.rates {
-            batch.append_field(i, "sample_rate", buf.format(rate).as_bytes());
+            // As `f32`: the trace memory keeps `p` in 32 bits, and its
+            // shortest form prints 1/0.1 as 10.0, not 9.99999985.
+            batch.append_field(i, "sample_rate", buf.format(rate as f32).as_bytes());
         }
         if self.lookback.enabled() {
             self.lookback.expire(now);

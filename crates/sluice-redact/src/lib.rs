@@ -184,8 +184,9 @@ impl RedactStage {
         e.kind = EventKind::Json;
         e.rewrite = Some(span);
         e.keys = 1;
-        // Routing fields read from the old bytes may hold what was masked.
-        for f in [Field::Msg, Field::Path, Field::Stacktrace, Field::ErrorType] {
+        // Routing fields read from the old bytes may hold what was masked
+        // or removed: the sinks must not find it there.
+        for f in Field::ALL {
             if hits.iter().any(|(_, field)| field == f.name()) {
                 e.fields[f as usize] = FieldValue::Absent;
             }

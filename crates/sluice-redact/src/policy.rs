@@ -32,6 +32,15 @@ pub const DEFAULT_ALLOW: &[&str] = &[
     "message",
     "multiline_lines",
     "sample_rate",
+    // What sluice's file source adds on a node: an aggregator redacting the
+    // node tier's output keeps it.
+    "namespace",
+    "pod",
+    "pod_uid",
+    "container",
+    "stream",
+    "file",
+    "runtime_ts",
 ];
 
 /// Fields the pipeline routes and joins on: value detectors never touch them
@@ -54,6 +63,12 @@ const PROTECTED: &[&str] = &[
     "user_id",
     "multiline_lines",
     "sample_rate",
+    "namespace",
+    "pod",
+    "pod_uid",
+    "container",
+    "stream",
+    "runtime_ts",
 ];
 
 /// Key names whose values are secrets wherever they appear, compared after

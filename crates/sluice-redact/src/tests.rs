@@ -173,3 +173,35 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_removed_routing_field_is_gone_for_the_sinks_too() {
+    // `namespace` is not on this list: the record loses it, and so does the
+    // routing slot sinks read columns, labels and keys from.
+    let mut st = stage("allow = [\"msg\", \"service\"]");
+    let line = r#"{"service":"api","namespace":"shop","msg":"ok"}"#;
+    let mut b = Batch::new(
+        format!("{line}\n").into_bytes(),
+        vec![Event::unparsed(Span::new(0, line.len()), 0, Event::NO_ORIGIN)],
+    );
+    ParseStage::new(&Registry::new()).parse_batch(&mut b);
+    assert_eq!(b.str_field(&b.events()[0], Field::Namespace), Some(&b"shop"[..]));
+    let mut out = Vec::new();
+    st.process(b, &mut out);
+    let b = &out[0];
+    assert_eq!(b.str_field(&b.events()[0], Field::Namespace), None);
+    assert_eq!(b.str_field(&b.events()[0], Field::Service), Some(&b"api"[..]));
+    let mut text = Vec::new();
+    write_batch(b, &mut text);
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "{\"service\":\"api\",\"msg\":\"ok\",\"redacted\":[\"unlisted\"]}\n"
+    );
+}
+
+#[test]
+fn what_the_node_tier_adds_passes_an_aggregator() {
+    let mut st = stage("");
+    let line = r#"{"msg":"ok","namespace":"shop","pod":"api-7","pod_uid":"u1","container":"api","stream":"stdout","file":"/var/log/pods/shop_api-7_u1/api/0.log","runtime_ts":"2026-11-25T00:00:00.1Z"}"#;
+    assert_eq!(run(&mut st, &[line]), vec![line.to_string()]);
+}

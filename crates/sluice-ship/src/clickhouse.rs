@@ -121,8 +121,17 @@ impl ClickhouseEncoder {
                         },
                     };
                     if !written {
-                        let service = (*f == Field::Service).then(|| batch.service(event)).flatten();
-                        match (service, kind) {
+                        // Service and namespace fall back to what the source
+                        // knows (the container's mapping, the log file's
+                        // namespace) when the record has none.
+                        let fallback = match *f {
+                            Field::Service => batch.service(event),
+                            Field::Namespace => batch
+                                .namespace(event)
+                                .or_else(|| self.origins.get(batch, event, "namespace").map(str::as_bytes)),
+                            _ => None,
+                        };
+                        match (fallback, kind) {
                             (Some(s), _) => write_json_string(s, out),
                             (None, Kind::Number) => out.push(b'0'),
                             (None, Kind::Text) => out.extend_from_slice(b"\"\""),
@@ -299,6 +308,7 @@ mod tests {
         let mut b = parsed(&[
             r#"{"ts":"2026-11-25T10:00:00.5Z","level":"ERROR","service":"pay","status":503,"duration_ms":12.5,"msg":"a \"q\"","trace_id":"t1","route":"/v1/x/{id}"}"#,
             "plain text line",
+            r#"{"service":"relay","namespace":"edge"}"#,
         ]);
         let o = b.add_origin(Arc::new(Origin {
             stream_key: 1,
@@ -307,6 +317,8 @@ mod tests {
             namespace: None,
         }));
         b.events_mut()[1].origin = o;
+        // The record's own namespace wins over its origin's.
+        b.events_mut()[2].origin = o;
         b.append_field(1, "sample_rate", b"4");
         let mut enc = ClickhouseEncoder::new(&sluice_config::default_ch_columns());
         enc.now = "2026-11-25T11:00:00.000Z".into();
@@ -330,6 +342,10 @@ mod tests {
                 "raw":r#"{"message":"plain text line","service":"api","namespace":"shop","pod":"api-1","container":"api","sample_rate":4}"#,
                 "request_id":"","route":"","sample_rate":4.0,"service":"api","status":0,
                 "trace_id":"","ts":"2026-11-25T11:00:00.000Z"})
+        );
+        assert_eq!(
+            (rows[2]["namespace"].as_str(), rows[2]["pod"].as_str()),
+            (Some("edge"), Some("api-1"))
         );
     }
 

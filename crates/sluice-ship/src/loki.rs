@@ -39,6 +39,10 @@ impl LokiEncoder {
             "service" => batch.service(event).unwrap_or(b""),
             "env" => batch.str_field(event, Field::Env).unwrap_or(b""),
             "level" => batch.str_field(event, Field::Level).unwrap_or(b""),
+            "namespace" => match batch.namespace(event) {
+                Some(ns) => ns,
+                None => self.origins.get(batch, event, "namespace").unwrap_or("").as_bytes(),
+            },
             other => self.origins.get(batch, event, other).unwrap_or("").as_bytes(),
         };
         if value.is_empty() {
