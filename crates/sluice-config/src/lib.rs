@@ -12,6 +12,12 @@ mod stages;
 use std::path::{Path, PathBuf};
 
 pub use bytesize::ByteSize;
+
+/// The keys the file source writes into every event from its log file's
+/// Kubernetes path (its origin's fields). Sinks may take columns and labels
+/// from them, and the redaction stage lets them pass, so an aggregator keeps
+/// what the node tier added.
+pub const ORIGIN_FIELDS: [&str; 6] = ["namespace", "pod", "pod_uid", "container", "stream", "file"];
 pub use interpolate::interpolate;
 pub use model::*;
 pub use sinks::*;

@@ -582,12 +582,13 @@ impl Config {
             }
             if let SinkConfig::Clickhouse(c) = sink {
                 for (column, source) in &c.columns {
-                    if !CLICKHOUSE_SOURCES.contains(&source.as_str()) {
+                    let known = CLICKHOUSE_SOURCES.iter().chain(&crate::ORIGIN_FIELDS);
+                    if !known.clone().any(|k| *k == source) {
                         return Err((
                             key(&format!("columns.{column}")),
                             format!(
                                 "unknown source `{source}` (expected one of {})",
-                                CLICKHOUSE_SOURCES.join(", ")
+                                known.copied().collect::<Vec<_>>().join(", ")
                             ),
                         ));
                     }

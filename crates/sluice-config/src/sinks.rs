@@ -324,7 +324,7 @@ fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
 }
 
-/// What a ClickHouse column may be filled from.
+/// What a ClickHouse column may be filled from, besides [`crate::ORIGIN_FIELDS`].
 pub const CLICKHOUSE_SOURCES: &[&str] = &[
     "ts",
     "level",
@@ -340,12 +340,6 @@ pub const CLICKHOUSE_SOURCES: &[&str] = &[
     "error_type",
     "event",
     "message",
-    "namespace",
-    "pod",
-    "pod_uid",
-    "container",
-    "stream",
-    "file",
     "sample_rate",
     "raw",
 ];

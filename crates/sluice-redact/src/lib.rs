@@ -25,7 +25,7 @@ use sluice_config::{RedactConfig, UnlistedField};
 use sluice_core::encode::write_json_string;
 use sluice_core::{Batch, Counter, EventKind, Field, FieldValue, Registry, Stage};
 
-pub use policy::{is_secret_key, AllowList, DEFAULT_ALLOW};
+pub use policy::{default_allow, is_secret_key, AllowList, DEFAULT_ALLOW};
 use serialize::Walk;
 use values::ValueDetectors;
 
@@ -65,7 +65,7 @@ impl RedactStage {
         let detectors = ValueDetectors::new(&cfg.disable, &custom).map_err(RedactError)?;
         let base: Vec<String> = match &cfg.allow {
             Some(list) => list.clone(),
-            None => DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
+            None => default_allow().map(str::to_string).collect(),
         };
         let mut lists = vec![Arc::new(AllowList::new(base.iter().map(String::as_str)))];
         let mut services = Vec::new();

@@ -32,14 +32,8 @@ pub const DEFAULT_ALLOW: &[&str] = &[
     "message",
     "multiline_lines",
     "sample_rate",
-    // What sluice's file source adds on a node: an aggregator redacting the
-    // node tier's output keeps it.
-    "namespace",
-    "pod",
-    "pod_uid",
-    "container",
-    "stream",
-    "file",
+    // With `sluice_config::ORIGIN_FIELDS`: what the file source adds on a
+    // node, so an aggregator redacting the node tier's output keeps it.
     "runtime_ts",
 ];
 
@@ -63,11 +57,6 @@ const PROTECTED: &[&str] = &[
     "user_id",
     "multiline_lines",
     "sample_rate",
-    "namespace",
-    "pod",
-    "pod_uid",
-    "container",
-    "stream",
     "runtime_ts",
 ];
 
@@ -162,7 +151,12 @@ pub fn is_secret_key(key: &str) -> bool {
 
 /// Whether value detectors must leave this field alone.
 pub fn is_protected(key: &str) -> bool {
-    PROTECTED.contains(&key)
+    PROTECTED.contains(&key) || sluice_config::ORIGIN_FIELDS.contains(&key)
+}
+
+/// The default allow list: the schema, and what the file source adds.
+pub fn default_allow() -> impl Iterator<Item = &'static str> {
+    DEFAULT_ALLOW.iter().chain(&sluice_config::ORIGIN_FIELDS).copied()
 }
 
 #[cfg(test)]
