@@ -164,3 +164,24 @@ fn a_wrong_type_inside_a_component_names_its_line() {
     assert!(e.starts_with("test.toml:7:"), "{e}");
     assert!(e.contains("invalid type: string \"high\""), "{e}");
 }
+
+#[test]
+fn clickhouse_columns_take_known_sources_only() {
+    let sink = "[sinks.ch]\ntype = \"clickhouse\"\nendpoint = \"http://127.0.0.1:8123\"\ntable = \"logs\"\n";
+    let ok = format!("[sources.in]\ntype = \"stdin\"\n{sink}[sinks.ch.columns]\nk8s_ns = \"namespace\"\nwhere = \"pod\"\nwhat = \"msg\"\n");
+    let c = parse_str(&ok).unwrap();
+    let SinkConfig::Clickhouse(ch) = &c.sinks["ch"] else {
+        panic!("a clickhouse sink")
+    };
+    assert_eq!(ch.columns["k8s_ns"], "namespace");
+    let bad = format!("[sources.in]\ntype = \"stdin\"\n{sink}[sinks.ch.columns]\nwhere = \"pood\"\n");
+    let e = parse_str(&bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with("test.toml: `sinks.ch.columns.where`: unknown source `pood` (expected one of ts, "),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("sample_rate, raw, namespace, pod, pod_uid, container, stream, file)"),
+        "{e}"
+    );
+}
