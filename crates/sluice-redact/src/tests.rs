@@ -205,3 +205,99 @@ fn what_the_node_tier_adds_passes_an_aggregator() {
     let line = r#"{"msg":"ok","namespace":"shop","pod":"api-7","pod_uid":"u1","container":"api","stream":"stdout","file":"/var/log/pods/shop_api-7_u1/api/0.log","runtime_ts":"2026-11-25T00:00:00.1Z"}"#;
     assert_eq!(run(&mut st, &[line]), vec![line.to_string()]);
 }
+
+/// Keys the equivalence property draws from: allowed, protected, secret,
+/// unlisted, one that opens field by field, and one that needs an escape.
+const PROPERTY_KEYS: [&str; 10] = [
+    "msg",
+    "path",
+    "trace_id",
+    "status",
+    "password",
+    "apiKey",
+    "unknown",
+    "headers",
+    "client_ip",
+    "m\\u0073g",
+];
+
+/// Values: clean text, ids, secrets of several detectors, an escape, a
+/// digit run, numbers, literals, containers.
+const PROPERTY_VALUES: [&str; 14] = [
+    r#""request completed""#,
+    r#""/v1/users/12""#,
+    r#""4bf92f3577b34da6a3ce929d0e0e4736""#,
+    r#""kim@example.com""#,
+    r#""card 4111 1111 1111 1111""#,
+    r#""token refreshed""#,
+    r#""Bearer abcdefghijkl""#,
+    r#""tab\there""#,
+    r#""1234567890123""#,
+    "200",
+    "-1.5e3",
+    "null",
+    r#"{"user-agent":"curl"}"#,
+    r#"["a","b"]"#,
+];
+
+proptest::proptest! {
+    /// The fast path never clears a record the full walk would change.
+    #[test]
+    fn the_fast_path_agrees_with_the_full_walk(
+        members in proptest::collection::vec((0usize..10, 0usize..14), 0..8),
+        spaced in proptest::bool::ANY,
+    ) {
+        let sep = if spaced { " , " } else { "," };
+        let body: Vec<String> = members
+            .iter()
+            .map(|&(k, v)| format!("\"{}\":{}", PROPERTY_KEYS[k], PROPERTY_VALUES[v]))
+            .collect();
+        let record = format!("{{{}}}", body.join(sep));
+        let mut st = stage("[redact.services.\"*\"]\nallow = [\"headers.user-agent\"]");
+        let allow = st.lists[0].clone();
+        let clean = flat::certainly_clean(record.as_bytes(), &allow, &st.detectors, &mut st.memo);
+        let mut hits = Vec::new();
+        let changed = st.walk(record.as_bytes(), &allow, &mut hits).is_some();
+        proptest::prop_assert!(!(clean && changed), "fast path cleared {} but the walk changed it", record);
+    }
+}
+
+#[test]
+fn every_pair_of_members_is_judged_alike_by_both_paths() {
+    // Exhaustive over records of one and two members from the property's
+    // pools: the fast path never clears what the walk changes, and on a flat
+    // record (no escape, no container) it decides exactly as the walk does.
+    let mut st = stage("[redact.services.\"*\"]\nallow = [\"headers.user-agent\"]");
+    let allow = st.lists[0].clone();
+    let (mut cleared, mut changed_seen) = (0, 0);
+    let member = |k: usize, v: usize| format!("\"{}\":{}", PROPERTY_KEYS[k], PROPERTY_VALUES[v]);
+    let mut records = Vec::new();
+    for a in 0..PROPERTY_KEYS.len() * PROPERTY_VALUES.len() {
+        let first = member(a / PROPERTY_VALUES.len(), a % PROPERTY_VALUES.len());
+        records.push(format!("{{{first}}}"));
+        for b in 0..PROPERTY_KEYS.len() * PROPERTY_VALUES.len() {
+            let second = member(b / PROPERTY_VALUES.len(), b % PROPERTY_VALUES.len());
+            records.push(format!("{{{first},{second}}}"));
+        }
+    }
+    for record in &records {
+        let clean = flat::certainly_clean(record.as_bytes(), &allow, &st.detectors, &mut st.memo);
+        let mut hits = Vec::new();
+        let changed = st.walk(record.as_bytes(), &allow, &mut hits).is_some();
+        assert!(
+            !(clean && changed),
+            "fast path cleared {record} but the walk changed it"
+        );
+        let flat = !record.contains('\\') && !record[1..].contains(['{', '[']);
+        if flat {
+            assert_eq!(clean, !changed, "{record}");
+        }
+        cleared += usize::from(clean);
+        changed_seen += usize::from(changed);
+    }
+    assert_eq!(records.len(), 140 + 140 * 140);
+    assert!(
+        cleared > 1000 && changed_seen > 10_000,
+        "cleared {cleared}, changed {changed_seen}"
+    );
+}
