@@ -170,7 +170,6 @@ impl Tailer {
     /// then wait for every acknowledgement and write the final checkpoint.
     pub fn run(mut self) -> std::io::Result<SourceSummary> {
         let mut builder = BatchBuilder::default();
-        let mut scratch = Vec::new();
         let mut last_scan: Option<Instant> = None;
         let mut last_checkpoint = Instant::now();
         let mut first_scan = true;
@@ -193,7 +192,7 @@ impl Tailer {
             let n = self.order.len();
             for k in 0..n {
                 let id = self.order[(cursor + k) % n];
-                read_any |= self.read_file(id, &mut builder, &mut scratch);
+                read_any |= self.read_file(id, &mut builder);
                 if builder.len() >= self.batch_bytes && !self.send(&mut builder) {
                     return self.settle();
                 }
@@ -383,7 +382,7 @@ impl Tailer {
         live.chain(gone).max()
     }
 
-    fn read_file(&mut self, id: FileId, builder: &mut BatchBuilder, scratch: &mut Vec<u8>) -> bool {
+    fn read_file(&mut self, id: FileId, builder: &mut BatchBuilder) -> bool {
         let max = self.cfg.read_bytes_per_round.0 as usize;
         let max_line = self.max_line_bytes;
         if let Some(before) = self.files.get(&id).and_then(|t| t.after) {
@@ -400,7 +399,7 @@ impl Tailer {
         }
         let Some(t) = self.files.get_mut(&id) else { return false };
         let events_before = builder.events_len();
-        let result = t.read_into(builder, scratch, max, max_line);
+        let result = t.read_into(builder, max, max_line);
         let c = &self.counters;
         match result {
             Ok(n) => {

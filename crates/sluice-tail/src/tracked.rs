@@ -78,27 +78,56 @@ impl BatchBuilder {
         }
     }
 
+    /// Add a decoded line, copying its bytes (lines decoded from outside
+    /// `data`: a drained file's held pieces and carry).
     fn push(&mut self, d: &Decoded<'_>, origin: &Arc<Origin>) {
-        if d.malformed {
+        let content = Located::Copy(d.content.to_vec());
+        let ts = d.runtime_ts.as_ref().map(|t| Located::Copy(t.to_vec()));
+        self.push_located(content, ts, d.truncated, d.malformed, origin);
+    }
+
+    /// Add a line; `content` and `ts` are either already in `data` (read
+    /// there and decoded in place: no copy) or copied in now.
+    fn push_located(
+        &mut self,
+        content: Located,
+        ts: Option<Located>,
+        truncated: bool,
+        malformed: bool,
+        origin: &Arc<Origin>,
+    ) {
+        if malformed {
             self.malformed += 1;
         }
-        if d.content.is_empty() {
+        if content.is_empty() {
             self.empty += 1;
             return;
         }
-        let start = self.data.len();
-        self.data.extend_from_slice(&d.content);
-        let flags = if d.truncated { FLAG_TRUNCATED } else { 0 };
+        let span = self.place(content);
+        let flags = if truncated { FLAG_TRUNCATED } else { 0 };
         let origin = self.origin_index(origin);
-        self.events
-            .push(Event::unparsed(Span::new(start, d.content.len()), flags, origin));
-        self.data.push(b'\n');
-        if let Some(ts) = &d.runtime_ts {
+        self.events.push(Event::unparsed(span, flags, origin));
+        if let Some(ts) = ts {
+            let span = self.place(ts);
             // Only timestamp characters: it is written into JSON unescaped.
-            if ts.iter().all(|b| b.is_ascii_alphanumeric() || b":.+-".contains(b)) {
-                let at = self.data.len();
-                self.data.extend_from_slice(ts);
-                self.timestamps.push((self.events.len() - 1, Span::new(at, ts.len())));
+            if span
+                .of(&self.data)
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b":.+-".contains(b))
+            {
+                self.timestamps.push((self.events.len() - 1, span));
+            }
+        }
+    }
+
+    fn place(&mut self, bytes: Located) -> Span {
+        match bytes {
+            Located::InData(span) => span,
+            Located::Copy(v) => {
+                let start = self.data.len();
+                self.data.extend_from_slice(&v);
+                self.data.push(b'\n');
+                Span::new(start, v.len())
             }
         }
     }
@@ -120,6 +149,33 @@ impl BatchBuilder {
         self.malformed = 0;
         self.empty = 0;
         (batch, std::mem::take(&mut self.offsets))
+    }
+}
+
+/// Where a decoded line's bytes are: a span of the builder's data (it was
+/// read there), or bytes to copy in.
+enum Located {
+    InData(Span),
+    Copy(Vec<u8>),
+}
+
+impl Located {
+    fn is_empty(&self) -> bool {
+        match self {
+            Located::InData(span) => span.is_empty(),
+            Located::Copy(v) => v.is_empty(),
+        }
+    }
+
+    /// `piece` of a line in `data`: a span when it borrows from `data`.
+    fn of(piece: &std::borrow::Cow<'_, [u8]>, data: &[u8]) -> Located {
+        if let std::borrow::Cow::Borrowed(b) = piece {
+            let offset = (b.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+            if offset <= data.len() && b.len() <= data.len() - offset {
+                return Located::InData(Span::new(offset, b.len()));
+            }
+        }
+        Located::Copy(piece.to_vec())
     }
 }
 
@@ -197,53 +253,73 @@ impl TrackedFile {
 
     /// Read up to `max` new bytes, decode complete lines into `out`. Returns
     /// the number of bytes read.
-    pub fn read_into(
-        &mut self,
-        out: &mut BatchBuilder,
-        scratch: &mut Vec<u8>,
-        max: usize,
-        max_line: usize,
-    ) -> std::io::Result<usize> {
-        scratch.clear();
-        scratch.extend_from_slice(&self.carry);
-        let carried = scratch.len();
-        scratch.resize(carried + max, 0);
-        let n = loop {
-            match self.file.read(&mut scratch[carried..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+    ///
+    /// The bytes are read straight into the batch's data and the events
+    /// point into them (past the runtime's prefix): a CRI line's content is
+    /// never copied. Only joined partials and Docker's unescaped strings are
+    /// new bytes, appended after.
+    pub fn read_into(&mut self, out: &mut BatchBuilder, max: usize, max_line: usize) -> std::io::Result<usize> {
+        let region = out.data.len();
+        out.data.extend_from_slice(&self.carry);
+        let carried = self.carry.len();
+        // `read_to_end` fills spare capacity without zeroing it first.
+        let n = match (&mut self.file).take(max as u64).read_to_end(&mut out.data) {
+            Ok(n) => n,
+            Err(e) => {
+                out.data.truncate(region);
+                return Err(e);
             }
         };
-        scratch.truncate(carried + n);
         if n == 0 {
+            out.data.truncate(region);
             return Ok(0);
         }
         self.last_data = Instant::now();
         let base = self.read_offset - carried as u64;
         self.read_offset += n as u64;
-        let mut start = 0;
-        for nl in memchr::memchr_iter(b'\n', scratch) {
-            let line = &scratch[start..nl];
+        // Complete runtime lines end at the last newline; the rest is carried
+        // to the next read (or, when over-long, cut here).
+        let end = out.data.len();
+        let complete = memchr::memrchr(b'\n', &out.data[region..end]).map_or(region, |i| region + i + 1);
+        self.carry.clear();
+        let mut over_long = None;
+        if self.discarding && complete == region {
+            // Still inside an over-long line: drop what was read of it.
+        } else if end - complete > max_line {
+            // A runtime line this long is not CRI or Docker (they split at
+            // 16 KiB): keep its start as a raw, truncated line.
+            over_long = Some(out.data[complete..complete + max_line].to_vec());
+        } else {
+            self.carry.extend_from_slice(&out.data[complete..end]);
+        }
+        out.data.truncate(complete);
+        let mut start = region;
+        while start < complete {
+            let nl =
+                start + memchr::memchr(b'\n', &out.data[start..complete]).expect("complete lines end in a newline");
             if std::mem::take(&mut self.discarding) {
                 start = nl + 1;
                 continue;
             }
-            if let Some(d) = self.decoder.decode(line, base + start as u64) {
-                let origin = &self.origins[d.stream as usize];
-                out.push(&d, origin);
+            // Decoded while `data` is borrowed; placed once the borrow ends.
+            let decoded = {
+                let data = &out.data;
+                self.decoder
+                    .decode(&data[start..nl], base + (start - region) as u64)
+                    .map(|d| {
+                        let content = Located::of(&d.content, data);
+                        let ts = d.runtime_ts.as_ref().map(|t| Located::of(t, data));
+                        (content, ts, d.stream, d.truncated, d.malformed)
+                    })
+            };
+            if let Some((content, ts, stream, truncated, malformed)) = decoded {
+                out.push_located(content, ts, truncated, malformed, &self.origins[stream as usize]);
             }
             start = nl + 1;
         }
-        self.carry.clear();
-        let rest = &scratch[start..];
-        if self.discarding {
-            // Still inside an over-long line: drop it.
-        } else if rest.len() > max_line {
-            // A runtime line this long is not CRI or Docker (they split at
-            // 16 KiB): keep its start as a raw, truncated line.
+        if let Some(head) = over_long {
             let d = Decoded {
-                content: std::borrow::Cow::Borrowed(&rest[..max_line]),
+                content: std::borrow::Cow::Owned(head),
                 stream: Stream::Stdout,
                 runtime_ts: None,
                 truncated: true,
@@ -251,8 +327,6 @@ impl TrackedFile {
             };
             out.push(&d, &self.origins[0]);
             self.discarding = true;
-        } else {
-            self.carry.extend_from_slice(rest);
         }
         if self.head.len() < FINGERPRINT_BYTES && self.read_offset > self.head.len() as u64 {
             self.head = head_of(&self.file)?;
@@ -317,4 +391,74 @@ pub fn head_of(file: &File) -> std::io::Result<Vec<u8>> {
         }
     }
     Ok(head[..n].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins() -> [Arc<Origin>; 2] {
+        let o = |k| {
+            Arc::new(Origin {
+                stream_key: k,
+                ..Origin::default()
+            })
+        };
+        [o(0), o(1)]
+    }
+
+    #[test]
+    fn lines_read_in_place_across_tiny_reads_with_partials_and_an_over_long_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let text = format!(
+            "{}{}{}{}{}\n{}",
+            "2026-11-25T00:00:00.1Z stdout F {\"a\":1}\n",
+            "2026-11-25T00:00:00.2Z stderr P part1-\n",
+            "2026-11-25T00:00:00.3Z stdout F second\n",
+            "2026-11-25T00:00:00.4Z stderr F part2\n",
+            "x".repeat(100),
+            "2026-11-25T00:00:00.5Z stdout F after\n",
+        );
+        std::fs::write(&path, &text).unwrap();
+        let file = File::open(&path).unwrap();
+        let id = FileId::of(&file.metadata().unwrap());
+        let mut t = TrackedFile::new(id, path, file, 0, FileFormat::Cri, 1 << 20, origins()).unwrap();
+        let mut b = BatchBuilder::default();
+        let mut total = 0;
+        // 7-byte reads: every line spans reads; lines over 40 bytes are cut.
+        loop {
+            let n = t.read_into(&mut b, 7, 40).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, text.len());
+        assert_eq!(t.safe_offset(), text.len() as u64);
+        let (batch, _) = b.finish();
+        let got: Vec<(String, bool, String)> = batch
+            .events()
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(batch.line(e)).into_owned(),
+                    e.is_truncated(),
+                    String::from_utf8_lossy(e.extra.of(batch.arena())).into_owned(),
+                )
+            })
+            .collect();
+        let ts = |t: &str| format!("\"runtime_ts\":\"2026-11-25T00:00:00.{t}Z\"");
+        assert_eq!(
+            got,
+            vec![
+                ("{\"a\":1}".to_string(), false, ts("1")),
+                ("second".to_string(), false, ts("3")),
+                ("part1-part2".to_string(), false, ts("4")),
+                ("x".repeat(40), true, String::new()),
+                ("after".to_string(), false, ts("5")),
+            ]
+        );
+        assert_eq!(batch.events()[2].origin, 1, "the joined line is stderr's");
+    }
 }
