@@ -167,13 +167,12 @@ impl Located {
         }
     }
 
-    /// `piece` of a line in `data`: a span when it borrows from `data`.
-    fn of(piece: &std::borrow::Cow<'_, [u8]>, data: &[u8]) -> Located {
-        if let std::borrow::Cow::Borrowed(b) = piece {
-            let offset = (b.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-            if offset <= data.len() && b.len() <= data.len() - offset {
-                return Located::InData(Span::new(offset, b.len()));
-            }
+    /// `piece` of a decoded line: a span when it lies inside `data` (it was
+    /// borrowed from the line read there), else a copy (joined or unescaped).
+    fn of(piece: &[u8], data: &[u8]) -> Located {
+        let offset = (piece.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+        if offset <= data.len() && piece.len() <= data.len() - offset {
+            return Located::InData(Span::new(offset, piece.len()));
         }
         Located::Copy(piece.to_vec())
     }
