@@ -261,14 +261,21 @@ impl TrackedFile {
         let region = out.data.len();
         out.data.extend_from_slice(&self.carry);
         let carried = self.carry.len();
-        // `read_to_end` fills spare capacity without zeroing it first.
-        let n = match (&mut self.file).take(max as u64).read_to_end(&mut out.data) {
-            Ok(n) => n,
-            Err(e) => {
-                out.data.truncate(region);
-                return Err(e);
+        let at = region + carried;
+        out.data.resize(at + max, 0);
+        // One read call: a copytruncate between two reads of one round would
+        // splice the new file's bytes onto the old one's offsets.
+        let n = loop {
+            match self.file.read(&mut out.data[at..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    out.data.truncate(region);
+                    return Err(e);
+                }
             }
         };
+        out.data.truncate(at + n);
         if n == 0 {
             out.data.truncate(region);
             return Ok(0);
