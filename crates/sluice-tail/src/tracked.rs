@@ -167,14 +167,21 @@ impl Located {
         }
     }
 
-    /// `piece` of a decoded line: a span when it lies inside `data` (it was
-    /// borrowed from the line read there), else a copy (joined or unescaped).
-    fn of(piece: &[u8], data: &[u8]) -> Located {
-        let offset = (piece.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-        if offset <= data.len() && piece.len() <= data.len() - offset {
-            return Located::InData(Span::new(offset, piece.len()));
+    /// `piece` of a decoded line: a span when it borrows from `data` (the
+    /// line read there), else the bytes the decoder made (joined partials,
+    /// unescaped strings), moved rather than copied.
+    fn of(piece: std::borrow::Cow<'_, [u8]>, data: &[u8]) -> Located {
+        match piece {
+            std::borrow::Cow::Borrowed(b) => {
+                let offset = (b.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                if offset <= data.len() && b.len() <= data.len() - offset {
+                    Located::InData(Span::new(offset, b.len()))
+                } else {
+                    Located::Copy(b.to_vec())
+                }
+            }
+            std::borrow::Cow::Owned(v) => Located::Copy(v),
         }
-        Located::Copy(piece.to_vec())
     }
 }
 
@@ -313,8 +320,8 @@ impl TrackedFile {
                 self.decoder
                     .decode(&data[start..nl], base + (start - region) as u64)
                     .map(|d| {
-                        let content = Located::of(&d.content, data);
-                        let ts = d.runtime_ts.as_ref().map(|t| Located::of(t, data));
+                        let content = Located::of(d.content, data);
+                        let ts = d.runtime_ts.map(|t| Located::of(t, data));
                         (content, ts, d.stream, d.truncated, d.malformed)
                     })
             };
