@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
-use common::{count_lines, generated, sluice, stop, write_config};
+use common::{copy_sink, count_lines, generated, raw_file_source, sluice, stop, write_config};
 
 /// `raw` of every row, counted.
 fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
@@ -65,12 +65,9 @@ type = "clickhouse"
 endpoint = "{endpoint}"
 [sinks.ch.delivery]
 batch_max_events = 7000
-[sinks.copy]
-type = "file"
-directory = "{d}/copy"
-compression = "none"
-"#,
+{copy}"#,
             d = dir.path().display(),
+            copy = copy_sink(dir.path()),
             endpoint = ch.endpoint()
         ),
     );
@@ -208,12 +205,9 @@ request_timeout = "5s"
 retry_max_backoff = "2s"
 breaker_failures = 3
 breaker_open_for = "3s"
-[sinks.copy]
-type = "file"
-directory = "{d}/copy"
-compression = "none"
-"#,
+{copy}"#,
             d = dir.path().display(),
+            copy = copy_sink(dir.path()),
             endpoint = ch.endpoint()
         ),
     );
@@ -455,18 +449,11 @@ fn bench_file_to_clickhouse() {
         "sluice.toml",
         &format!(
             r#"
-data_dir = "{d}/state"
-[sources.file]
-type = "file"
-include = ["{input}"]
-format = "raw"
-exit_at_eof = true
-[sinks.ch]
+{source}[sinks.ch]
 type = "clickhouse"
 endpoint = "{endpoint}"
 "#,
-            d = dir.path().display(),
-            input = input.display(),
+            source = raw_file_source(dir.path(), &input),
             endpoint = ch.endpoint()
         ),
     );

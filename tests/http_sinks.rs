@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::http_server::HttpServer;
-use common::{count_lines, generated, sluice, write_config};
+use common::{copy_sink, count_lines, generated, sluice, write_config};
 
 /// `sluice generate` output plus `extra` lines, as stdin for a run of
 /// `config`; returns the run's stderr after asserting it exited 0.
@@ -65,12 +65,9 @@ tenant = "team-a"
 [sinks.loki.delivery]
 batch_max_events = 1500
 retry_initial_backoff = "50ms"
-[sinks.copy]
-type = "file"
-directory = "{d}/copy"
-compression = "none"
-"#,
+{copy}"#,
             d = dir.path().display(),
+            copy = copy_sink(dir.path()),
             url = server.url()
         ),
     );
@@ -180,12 +177,9 @@ password = "s3cret"
 [sinks.es.delivery]
 batch_max_events = 1000
 retry_initial_backoff = "50ms"
-[sinks.copy]
-type = "file"
-directory = "{d}/copy"
-compression = "none"
-"#,
+{copy}"#,
             d = dir.path().display(),
+            copy = copy_sink(dir.path()),
             url = server.url()
         ),
     );

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{count_lines, generated, sluice, stop, write_config};
+use common::{count_lines, generated, raw_file_source, sluice, stop, write_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -238,19 +238,12 @@ fn bench_file_to_kafka() {
         "bench.toml",
         &format!(
             r#"
-data_dir = "{d}/state"
-[sources.file]
-type = "file"
-include = ["{input}"]
-format = "raw"
-exit_at_eof = true
-[sinks.kafka]
+{source}[sinks.kafka]
 type = "kafka"
 brokers = "{brokers}"
 topic = "{topic}"
 "#,
-            d = dir.path().display(),
-            input = input.display(),
+            source = raw_file_source(dir.path(), &input),
         ),
     );
     let out = sluice().args(["bench", "-c"]).arg(&config).output().unwrap();

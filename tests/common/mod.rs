@@ -17,6 +17,25 @@ pub fn write_config(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     path
 }
 
+/// A plain file sink `copy` under `dir/copy`: the reference a storage sink's
+/// rows are compared with.
+pub fn copy_sink(dir: &Path) -> String {
+    format!(
+        "[sinks.copy]\ntype = \"file\"\ndirectory = \"{}/copy\"\ncompression = \"none\"\n",
+        dir.display()
+    )
+}
+
+/// A file source `file` that reads `input` as raw lines once and ends,
+/// with its state under `dir/state`.
+pub fn raw_file_source(dir: &Path, input: &Path) -> String {
+    format!(
+        "data_dir = \"{}/state\"\n[sources.file]\ntype = \"file\"\ninclude = [\"{}\"]\nformat = \"raw\"\nexit_at_eof = true\n",
+        dir.display(),
+        input.display()
+    )
+}
+
 /// `sluice generate --count <count> --seed <seed>` output.
 pub fn generated(count: u64, seed: u64) -> Vec<u8> {
     let out = sluice()
