@@ -5,6 +5,11 @@
 //! works on a scratch copy), and never allocate per event: the scratch buffer,
 //! simd-json's buffers and the tape are reused for every line.
 //!
+//! A flat record (top-level strings without escapes, numbers, booleans,
+//! nulls: most log lines) is validated and located in one walk over its own
+//! bytes (`flat`); anything else goes through simd-json's tape, which is the
+//! reference the fast path is tested against.
+//!
 //! A string value without escapes is recorded as a span of the original line;
 //! one with escapes is decoded into the batch's arena (the only copy, and rare
 //! in logs).
@@ -13,6 +18,8 @@ use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 use sluice_core::event::FLAG_INVALID_UTF8;
 use sluice_core::{Batch, EventKind, Field, FieldValue, Registry, Span, Stage};
 use sluice_core::{Counter, Event};
+
+mod flat;
 
 /// Why a line became a text event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +92,15 @@ impl JsonFieldExtractor {
     /// Parse `data[event.line]` and fill the event's kind, key count and
     /// fields; decoded strings go to `arena`. Returns why the line became
     /// text, if it did.
+    #[inline]
     pub fn extract(&mut self, data: &[u8], event: &mut Event, arena: &mut Vec<u8>) -> Option<TextReason> {
+        self.extract_via(data, event, arena, true)
+    }
+
+    /// [`Self::extract`], with or without the flat fast path (the tests
+    /// compare the two).
+    #[inline]
+    fn extract_via(&mut self, data: &[u8], event: &mut Event, arena: &mut Vec<u8>, flat: bool) -> Option<TextReason> {
         let line_start = event.line.start as usize;
         let line = event.line.of(data);
         // The common non-JSON line (plain text, a stack frame) is rejected
@@ -94,6 +109,18 @@ impl JsonFieldExtractor {
         if first.is_none_or(|i| line[i] != b'{') {
             return Some(self.text(event, line, TextReason::NotObject));
         }
+        if let Some(keys) = flat.then(|| flat::extract_flat(line, line_start, event)).flatten() {
+            event.kind = EventKind::Json;
+            event.keys = keys;
+            return None;
+        }
+        self.extract_with_tape(data, event, arena)
+    }
+
+    /// The reference path: simd-json's tape, for any line.
+    fn extract_with_tape(&mut self, data: &[u8], event: &mut Event, arena: &mut Vec<u8>) -> Option<TextReason> {
+        let line_start = event.line.start as usize;
+        let line = event.line.of(data);
         self.scratch.clear();
         self.scratch.extend_from_slice(line);
         self.scratch.resize(line.len() + INPUT_PADDING, 0);

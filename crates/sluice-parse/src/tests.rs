@@ -146,3 +146,196 @@ proptest::proptest! {
         }
     }
 }
+
+/// Both paths on one line: (full extract with the fast path, tape only,
+/// whether the fast path alone accepted it).
+fn both_paths(
+    line: &[u8],
+) -> (
+    (Option<TextReason>, Event, Vec<u8>),
+    (Option<TextReason>, Event, Vec<u8>),
+    bool,
+) {
+    let fresh = || Event::unparsed(Span::new(0, line.len()), 0, Event::NO_ORIGIN);
+    let mut x = JsonFieldExtractor::new();
+    let (mut fast, mut fast_arena) = (fresh(), Vec::new());
+    let fast_reason = x.extract(line, &mut fast, &mut fast_arena);
+    let (mut tape, mut tape_arena) = (fresh(), Vec::new());
+    let tape_reason = x.extract_via(line, &mut tape, &mut tape_arena, false);
+    let accepted = flat::extract_flat(line, 0, &mut fresh()).is_some();
+    (
+        (fast_reason, fast, fast_arena),
+        (tape_reason, tape, tape_arena),
+        accepted,
+    )
+}
+
+fn assert_same(line: &[u8]) -> bool {
+    let ((fr, fe, fa), (tr, te, ta), accepted) = both_paths(line);
+    let shown = String::from_utf8_lossy(line);
+    assert_eq!(fr, tr, "{shown}");
+    assert_eq!(fe.kind, te.kind, "{shown}");
+    assert_eq!(fe.keys, te.keys, "{shown}");
+    assert_eq!(fe.flags, te.flags, "{shown}");
+    assert_eq!(fe.fields, te.fields, "{shown}");
+    assert_eq!(fa, ta, "{shown}");
+    accepted
+}
+
+/// A record assembled from pieces that are valid, invalid or just unusual
+/// JSON, so both paths see many near-misses of the flat shape.
+fn assembled(seed: &mut u64) -> Vec<u8> {
+    fn next(seed: &mut u64, n: usize) -> usize {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n as u64) as usize
+    }
+    const KEYS: &[&str] = &[
+        "ts",
+        "level",
+        "service",
+        "env",
+        "trace_id",
+        "status",
+        "duration_ms",
+        "route",
+        "msg",
+        "namespace",
+        "user",
+        "",
+        "ключ",
+        "stacktrace",
+        "error_type",
+    ];
+    const ODD_KEYS: &[&str] = &["k\\\"ey", "tab\there", "a\\u0062"];
+    const VALUES: &[&str] = &[
+        "\"plain\"",
+        "\"\"",
+        "\"caf\u{e9} \u{d55c}\u{ae00}\"",
+        "0",
+        "-0",
+        "503",
+        "-17",
+        "12.5",
+        "1e3",
+        "-2.5E-3",
+        "1E+2",
+        "123456789012345678",
+        "true",
+        "false",
+        "null",
+    ];
+    const ODD_VALUES: &[&str] = &[
+        "\"esc\\naped\"",
+        "\"\\u00e9\"",
+        "\"tab\there\"",
+        "\"nul\u{0}\"",
+        "\"bad\\x\"",
+        "\"unterminated",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "1e400",
+        "1234567890123456789",
+        "99999999999999999999",
+        "1.000000000000000000000000000000001",
+        "tru",
+        "nul",
+        "{}",
+        "{\"a\":1}",
+        "[1,2]",
+        "[]",
+        "x",
+        "\"a\"\"b\"",
+    ];
+    const GAPS: &[&str] = &["", "", "", " ", "\t", "\r", "  \n"];
+    const ODD_GAPS: &[&str] = &["\u{c}", "\u{0}", "\u{a0}"];
+    // Mostly valid pieces, a near-miss now and then: every record has up to
+    // a dozen pieces, so about half of them stay valid flat objects.
+    fn pick(seed: &mut u64, good: &[&'static str], odd: &[&'static str]) -> &'static str {
+        if next(seed, 40) == 0 {
+            odd[next(seed, odd.len())]
+        } else {
+            good[next(seed, good.len())]
+        }
+    }
+    let mut line = Vec::new();
+    line.extend_from_slice(pick(seed, GAPS, ODD_GAPS).as_bytes());
+    line.push(b'{');
+    let members = next(seed, 6);
+    for m in 0..members {
+        if m > 0 {
+            line.extend_from_slice(pick(seed, &[","], &[",,", ";", ""]).as_bytes());
+        }
+        line.extend_from_slice(pick(seed, GAPS, ODD_GAPS).as_bytes());
+        line.extend_from_slice(format!("\"{}\"", pick(seed, KEYS, ODD_KEYS)).as_bytes());
+        line.extend_from_slice(pick(seed, GAPS, ODD_GAPS).as_bytes());
+        line.extend_from_slice(pick(seed, &[":"], &["=", "", "::"]).as_bytes());
+        line.extend_from_slice(pick(seed, GAPS, ODD_GAPS).as_bytes());
+        line.extend_from_slice(pick(seed, VALUES, ODD_VALUES).as_bytes());
+    }
+    line.extend_from_slice(pick(seed, GAPS, ODD_GAPS).as_bytes());
+    line.extend_from_slice(pick(seed, &["}"], &["} x", "}}", "", "},"]).as_bytes());
+    if next(seed, 40) == 0 {
+        // A byte that is never UTF-8, somewhere.
+        let at = next(seed, line.len() + 1);
+        line.insert(at, 0xff);
+    }
+    line
+}
+
+#[test]
+fn the_flat_path_agrees_with_the_tape_on_assembled_records() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut accepted, total) = (0, 40_000);
+    for _ in 0..total {
+        if assert_same(&assembled(&mut seed)) {
+            accepted += 1;
+        }
+    }
+    // Both shapes are well covered: the comparison is not vacuous.
+    assert!(
+        accepted > total / 10 && accepted < total * 9 / 10,
+        "flat path took {accepted} of {total}"
+    );
+}
+
+#[test]
+fn the_flat_path_agrees_with_the_tape_on_hand_picked_lines() {
+    let lines: &[(&[u8], bool)] = &[
+        (
+            br#"{"ts":"2026-11-25T01:02:03.004Z","level":"ERROR","status":503,"duration_ms":12.5}"#,
+            true,
+        ),
+        (br#"{}"#, true),
+        (br#"  { "a" : 1 , "b":[1]}"#, false),
+        (br#"{"level":"info","level":"warn"}"#, true),
+        (br#"{"msg":"tail"}  "#, true),
+        (br#"{"msg":"tail"} x"#, false),
+        ("{\"msg\":\"\u{d55c}\u{ae00} \u{b85c}\u{adf8}\"}".as_bytes(), true),
+        (b"{\"msg\":\"\xff\"}", false),
+        (b"{\"msg\":\"\xc3\"}", false),
+        (br#"{"duration_ms":1e2,"status":-0}"#, true),
+        (br#"{"duration_ms":0.1,"status":200.0}"#, true),
+        (br#"{"duration_ms":123.456789012345678901234}"#, true),
+        (br#"{"status":1e400}"#, false),
+        (br#"{"service":"a\/b"}"#, false),
+        (b"{\"msg\":\"a\x01b\"}", false),
+    ];
+    for (line, fast) in lines {
+        assert_eq!(assert_same(line), *fast, "{}", String::from_utf8_lossy(line));
+    }
+}
+
+proptest::proptest! {
+    /// Floats as loggers print them come out of both paths bit for bit.
+    #[test]
+    fn floats_match_simd_json(f in proptest::num::f64::NORMAL | proptest::num::f64::ZERO, digits in 0usize..8) {
+        for text in [format!("{f}"), format!("{f:.digits$}"), format!("{f:e}")] {
+            let line = format!("{{\"duration_ms\":{text}}}");
+            assert_same(line.as_bytes());
+        }
+    }
+}
