@@ -147,15 +147,12 @@ proptest::proptest! {
     }
 }
 
+/// What one path made of a line: why it became text, the event, the arena.
+type Outcome = (Option<TextReason>, Event, Vec<u8>);
+
 /// Both paths on one line: (full extract with the fast path, tape only,
 /// whether the fast path alone accepted it).
-fn both_paths(
-    line: &[u8],
-) -> (
-    (Option<TextReason>, Event, Vec<u8>),
-    (Option<TextReason>, Event, Vec<u8>),
-    bool,
-) {
+fn both_paths(line: &[u8]) -> (Outcome, Outcome, bool) {
     let fresh = || Event::unparsed(Span::new(0, line.len()), 0, Event::NO_ORIGIN);
     let mut x = JsonFieldExtractor::new();
     let (mut fast, mut fast_arena) = (fresh(), Vec::new());
