@@ -181,6 +181,12 @@ impl Batch {
         self.events[index].extra = Span::new(start, self.arena.len() - start);
     }
 
+    /// Make room for `additional` arena bytes: a stage that appends to many
+    /// events knows how much it will add, and one growth beats many.
+    pub fn reserve_arena(&mut self, additional: usize) {
+        self.arena.reserve(additional);
+    }
+
     /// Store bytes in the arena and return where they are.
     pub fn push_arena(&mut self, bytes: &[u8]) -> Span {
         let start = self.arena.len();

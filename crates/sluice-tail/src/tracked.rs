@@ -53,6 +53,14 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// A builder whose batches start with room for `bytes` of data.
+    pub fn with_room(bytes: usize) -> BatchBuilder {
+        BatchBuilder {
+            data: Vec::with_capacity(bytes),
+            ..BatchBuilder::default()
+        }
+    }
+
     /// Bytes gathered so far.
     pub fn len(&self) -> usize {
         self.data.len()
@@ -134,7 +142,16 @@ impl BatchBuilder {
 
     /// The batch, and the file offsets it completes. Resets the builder.
     pub fn finish(&mut self) -> (Batch, Vec<(FileId, u64)>) {
-        let mut batch = Batch::new(std::mem::take(&mut self.data), std::mem::take(&mut self.events));
+        // The next batch starts with this one's room: growing from empty
+        // would realloc-and-copy the data several times per batch, each time
+        // into freshly faulted pages.
+        let (data_room, events_room) = (self.data.capacity(), self.events.capacity());
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(data_room));
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(events_room));
+        let mut batch = Batch::new(data, events);
+        // `,"runtime_ts":"<stamp>"` per stamped event.
+        let stamps: usize = self.timestamps.iter().map(|(_, s)| s.len as usize + 17).sum();
+        batch.reserve_arena(stamps);
         for o in self.origins.drain(..) {
             batch.add_origin(o);
         }
