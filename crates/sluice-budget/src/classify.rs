@@ -155,7 +155,9 @@ fn write_route_template(path: &str, out: &mut String) {
 /// second seen (consecutive records share it).
 #[derive(Default)]
 pub struct TsCache {
-    prefix: [u8; 19],
+    /// The cached stamp's first 19 bytes (`YYYY-MM-DDTHH:MM:SS`), as two
+    /// overlapping words: compared inline, not through `memcmp`.
+    prefix: (u64, u128),
     seconds: f64,
     valid: bool,
 }
@@ -168,14 +170,18 @@ impl TsCache {
         }
         // Only a `Z` stamp may reuse the cached second: the same 19 bytes
         // with an offset are another instant.
-        if !self.valid || !ts.ends_with(b"Z") || ts[..19] != self.prefix {
+        let prefix = (
+            u64::from_le_bytes(ts[..8].try_into().expect("8 bytes")),
+            u128::from_le_bytes(ts[3..19].try_into().expect("16 bytes")),
+        );
+        if !self.valid || !ts.ends_with(b"Z") || prefix != self.prefix {
             let text = std::str::from_utf8(ts).ok()?;
             let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
             self.seconds = t.unix_timestamp() as f64;
             // Only the second is cached; a non-UTC offset changes it, so
             // cache only plain `Z` stamps.
             self.valid = ts.ends_with(b"Z");
-            self.prefix.copy_from_slice(&ts[..19]);
+            self.prefix = prefix;
             return Some(t.unix_timestamp_nanos() as f64 / 1e9);
         }
         // `.fff…Z`: the fraction of the cached second, at most 9 digits.

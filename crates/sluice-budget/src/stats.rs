@@ -132,44 +132,47 @@ impl Stats {
         let (Some(d), Some(key)) = (facts.duration_ms, route) else {
             return;
         };
-        if !s.routes.contains_key(key) {
-            // Route templates are few; an unbounded set would be an id leak.
-            if s.routes.len() >= 1000 {
-                return;
-            }
-            let r = String::from_utf8_lossy(key).into_owned();
-            let labels: Vec<String> = BUCKETS_MS
-                .iter()
-                .map(|b| b.to_string())
-                .chain(["+Inf".to_string()])
-                .collect();
-            let buckets = std::array::from_fn(|i| {
-                registry.counter(
-                    "request_duration_ms_bucket",
-                    "Request latency histogram (before sampling), cumulative buckets.",
-                    &labelled(base, &[("route", &r), ("le", &labels[i])]),
-                )
-            });
-            let sum = registry.counter(
-                "request_duration_ms_sum",
-                "Sum of request latencies (before sampling).",
-                &labelled(base, &[("route", &r)]),
-            );
-            s.routes.insert(
-                key.into(),
-                Hist {
-                    buckets,
-                    sum,
-                    pending: [0; 12],
-                    pending_sum: 0,
-                },
-            );
-        }
-        let h = s.routes.get_mut(key).expect("inserted above");
         let idx = BUCKETS_MS.iter().position(|b| d <= *b).unwrap_or(11);
-        // Per bucket here; made cumulative when published.
-        h.pending[idx] += 1;
-        h.pending_sum += d.max(0.0) as u64;
+        let bump = |h: &mut Hist| {
+            // Per bucket here; made cumulative when published.
+            h.pending[idx] += 1;
+            h.pending_sum += d.max(0.0) as u64;
+        };
+        // One lookup for the common case, a route seen before.
+        if let Some(h) = s.routes.get_mut(key) {
+            bump(h);
+            return;
+        }
+        // Route templates are few; an unbounded set would be an id leak.
+        if s.routes.len() >= 1000 {
+            return;
+        }
+        let r = String::from_utf8_lossy(key).into_owned();
+        let labels: Vec<String> = BUCKETS_MS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()])
+            .collect();
+        let buckets = std::array::from_fn(|i| {
+            registry.counter(
+                "request_duration_ms_bucket",
+                "Request latency histogram (before sampling), cumulative buckets.",
+                &labelled(base, &[("route", &r), ("le", &labels[i])]),
+            )
+        });
+        let sum = registry.counter(
+            "request_duration_ms_sum",
+            "Sum of request latencies (before sampling).",
+            &labelled(base, &[("route", &r)]),
+        );
+        let mut h = Hist {
+            buckets,
+            sum,
+            pending: [0; 12],
+            pending_sum: 0,
+        };
+        bump(&mut h);
+        s.routes.insert(key.into(), h);
     }
 
     /// Count the decision.
