@@ -10,13 +10,20 @@
 //! nested object or array, a key that is not allowed, a value that looks
 //! suspicious) sends the record to the full walk, which is the reference.
 
+use crate::clean_values::CleanValues;
 use crate::policy::AllowList;
 use crate::serialize::KeyMemo;
 use crate::values::ValueDetectors;
 
 /// Whether `line`, a JSON object the parse stage validated, is certainly
 /// clean under `allow`. `false` means "take the full walk", not "dirty".
-pub(crate) fn certainly_clean(line: &[u8], allow: &AllowList, detectors: &ValueDetectors, memo: &mut KeyMemo) -> bool {
+pub(crate) fn certainly_clean(
+    line: &[u8],
+    allow: &AllowList,
+    detectors: &ValueDetectors,
+    memo: &mut KeyMemo,
+    clean_values: &mut CleanValues,
+) -> bool {
     let mut i = skip_ws(line, 0);
     if line.get(i) != Some(&b'{') {
         return false;
@@ -62,7 +69,7 @@ pub(crate) fn certainly_clean(line: &[u8], allow: &AllowList, detectors: &ValueD
         // Only the values detectors look at are scanned (a whole-line scan
         // would cover the protected ids and timestamps too: 5x the bytes).
         if let (Some(v), false) = (value, class.protected) {
-            if detectors.redact(v).is_some() {
+            if !clean_values.is_clean(v, detectors) {
                 return false;
             }
         }
@@ -125,7 +132,13 @@ mod tests {
     fn clean(line: &str) -> bool {
         let allow = AllowList::new(default_allow().chain(["headers.user-agent"]));
         let detectors = ValueDetectors::new(&[], &[]).unwrap();
-        certainly_clean(line.as_bytes(), &allow, &detectors, &mut KeyMemo::default())
+        certainly_clean(
+            line.as_bytes(),
+            &allow,
+            &detectors,
+            &mut KeyMemo::default(),
+            &mut CleanValues::default(),
+        )
     }
 
     #[test]

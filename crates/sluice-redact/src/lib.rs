@@ -10,6 +10,7 @@
 //! passes byte for byte; only a changed event is re-serialized. Counters
 //! say which rule fired on which field, never the value.
 
+mod clean_values;
 mod flat;
 mod policy;
 mod serialize;
@@ -52,6 +53,8 @@ pub struct RedactStage {
     buffers: Buffers,
     tape: Tape<'static>,
     memo: serialize::KeyMemo,
+    /// Values the detectors already found clean (the fast path's memo).
+    clean_values: clean_values::CleanValues,
 }
 
 impl RedactStage {
@@ -96,6 +99,7 @@ impl RedactStage {
             buffers: Buffers::new(4096),
             tape: Tape(Vec::new()),
             memo: serialize::KeyMemo::default(),
+            clean_values: clean_values::CleanValues::default(),
         })
     }
 
@@ -166,7 +170,13 @@ impl RedactStage {
                     Some(r) => r.of(batch.arena()),
                     None => batch.line(event),
                 };
-                if flat::certainly_clean(json, &self.lists[list], &self.detectors, &mut self.memo) {
+                if flat::certainly_clean(
+                    json,
+                    &self.lists[list],
+                    &self.detectors,
+                    &mut self.memo,
+                    &mut self.clean_values,
+                ) {
                     return false;
                 }
                 let allow = self.lists[list].clone();

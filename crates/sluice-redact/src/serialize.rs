@@ -70,10 +70,11 @@ impl KeyMemo {
     }
 }
 
-/// Byte equality for short keys without a call to `memcmp`: keys of 8 to
-/// 16 bytes are two overlapping 8-byte compares, shorter ones a loop.
+/// Byte equality for short keys (and memoized values) without a call to
+/// `memcmp`: 8 to 32 bytes are two or four overlapping 8-byte compares,
+/// shorter ones a loop.
 #[inline]
-fn same_key(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_key(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -82,6 +83,12 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     match n {
         0..8 => a.iter().zip(b).all(|(x, y)| x == y),
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        17..=32 => {
+            word(a, 0) == word(b, 0)
+                && word(a, 8) == word(b, 8)
+                && word(a, n - 16) == word(b, n - 16)
+                && word(a, n - 8) == word(b, n - 8)
+        }
         _ => a == b,
     }
 }
