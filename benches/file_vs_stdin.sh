@@ -50,6 +50,7 @@ type = "stdin"
 type = "file"
 directory = "$work/out"
 compression = "$compression"
+zstd_level = 1
 rotate_bytes = "256MiB"
 max_files = 2
 TOML
@@ -63,6 +64,7 @@ exit_at_eof = true
 type = "file"
 directory = "$work/out"
 compression = "$compression"
+zstd_level = 1
 rotate_bytes = "256MiB"
 max_files = 2
 TOML
