@@ -22,7 +22,7 @@ use crate::tracked::{head_of, BatchBuilder, FileId, TrackedFile};
 
 /// How far one read may take a batch past `batch_bytes`; batch buffers are
 /// allocated with this much room twice over (once more for a carried
-/// partial line).
+/// partial line; a longer carry costs one reallocation).
 const READ_SLACK: usize = 64 * 1024;
 
 struct Counters {

@@ -50,6 +50,8 @@ pub struct BatchBuilder {
     pub malformed: u64,
     /// Lines with no content, skipped.
     pub empty: u64,
+    /// Data bytes each batch starts with room for.
+    room: usize,
 }
 
 impl BatchBuilder {
@@ -57,6 +59,7 @@ impl BatchBuilder {
     pub fn with_room(bytes: usize) -> BatchBuilder {
         BatchBuilder {
             data: Vec::with_capacity(bytes),
+            room: bytes,
             ..BatchBuilder::default()
         }
     }
@@ -142,15 +145,17 @@ impl BatchBuilder {
 
     /// The batch, and the file offsets it completes. Resets the builder.
     pub fn finish(&mut self) -> (Batch, Vec<(FileId, u64)>) {
-        // The next batch starts with this one's room: growing from empty
-        // would realloc-and-copy the data several times per batch, each time
-        // into freshly faulted pages.
-        let (data_room, events_room) = (self.data.capacity(), self.events.capacity());
-        let data = std::mem::replace(&mut self.data, Vec::with_capacity(data_room));
+        // The next batch starts with the configured room, and room for as
+        // many events as this one had: growing from empty would
+        // realloc-and-copy several times per batch, each time into freshly
+        // faulted pages. Not this batch's capacity: one over-long line must
+        // not make every later batch as big.
+        let events_room = self.events.len() + self.events.len() / 8;
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(self.room));
         let events = std::mem::replace(&mut self.events, Vec::with_capacity(events_room));
         let mut batch = Batch::new(data, events);
         // `,"runtime_ts":"<stamp>"` per stamped event.
-        let stamps: usize = self.timestamps.iter().map(|(_, s)| s.len as usize + 17).sum();
+        let stamps: usize = self.timestamps.iter().map(|(_, s)| s.len as usize + 16).sum();
         batch.reserve_arena(stamps);
         for o in self.origins.drain(..) {
             batch.add_origin(o);
