@@ -379,6 +379,7 @@ impl BudgetStage {
             let l = &mut self.ledgers[id];
             l.update(now, self.floor, self.ceiling);
             self.stats.probability(id, l.state.p, l.state.spent);
+            self.stats.publish(id);
         }
         let mut buf = ryu::Buffer::new();
         sc.touched.clear();
@@ -419,7 +420,6 @@ impl BudgetStage {
             }
             *batch.events_mut() = out;
         }
-        self.stats.publish();
         self.scratch = sc;
     }
 }

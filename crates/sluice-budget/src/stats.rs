@@ -187,29 +187,29 @@ impl Stats {
         s.spent.set(spent as i64);
     }
 
-    /// Publish the locally counted numbers.
-    pub fn publish(&mut self) {
-        for s in &mut self.services {
-            for (c, n) in s
-                .events
-                .iter_mut()
-                .chain(s.statuses.iter_mut())
-                .chain(s.bytes.iter_mut())
-            {
-                if *n > 0 {
-                    c.add(std::mem::take(n));
+    /// Publish service `id`'s locally counted numbers (only services that
+    /// saw events since the last publish have any).
+    pub fn publish(&mut self, id: usize) {
+        let s = &mut self.services[id];
+        for (c, n) in s
+            .events
+            .iter_mut()
+            .chain(s.statuses.iter_mut())
+            .chain(s.bytes.iter_mut())
+        {
+            if *n > 0 {
+                c.add(std::mem::take(n));
+            }
+        }
+        for h in s.routes.values_mut() {
+            let mut cumulative = 0;
+            for (c, n) in h.buckets.iter().zip(h.pending.iter_mut()) {
+                cumulative += std::mem::take(n);
+                if cumulative > 0 {
+                    c.add(cumulative);
                 }
             }
-            for h in s.routes.values_mut() {
-                let mut cumulative = 0;
-                for (c, n) in h.buckets.iter().zip(h.pending.iter_mut()) {
-                    cumulative += std::mem::take(n);
-                    if cumulative > 0 {
-                        c.add(cumulative);
-                    }
-                }
-                h.sum.add(std::mem::take(&mut h.pending_sum));
-            }
+            h.sum.add(std::mem::take(&mut h.pending_sum));
         }
     }
 }
