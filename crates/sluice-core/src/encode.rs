@@ -112,16 +112,11 @@ pub fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Whether any byte of `w` is a control byte, `"` or `\\` (SWAR: eight
-/// bytes per step, so the runs between escapes are copied, not inspected
-/// one by one).
+/// Whether any byte of `w` is a control byte, `"` or `\\` (eight bytes per
+/// step, so the runs between escapes are copied, not inspected one by one).
 #[inline]
 fn needs_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+    crate::json_scan::stop_bytes(w, crate::json_scan::Stops::NEEDS_ESCAPE) != 0
 }
 
 /// The short escape of `c` (`n` for a newline), 0 when it needs none, 1

@@ -11,6 +11,7 @@ pub mod ack;
 pub mod batch;
 pub mod encode;
 pub mod event;
+pub mod json_scan;
 pub mod metrics;
 pub mod shutdown;
 pub mod stage;

@@ -9,6 +9,7 @@
 //! float) makes it give up and simd-json decide; the unit tests compare the
 //! two paths on generated and hand-picked records.
 
+use sluice_core::json_scan::{first_stop, skip_ws, Stops};
 use sluice_core::{Event, Field, FieldValue, Span};
 
 /// Validate `line` (the bytes of `event.line`, which starts at `line_start`
@@ -79,14 +80,6 @@ fn finish(line: &[u8], close: usize, members: u32, high_bytes: bool) -> Option<u
     Some(members)
 }
 
-#[inline]
-fn skip_ws(line: &[u8], mut i: usize) -> usize {
-    while line.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
-        i += 1;
-    }
-    i
-}
-
 /// The string opening at `line[i] == '"'`, when it has no escape and no
 /// control byte: the index of its closing quote and the index after it.
 /// Sets `high_bytes` when it holds bytes past ASCII (validated at the end).
@@ -97,7 +90,12 @@ fn plain_string(line: &[u8], i: usize, high_bytes: &mut bool) -> Option<(usize, 
     }
     let mut pos = i + 1;
     loop {
-        let at = pos + first_special(&line[pos..], !*high_bytes)?;
+        let stops = if *high_bytes {
+            Stops::NEEDS_ESCAPE
+        } else {
+            Stops::NEEDS_ESCAPE_OR_PAST_ASCII
+        };
+        let at = pos + first_stop(&line[pos..], stops)?;
         match line[at] {
             b'"' => return Some((at, at + 1)),
             // Past ASCII: from here on only quotes, escapes and control
@@ -109,38 +107,6 @@ fn plain_string(line: &[u8], i: usize, high_bytes: &mut bool) -> Option<(usize, 
             _ => return None,
         }
     }
-}
-
-/// The index of the first `"`, `\\` or control byte in `s` (and of the
-/// first byte past ASCII when `stop_at_high`), eight bytes at a time: log
-/// strings are short, and a vector search's setup costs more than it saves
-/// on them.
-#[inline]
-fn first_special(s: &[u8], stop_at_high: bool) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // The high bit of each byte that is zero (below 0x20 for `below_space`).
-    // A borrow can flag a byte above a flagged one, never below: the lowest
-    // flag is exact, and only the lowest is used.
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let below_space = |v: u64| v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
-    let high_mask = if stop_at_high { HIGHS } else { 0 };
-    let mut chunks = s.chunks_exact(8);
-    for (n, chunk) in chunks.by_ref().enumerate() {
-        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let hits = zero_bytes(v ^ (ONES * u64::from(b'"')))
-            | zero_bytes(v ^ (ONES * u64::from(b'\\')))
-            | below_space(v)
-            | (v & high_mask);
-        if hits != 0 {
-            return Some(n * 8 + (hits.trailing_zeros() / 8) as usize);
-        }
-    }
-    let rest = chunks.remainder();
-    let tail = s.len() - rest.len();
-    rest.iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || (stop_at_high && b >= 0x80))
-        .map(|i| tail + i)
 }
 
 /// The JSON number starting at `line[i]`, its value (computed only when
@@ -210,27 +176,6 @@ fn number(line: &[u8], start: usize, wanted: bool) -> Option<(FieldValue, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_first_special_byte() {
-        let cases: &[(&[u8], bool, Option<usize>)] = &[
-            (b"", true, None),
-            (b"abc", true, None),
-            (b"abcdefghij\"", true, Some(10)),
-            (b"abcdefgh\\ij\"", true, Some(8)),
-            (b"ab\x1fcdefgh", true, Some(2)),
-            (b"abcdefghijklm\x00", true, Some(13)),
-            (b"ab\xc3\xa9\"", true, Some(2)),
-            (b"ab\xc3\xa9\"", false, Some(4)),
-            (b"\x7f\x20 ~\"", true, Some(4)),
-            // A borrow from a flagged byte may flag the byte above it; the
-            // lowest flag is the answer.
-            (b"ab\x1f\x20cdefgh", true, Some(2)),
-        ];
-        for &(s, high, want) in cases {
-            assert_eq!(first_special(s, high), want, "{s:?}");
-        }
-    }
 
     #[test]
     fn numbers_follow_the_json_grammar() {

@@ -14,6 +14,7 @@ use crate::clean_values::CleanValues;
 use crate::policy::AllowList;
 use crate::serialize::KeyMemo;
 use crate::values::ValueDetectors;
+use sluice_core::json_scan::{first_stop, skip_ws, Stops};
 
 /// Whether `line`, a JSON object the parse stage validated, is certainly
 /// clean under `allow`. `false` means "take the full walk", not "dirty".
@@ -83,14 +84,6 @@ pub(crate) fn certainly_clean(
     false
 }
 
-#[inline]
-fn skip_ws(line: &[u8], mut i: usize) -> usize {
-    while line.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
-        i += 1;
-    }
-    i
-}
-
 /// The string starting at `line[i] == '"'` when it has no escapes, and the
 /// index after its closing quote.
 #[inline]
@@ -99,29 +92,8 @@ fn plain_string(line: &[u8], i: usize) -> Option<(&[u8], usize)> {
         return None;
     }
     let body = &line[i + 1..];
-    let end = quote_or_backslash(body)?;
+    let end = first_stop(body, Stops::QUOTE_OR_BACKSLASH)?;
     (body[end] == b'"').then(|| (&body[..end], i + 1 + end + 1))
-}
-
-/// The first `"` or `\\` in `s`, eight bytes at a time: log strings are
-/// short, and a SIMD search's setup costs more than it saves on them.
-#[inline]
-fn quote_or_backslash(s: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // High bit set in each byte of `v` that is zero; exact for the lowest.
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let mut chunks = s.chunks_exact(8);
-    for (n, chunk) in chunks.by_ref().enumerate() {
-        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let hits = zero_bytes(v ^ (ONES * u64::from(b'"'))) | zero_bytes(v ^ (ONES * u64::from(b'\\')));
-        if hits != 0 {
-            return Some(n * 8 + (hits.trailing_zeros() / 8) as usize);
-        }
-    }
-    let rest = chunks.remainder();
-    let tail = s.len() - rest.len();
-    rest.iter().position(|&b| b == b'"' || b == b'\\').map(|i| tail + i)
 }
 
 #[cfg(test)]
@@ -154,29 +126,6 @@ mod tests {
         assert!(clean(r#"{"trace_id":"12345678901234567890","msg":"ok"}"#));
         // A detector literal in a protected field is not looked at.
         assert!(clean(r#"{"user_id":"kim@example.com","msg":"ok"}"#));
-    }
-
-    #[test]
-    fn finds_the_first_quote_or_backslash() {
-        for s in [
-            "",
-            "abc",
-            "\"",
-            "abcdefg\"",
-            "abcdefgh\"x",
-            "abcdefghijklmnop\\q\"",
-            "ab\"cdefghij\"",
-            "é\"日本\\",
-        ] {
-            let want = s.bytes().position(|b| b == b'"' || b == b'\\');
-            assert_eq!(quote_or_backslash(s.as_bytes()), want, "{s}");
-        }
-        for n in 0..40 {
-            let mut v = vec![b'x'; n];
-            v.push(b'\\');
-            v.extend_from_slice(b"\"");
-            assert_eq!(quote_or_backslash(&v), Some(n));
-        }
     }
 
     #[test]
