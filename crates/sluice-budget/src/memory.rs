@@ -32,16 +32,7 @@ impl TraceMemory {
     /// cache and push the table out of it).
     #[inline]
     pub fn prefetch(&self, h: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let slot: *const u64 = &self.slots[h as usize & (SLOTS - 1)];
-            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch
-            // only hints the cache: it never faults, even on a bad address
-            // (this one points into the table).
-            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast()) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = h;
+        prefetch(&self.slots[h as usize & (SLOTS - 1)]);
     }
 
     /// The probability trace `h` was first decided with, recording `p` for
@@ -61,6 +52,22 @@ impl TraceMemory {
         *slot = tag << 32 | u64::from(stored.to_bits());
         f64::from(stored)
     }
+}
+
+/// Ask the cache for the line holding `value` (a hint: nothing on other
+/// architectures).
+#[inline]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let at: *const T = value;
+        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch only
+        // hints the cache: it never faults, even on a bad address (this one
+        // comes from a reference).
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[cfg(test)]
