@@ -324,9 +324,13 @@ impl Tailer {
             f.min(size)
         } else if let Some((copied, original)) = self.copied_from(&head) {
             // The original continues only once this copy is drained. The
-            // copy may still be being written: reading waits for its bytes.
+            // copy may still be being written: reading waits for its bytes,
+            // and an original not yet seen truncated reads nothing more (its
+            // bytes past `copied` are the copy's to deliver).
+            let truncation_seen = self.truncated.contains_key(&original);
             if let Some(o) = self.files.get_mut(&original) {
                 o.after = Some(id);
+                o.copied_away = !truncation_seen;
             }
             copied
         } else if first_scan && self.cfg.read_from == ReadFrom::End {
@@ -396,15 +400,18 @@ impl Tailer {
         let max = (self.cfg.read_bytes_per_round.0 as usize).min(room.max(READ_SLACK));
         let max_line = self.max_line_bytes;
         if let Some(before) = self.files.get(&id).and_then(|t| t.after) {
-            let drained = self
-                .files
-                .get(&before)
-                .is_none_or(|p| p.size().is_ok_and(|s| s <= p.read_offset));
-            if !drained {
+            let predecessor = self.files.get(&before);
+            let drained = predecessor.is_none_or(|p| p.size().is_ok_and(|s| s <= p.read_offset));
+            // A copy found before its original was seen truncated may still
+            // be growing: "drained" now is not drained for good.
+            let settled = !self.files.get(&id).is_some_and(|t| t.copied_away)
+                || predecessor.is_none_or(|p| p.last_data.elapsed() >= self.cfg.rotate_wait);
+            if !drained || !settled {
                 return false;
             }
             if let Some(t) = self.files.get_mut(&id) {
                 t.after = None;
+                t.copied_away = false;
             }
         }
         let Some(t) = self.files.get_mut(&id) else { return false };
@@ -441,6 +448,8 @@ impl Tailer {
                 tracing::debug!(source = %self.id, path = %t.path.display(), ino = id.ino, size, read = t.read_offset, "file truncated");
                 self.counters.truncations.inc();
                 self.truncated.insert(*id, (t.head.clone(), t.safe_offset(), now));
+                // The copy it may be waiting for now holds all its old bytes.
+                t.copied_away = false;
                 rescan = true;
                 if t.restart_after_truncation().is_err() {
                     self.counters.io_errors.inc();

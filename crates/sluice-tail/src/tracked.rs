@@ -235,6 +235,11 @@ pub struct TrackedFile {
     /// rename, the copy of a copytruncate): read only after it is drained,
     /// so lines stay in order across a rotation.
     pub after: Option<FileId>,
+    /// A copytruncate copy of this file was found before this file was seen
+    /// truncated: it reads nothing more until the truncation shows (its old
+    /// bytes past the copy's start are the copy's to deliver), or until the
+    /// copy has been quiet for `rotate_wait` (a copy without a truncation).
+    pub copied_away: bool,
 }
 
 impl TrackedFile {
@@ -264,6 +269,7 @@ impl TrackedFile {
             discarding: false,
             max_merged,
             after: None,
+            copied_away: false,
         })
     }
 
