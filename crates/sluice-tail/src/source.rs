@@ -598,3 +598,6 @@ fn prefix_matches(file: &std::fs::File, fp: &Fingerprint) -> bool {
     }
     Fingerprint::of(&head) == *fp
 }
+
+#[cfg(test)]
+mod tests;

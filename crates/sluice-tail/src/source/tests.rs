@@ -1,0 +1,130 @@
+//! The tailer's rotation handling driven step by step (scan, read, check),
+//! so an interleaving that the end-to-end tests hit only by chance is hit
+//! every time.
+
+use std::io::Write;
+use std::path::Path;
+
+use sluice_config::SourceConfig;
+use sluice_core::{Registry, Shutdown};
+
+use super::*;
+
+fn cri(n: u64) -> String {
+    format!("2026-11-25T01:02:03.{n:09}Z stdout F {{\"n\":{n}}}\n")
+}
+
+fn lines(range: std::ops::Range<u64>) -> String {
+    range.map(cri).collect()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn tailer(root: &Path) -> Tailer {
+    let toml = format!(
+        "[sources.pods]\ntype = \"file\"\ninclude = [\"{}/pods/*/*/*.log*\"]\n[sinks.o]\ntype = \"stdout\"\n",
+        root.display()
+    );
+    let cfg = sluice_config::parse(&toml, Path::new("test.toml"), &|_| None).unwrap();
+    let Some(SourceConfig::File(file)) = cfg.sources.get("pods").cloned() else {
+        panic!("a file source")
+    };
+    // Nothing is sent in these tests: batches are taken from the builder.
+    let (out, _) = tokio::sync::mpsc::channel(1);
+    let ctx = SourceContext {
+        id: "pods".into(),
+        out,
+        shutdown: Shutdown::new(),
+        registry: Registry::new(),
+        batch_bytes: 1 << 16,
+        max_line_bytes: 1 << 20,
+    };
+    Tailer::new(ctx, file, root.join("state")).unwrap()
+}
+
+/// The `n` of every event in the builder's batch, in order.
+fn numbers(builder: &mut BatchBuilder) -> Vec<u64> {
+    let (batch, _) = builder.finish();
+    batch
+        .events()
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(batch.line(e)).unwrap();
+            v["n"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_copy_found_while_it_is_written_and_before_the_truncation_delivers_each_line_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
+    std::fs::write(&original, lines(0..10)).unwrap();
+    let mut t = tailer(root.path());
+    let mut b = BatchBuilder::with_room(1 << 17);
+
+    assert!(t.scan(true));
+    let o = t.order[0];
+    assert!(t.read_file(o, &mut b), "lines 0-9");
+    // The application writes 10-19; copytruncate starts copying and is
+    // seen with lines 0-12 copied so far.
+    append(&original, &lines(10..20));
+    std::fs::write(&copy, lines(0..13)).unwrap();
+    assert!(t.scan(false), "the copy is found");
+    let c = *t.order.iter().find(|&&id| id != o).unwrap();
+    assert!(t.read_file(c, &mut b), "lines 10-12 from the copy");
+    assert!(
+        !t.read_file(o, &mut b),
+        "the original waits: its bytes past the copy's start are the copy's to deliver"
+    );
+    // The copy completes, the original is truncated and gets a new line.
+    append(&copy, &lines(13..20));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&original)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&original, &lines(20..21));
+    assert!(!t.read_file(o, &mut b), "still waiting: the truncation is not seen yet");
+    assert!(t.read_file(c, &mut b), "lines 13-19 from the copy");
+    t.check_rotations(&mut b);
+    assert!(t.read_file(o, &mut b), "the truncated original restarts: line 20");
+    assert_eq!(numbers(&mut b), (0..21).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_copy_found_after_the_truncation_continues_where_the_original_was() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
+    std::fs::write(&original, lines(0..10)).unwrap();
+    let mut t = tailer(root.path());
+    let mut b = BatchBuilder::with_room(1 << 17);
+
+    assert!(t.scan(true));
+    let o = t.order[0];
+    assert!(t.read_file(o, &mut b), "lines 0-9");
+    append(&original, &lines(10..15));
+    std::fs::write(&copy, lines(0..15)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&original)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&original, &lines(15..16));
+    // The truncation is seen first; its rescan finds the copy.
+    t.check_rotations(&mut b);
+    let c = *t.order.iter().find(|&&id| id != o).expect("found by the rescan");
+    assert!(!t.read_file(o, &mut b), "the original waits for the copy");
+    assert!(t.read_file(c, &mut b), "lines 10-14 from the copy");
+    assert!(t.read_file(o, &mut b), "then line 15");
+    assert_eq!(numbers(&mut b), (0..16).collect::<Vec<u64>>());
+}
