@@ -318,6 +318,7 @@ impl Tailer {
             .committed
             .get(&id)
             .and_then(|c| c.final_offset.map(|f| (c.fingerprint, f)));
+        let mut copy = false;
         let offset = if let Some(c) = self.restored.remove(&id).filter(|c| same_content(&c.fingerprint)) {
             c.offset.min(size)
         } else if let Some((_, f)) = closed_at.filter(|(fp, _)| same_content(fp)) {
@@ -332,6 +333,7 @@ impl Tailer {
                 o.after = Some(id);
                 o.copied_away = !truncation_seen;
             }
+            copy = true;
             copied
         } else if first_scan && self.cfg.read_from == ReadFrom::End {
             size
@@ -350,6 +352,9 @@ impl Tailer {
             origins,
         )?;
         t.seek_to_offset()?;
+        if copy && offset > size {
+            t.filling = Some((size, Instant::now()));
+        }
         // A new file where a rotated-away one still has unread lines: it
         // waits for its predecessor.
         t.after = self
@@ -369,28 +374,6 @@ impl Tailer {
         Ok(())
     }
 
-    /// For a copytruncate copy (its first bytes agree with those of a file
-    /// we track or just saw truncated, one being a prefix of the other since
-    /// the copy may still be being written): the offset its original had
-    /// reached, and the original.
-    fn copied_from(&self, head: &[u8]) -> Option<(u64, FileId)> {
-        if head.is_empty() {
-            return None;
-        }
-        let agrees = |other: &[u8]| !other.is_empty() && (other.starts_with(head) || head.starts_with(other));
-        let live = self
-            .files
-            .values()
-            .filter(|t| agrees(&t.head))
-            .map(|t| (t.safe_offset(), t.id));
-        let gone = self
-            .truncated
-            .iter()
-            .filter(|(_, (h, _, _))| agrees(h))
-            .map(|(id, (_, off, _))| (*off, *id));
-        live.chain(gone).max()
-    }
-
     fn read_file(&mut self, id: FileId, builder: &mut BatchBuilder) -> bool {
         // A read never takes the batch past its room (a read's worth of
         // slack is left for the one that crosses `batch_bytes`): a batch
@@ -401,7 +384,7 @@ impl Tailer {
         let max_line = self.max_line_bytes;
         if let Some(before) = self.files.get(&id).and_then(|t| t.after) {
             let predecessor = self.files.get(&before);
-            let drained = predecessor.is_none_or(|p| p.size().is_ok_and(|s| s <= p.read_offset));
+            let drained = predecessor.is_none_or(|p| p.filling.is_none() && p.size().is_ok_and(|s| s <= p.read_offset));
             // A copy found before its original was seen truncated may still
             // be growing: "drained" now is not drained for good.
             let settled = !self.files.get(&id).is_some_and(|t| t.copied_away)
@@ -431,61 +414,6 @@ impl Tailer {
                 false
             }
         }
-    }
-
-    /// Truncated files start over; rotated-away or deleted files are closed
-    /// once read to their end and quiet for `rotate_wait`.
-    fn check_rotations(&mut self, builder: &mut BatchBuilder) {
-        let now = Instant::now();
-        let mut closed = Vec::new();
-        let mut rescan = false;
-        for (id, t) in self.files.iter_mut() {
-            let size = match t.size() {
-                Ok(s) => s,
-                Err(_) => continue,
-            };
-            if size < t.read_offset {
-                tracing::debug!(source = %self.id, path = %t.path.display(), ino = id.ino, size, read = t.read_offset, "file truncated");
-                self.counters.truncations.inc();
-                self.truncated.insert(*id, (t.head.clone(), t.safe_offset(), now));
-                // The copy it may be waiting for now holds all its old bytes.
-                t.copied_away = false;
-                rescan = true;
-                if t.restart_after_truncation().is_err() {
-                    self.counters.io_errors.inc();
-                }
-                builder.offsets.push((*id, 0));
-                continue;
-            }
-            if size > t.read_offset {
-                continue;
-            }
-            if t.path_leads_here(&t.path.clone()) {
-                t.gone_since = None;
-                continue;
-            }
-            let since = *t.gone_since.get_or_insert(now);
-            if now.duration_since(since.max(t.last_data)) >= self.cfg.rotate_wait {
-                t.drain_into(builder);
-                builder.offsets.push((*id, t.read_offset));
-                closed.push(*id);
-            }
-        }
-        if rescan {
-            // copytruncate copies before it truncates: find the copy now, so
-            // its tail is read before the original's new lines.
-            self.scan(false);
-        }
-        for id in closed {
-            if let Some(t) = self.files.remove(&id) {
-                self.counters.rotations.inc();
-                if let Some(c) = self.committed.get_mut(&id) {
-                    c.final_offset = Some(t.read_offset);
-                }
-            }
-            self.order.retain(|o| *o != id);
-        }
-        self.counters.files_open.set(self.files.len() as i64);
     }
 
     /// Send the gathered batch; `false` when the pipeline is gone.
@@ -599,5 +527,6 @@ fn prefix_matches(file: &std::fs::File, fp: &Fingerprint) -> bool {
     Fingerprint::of(&head) == *fp
 }
 
+mod rotation;
 #[cfg(test)]
 mod tests;

@@ -240,6 +240,11 @@ pub struct TrackedFile {
     /// bytes past the copy's start are the copy's to deliver), or until the
     /// copy has been quiet for `rotate_wait` (a copy without a truncation).
     pub copied_away: bool,
+    /// Opened at an offset past its end: a copytruncate copy still being
+    /// written (its original was read further than the copy has reached).
+    /// Its size below the read offset is the copy catching up, not a
+    /// truncation. Holds the size last seen and when it last changed.
+    pub filling: Option<(u64, Instant)>,
 }
 
 impl TrackedFile {
@@ -270,6 +275,7 @@ impl TrackedFile {
             max_merged,
             after: None,
             copied_away: false,
+            filling: None,
         })
     }
 
@@ -387,6 +393,15 @@ impl TrackedFile {
         self.head = head_of(&self.file)?;
         self.fingerprint = Fingerprint::of(&self.head);
         Ok(())
+    }
+
+    /// Continue at `offset` (at or before the read position's file end): a
+    /// copy that stopped short of where its original was read to has
+    /// nothing of its own to deliver.
+    pub fn skip_to(&mut self, offset: u64) -> std::io::Result<()> {
+        self.read_offset = offset;
+        self.carry.clear();
+        self.seek_to_offset()
     }
 
     /// The file is gone for good: pieces still waiting become lines.

@@ -24,8 +24,13 @@ fn append(path: &Path, text: &str) {
 }
 
 fn tailer(root: &Path) -> Tailer {
+    tailer_with(root, "")
+}
+
+/// A tailer whose source section also has the lines `extra`.
+fn tailer_with(root: &Path, extra: &str) -> Tailer {
     let toml = format!(
-        "[sources.pods]\ntype = \"file\"\ninclude = [\"{}/pods/*/*/*.log*\"]\n[sinks.o]\ntype = \"stdout\"\n",
+        "[sources.pods]\ntype = \"file\"\ninclude = [\"{}/pods/*/*/*.log*\"]\n{extra}\n[sinks.o]\ntype = \"stdout\"\n",
         root.display()
     );
     let cfg = sluice_config::parse(&toml, Path::new("test.toml"), &|_| None).unwrap();
@@ -127,4 +132,83 @@ fn a_copy_found_after_the_truncation_continues_where_the_original_was() {
     assert!(t.read_file(c, &mut b), "lines 10-14 from the copy");
     assert!(t.read_file(o, &mut b), "then line 15");
     assert_eq!(numbers(&mut b), (0..16).collect::<Vec<u64>>());
+}
+
+fn truncate(path: &Path) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+#[test]
+fn a_copy_found_shorter_than_its_original_was_read_is_filling_not_truncated() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
+    std::fs::write(&original, lines(0..15)).unwrap();
+    let mut t = tailer(root.path());
+    let mut b = BatchBuilder::with_room(1 << 17);
+
+    assert!(t.scan(true));
+    let o = t.order[0];
+    assert!(t.read_file(o, &mut b), "lines 0-14");
+    // Lines 15-16 are written; copytruncate's copy is seen with only 0-11.
+    append(&original, &lines(15..17));
+    std::fs::write(&copy, lines(0..12)).unwrap();
+    assert!(t.scan(false), "the copy is found");
+    let c = *t.order.iter().find(|&&id| id != o).unwrap();
+    t.check_rotations(&mut b);
+    assert!(!t.read_file(c, &mut b), "the copy has not reached line 15 yet");
+    assert!(!t.read_file(o, &mut b), "the original waits for its copy");
+    // The copy completes, the original is truncated and gets line 17.
+    append(&copy, &lines(12..17));
+    truncate(&original);
+    append(&original, &lines(17..18));
+    t.check_rotations(&mut b);
+    assert!(!t.read_file(o, &mut b), "the copy still holds lines 15-16");
+    assert!(t.read_file(c, &mut b), "lines 15-16 from the copy");
+    assert!(t.read_file(o, &mut b), "the truncated original restarts: line 17");
+    assert_eq!(numbers(&mut b), (0..18).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_copy_that_stops_short_of_where_its_original_was_read_delivers_nothing_and_lets_it_go_on() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
+    std::fs::write(&original, lines(0..15)).unwrap();
+    let mut t = tailer_with(root.path(), "rotate_wait = \"50ms\"");
+    let mut b = BatchBuilder::with_room(1 << 17);
+
+    assert!(t.scan(true));
+    let o = t.order[0];
+    assert!(t.read_file(o, &mut b), "lines 0-14");
+    // The copy is made, then line 15 is written and read from the original
+    // before the truncation: the copy ends before where the original was.
+    std::fs::write(&copy, lines(0..15)).unwrap();
+    append(&original, &lines(15..16));
+    assert!(t.read_file(o, &mut b), "line 15");
+    truncate(&original);
+    append(&original, &lines(16..17));
+    t.check_rotations(&mut b);
+    let c = *t.order.iter().find(|&&id| id != o).expect("found by the rescan");
+    assert!(
+        !t.read_file(o, &mut b),
+        "the original waits while the copy may still grow"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    t.check_rotations(&mut b);
+    assert!(
+        !t.read_file(c, &mut b),
+        "the copy's lines were all read from the original"
+    );
+    assert!(t.read_file(o, &mut b), "the original goes on: line 16");
+    t.check_rotations(&mut b);
+    assert!(!t.read_file(c, &mut b), "the copy is not taken for truncated");
+    assert_eq!(numbers(&mut b), (0..17).collect::<Vec<u64>>());
 }
