@@ -267,6 +267,12 @@ impl BudgetStage {
         id
     }
 
+    /// Publish the exact counts taken so far to the registry now (they are
+    /// otherwise published every 100 ms and at the end).
+    pub fn publish_stats(&mut self) {
+        self.stats.publish();
+    }
+
     /// Decide every event of a batch; dropped events leave the batch.
     pub fn decide(&mut self, batch: &mut Batch) {
         let n = batch.len();
@@ -392,8 +398,8 @@ impl BudgetStage {
             let l = &mut self.ledgers[id];
             l.update(now, self.floor, self.ceiling);
             self.stats.probability(id, l.state.p, l.state.spent);
-            self.stats.publish(id);
         }
+        self.stats.publish_if_due();
         let mut buf = ryu::Buffer::new();
         sc.touched.clear();
         for &(i, rate) in &sc.rates {
@@ -481,6 +487,7 @@ impl Stage for BudgetStage {
     }
 
     fn tick(&mut self, _now: Instant, _out: &mut Vec<Batch>) {
+        self.stats.publish_if_due();
         if self.last_save.elapsed().as_secs() >= 5 {
             self.last_save = Instant::now();
             if let Err(e) = self.save() {
@@ -490,6 +497,7 @@ impl Stage for BudgetStage {
     }
 
     fn finish(&mut self, _out: &mut Vec<Batch>) {
+        self.publish_stats();
         if let Err(e) = self.save() {
             eprintln!("budget: cannot save state: {e}");
         }

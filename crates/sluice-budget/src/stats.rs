@@ -3,7 +3,10 @@
 //! in, kept and dropped per service; latency histograms per service and route
 //! template with the guide's buckets; and the current probability and spend.
 //! Counted in plain arrays per service (no allocation per event), published
-//! to the registry once per batch.
+//! to the registry at most every [`PUBLISH_EVERY`] and when the stage ends:
+//! publishing is an atomic add per counter and histogram bucket of every
+//! route, which per batch cost 8% of the decisions; a scrape every few
+//! seconds does not see the difference.
 
 use std::collections::HashMap;
 
@@ -15,6 +18,9 @@ use crate::classify::{Class, Facts, LEVELS, STATUSES};
 pub const BUCKETS_MS: [f64; 11] = [
     5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
+
+/// How stale the published counters may be while events flow.
+pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 const CLASSES: [Class; 4] = [Class::Error, Class::Slow, Class::Debug, Class::Normal];
 const BYTES: [&str; 3] = ["in", "kept", "dropped"];
@@ -42,6 +48,10 @@ pub struct Stats {
     /// Each ledger's labels: `service`, and `env`/`namespace` where budget
     /// overrides keep spend apart by them.
     labels: Vec<Vec<(&'static str, String)>>,
+    /// Services counted since the last publish, and a mark per service.
+    unpublished: Vec<usize>,
+    unpublished_mark: Vec<bool>,
+    last_publish: std::time::Instant,
 }
 
 /// A ledger's labels followed by `more`.
@@ -58,6 +68,9 @@ impl Stats {
             registry: registry.clone(),
             services: Vec::new(),
             labels: Vec::new(),
+            unpublished: Vec::new(),
+            unpublished_mark: Vec::new(),
+            last_publish: std::time::Instant::now(),
         }
     }
 
@@ -118,10 +131,15 @@ impl Stats {
             spent: r.gauge("budget_spent_bytes", "Bytes kept in the current window.", &s),
         });
         self.labels.push(base);
+        self.unpublished_mark.push(false);
     }
 
     /// Count one event before the decision; `route` is its route template.
     pub fn record(&mut self, id: usize, facts: &Facts, route: Option<&[u8]>, size: u64) {
+        if !self.unpublished_mark[id] {
+            self.unpublished_mark[id] = true;
+            self.unpublished.push(id);
+        }
         let registry = &self.registry;
         let base = &self.labels[id];
         let s = &mut self.services[id];
@@ -187,9 +205,24 @@ impl Stats {
         s.spent.set(spent as i64);
     }
 
-    /// Publish service `id`'s locally counted numbers (only services that
-    /// saw events since the last publish have any).
-    pub fn publish(&mut self, id: usize) {
+    /// Publish if [`PUBLISH_EVERY`] has passed since the last time.
+    pub fn publish_if_due(&mut self) {
+        if self.last_publish.elapsed() >= PUBLISH_EVERY {
+            self.publish();
+        }
+    }
+
+    /// Publish every locally counted number now.
+    pub fn publish(&mut self) {
+        for id in std::mem::take(&mut self.unpublished) {
+            self.unpublished_mark[id] = false;
+            self.publish_service(id);
+        }
+        self.last_publish = std::time::Instant::now();
+    }
+
+    /// Publish service `id`'s locally counted numbers.
+    fn publish_service(&mut self, id: usize) {
         let s = &mut self.services[id];
         for (c, n) in s
             .events

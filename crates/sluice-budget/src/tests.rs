@@ -397,3 +397,82 @@ budget = "2MiB/day"
     assert!((0.95..=1.05).contains(&s), "staging spent {s:.3} of its override");
     assert!((0.95..=1.05).contains(&n), "batch-7 spent {n:.3} of its override");
 }
+
+#[test]
+fn exact_counts_are_taken_before_sampling_and_published_whole() {
+    let json = [
+        r#"{"ts":"2025-11-25T00:00:01Z","level":"INFO","service":"api","status":200,"duration_ms":20,"path":"/v1/users/123"}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","level":"info","service":"api","status":200,"duration_ms":3,"path":"/v1/users/9"}"#,
+        r#"{"ts":"2025-11-25T00:00:02Z","level":"ERROR","service":"api","status":503,"duration_ms":120,"path":"/v1/users/7/orders/1"}"#,
+        r#"{"ts":"2025-11-25T00:00:02Z","level":"WARN","service":"api","status":200,"duration_ms":1500,"path":"/v1/users/5"}"#,
+        r#"{"ts":"2025-11-25T00:00:03Z","level":"DEBUG","service":"api","msg":"cache warm"}"#,
+        r#"{"ts":"2025-11-25T00:00:03Z","level":"INFO","service":"api","status":404,"duration_ms":8,"route":"/v1/items/{id}"}"#,
+    ];
+    let lines: Vec<Line> = json
+        .iter()
+        .map(|j| Line {
+            json: j.to_string(),
+            service: 0,
+            trace: 0,
+            must: false,
+        })
+        .collect();
+    let registry = Registry::new();
+    // A budget of one byte: every normal line goes to the 1% floor.
+    let mut stage = BudgetStage::new(&config(&[], "default = \"1B/day\"\nfloor = 0.01\n"), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    // Two batches, published together at the end.
+    for part in [&lines[..3], &lines[3..]] {
+        let mut b = parsed_batch(&mut parse, part);
+        stage.decide(&mut b);
+    }
+    stage.publish_stats();
+
+    let v = |name: &str, labels: &[(&str, &str)]| registry.value(name, labels).unwrap_or(-1);
+    let events = |class: &str, level: &str| {
+        v(
+            "budget_events_total",
+            &[("service", "api"), ("class", class), ("level", level)],
+        )
+    };
+    assert_eq!(events("normal", "info"), 3);
+    assert_eq!(events("error", "error"), 1);
+    assert_eq!(events("slow", "warn"), 1);
+    assert_eq!(events("debug", "debug"), 1);
+    assert_eq!(events("normal", "warn"), 0);
+    let status = |s: &str| v("budget_status_total", &[("service", "api"), ("status", s)]);
+    assert_eq!(
+        [status("2xx"), status("4xx"), status("5xx"), status("none")],
+        [3, 1, 1, 1]
+    );
+    let bytes = |k: &str| v("budget_bytes_total", &[("service", "api"), ("kind", k)]);
+    let total: usize = json.iter().map(|j| j.len() + 1).sum();
+    assert_eq!(bytes("in"), total as i64);
+    assert_eq!(bytes("kept") + bytes("dropped"), total as i64);
+    // The error and the slow line at least; sampled lines at 1% rarely.
+    assert!(bytes("kept") >= (json[2].len() + json[3].len() + 2) as i64);
+    let bucket = |route: &str, le: &str| {
+        v(
+            "request_duration_ms_bucket",
+            &[("service", "api"), ("route", route), ("le", le)],
+        )
+    };
+    let users = "/v1/users/{id}";
+    assert_eq!(
+        ["5", "10", "25", "1000", "2500", "+Inf"].map(|le| bucket(users, le)),
+        [1, 1, 2, 2, 3, 3],
+        "3 ms, 20 ms and 1500 ms, cumulative"
+    );
+    assert_eq!(
+        v("request_duration_ms_sum", &[("service", "api"), ("route", users)]),
+        1523
+    );
+    let orders = "/v1/users/{id}/orders/{id}";
+    assert_eq!([bucket(orders, "100"), bucket(orders, "250")], [0, 1]);
+    assert_eq!([bucket("/v1/items/{id}", "5"), bucket("/v1/items/{id}", "10")], [0, 1]);
+    // No raw path became a label.
+    assert!(registry
+        .snapshot()
+        .iter()
+        .all(|(series, _)| !series.contains("/123") && !series.contains("/7/")));
+}
