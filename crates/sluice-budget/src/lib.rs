@@ -9,6 +9,7 @@
 //! event's bytes beyond appending `sample_rate`.
 
 mod classify;
+mod keys;
 mod ledger;
 mod lookback;
 mod memory;
@@ -53,6 +54,8 @@ pub struct BudgetStage {
     /// the service, followed by `\x1f` and the env and/or namespace when
     /// ledgers are split by them.
     ids: FastMap<Box<[u8]>, usize>,
+    /// In front of `ids`.
+    id_cache: keys::KeyCache,
     /// A ledger key being built.
     key: Vec<u8>,
     ledgers: Vec<BudgetLedger>,
@@ -118,6 +121,7 @@ impl BudgetStage {
             ceiling: cfg.ceiling,
             seed: cfg.seed,
             ids: FastMap::default(),
+            id_cache: keys::KeyCache::default(),
             key: Vec::new(),
             ledgers: Vec::new(),
             names: Vec::new(),
@@ -248,8 +252,17 @@ impl BudgetStage {
     }
 
     /// The dense id of a service, registering it on first sight.
+    #[inline]
     fn service_id(&mut self, service: &[u8], now: f64) -> usize {
+        if let Some(id) = self.id_cache.get(service, 0) {
+            return id as usize;
+        }
+        self.service_id_slow(service, now)
+    }
+
+    fn service_id_slow(&mut self, service: &[u8], now: f64) -> usize {
         if let Some(&id) = self.ids.get(service) {
+            self.id_cache.insert(service, 0, id as u32);
             return id;
         }
         let name = String::from_utf8_lossy(service).into_owned();
@@ -263,6 +276,7 @@ impl BudgetStage {
             .push(BudgetLedger::new(budget, now, self.window, self.offset, self.ceiling));
         self.names.push(service.to_vec());
         self.ids.insert(service.into(), id);
+        self.id_cache.insert(service, 0, id as u32);
         self.stats.add_service(labels);
         id
     }

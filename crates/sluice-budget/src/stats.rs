@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use sluice_core::{Counter, Gauge, Registry};
 
 use crate::classify::{Class, Facts, LEVELS, STATUSES};
+use crate::keys::KeyCache;
 
 /// The guide's latency buckets, in milliseconds.
 pub const BUCKETS_MS: [f64; 11] = [
@@ -37,7 +38,9 @@ struct ServiceStats {
     events: Vec<(Counter, u64)>,
     statuses: Vec<(Counter, u64)>,
     bytes: Vec<(Counter, u64)>,
-    routes: HashMap<Box<[u8]>, Hist, foldhash::fast::FixedState>,
+    /// Route template → index into `hists`.
+    routes: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
+    hists: Vec<Hist>,
     probability: Gauge,
     spent: Gauge,
 }
@@ -48,6 +51,9 @@ pub struct Stats {
     /// Each ledger's labels: `service`, and `env`/`namespace` where budget
     /// overrides keep spend apart by them.
     labels: Vec<Vec<(&'static str, String)>>,
+    /// (route template, service) → index into the service's `hists`, in
+    /// front of its `routes`.
+    route_cache: KeyCache,
     /// Services counted since the last publish, and a mark per service.
     unpublished: Vec<usize>,
     unpublished_mark: Vec<bool>,
@@ -68,6 +74,7 @@ impl Stats {
             registry: registry.clone(),
             services: Vec::new(),
             labels: Vec::new(),
+            route_cache: KeyCache::default(),
             unpublished: Vec::new(),
             unpublished_mark: Vec::new(),
             last_publish: std::time::Instant::now(),
@@ -123,6 +130,7 @@ impl Stats {
             statuses,
             bytes,
             routes: HashMap::default(),
+            hists: Vec::new(),
             probability: r.gauge(
                 "budget_keep_probability_ppm",
                 "Keep-probability of normal events, parts per million.",
@@ -156,9 +164,14 @@ impl Stats {
             h.pending[idx] += 1;
             h.pending_sum += d.max(0.0) as u64;
         };
-        // One lookup for the common case, a route seen before.
-        if let Some(h) = s.routes.get_mut(key) {
-            bump(h);
+        // One inline lookup for the common case, a route seen before.
+        if let Some(i) = self.route_cache.get(key, id as u32) {
+            bump(&mut s.hists[i as usize]);
+            return;
+        }
+        if let Some(&i) = s.routes.get(key) {
+            self.route_cache.insert(key, id as u32, i);
+            bump(&mut s.hists[i as usize]);
             return;
         }
         // Route templates are few; an unbounded set would be an id leak.
@@ -190,7 +203,10 @@ impl Stats {
             pending_sum: 0,
         };
         bump(&mut h);
-        s.routes.insert(key.into(), h);
+        let i = s.hists.len() as u32;
+        s.hists.push(h);
+        s.routes.insert(key.into(), i);
+        self.route_cache.insert(key, id as u32, i);
     }
 
     /// Count the decision.
@@ -234,7 +250,7 @@ impl Stats {
                 c.add(std::mem::take(n));
             }
         }
-        for h in s.routes.values_mut() {
+        for h in s.hists.iter_mut() {
             let mut cumulative = 0;
             for (c, n) in h.buckets.iter().zip(h.pending.iter_mut()) {
                 cumulative += std::mem::take(n);
