@@ -5,10 +5,14 @@
 # layout (each line wrapped as `<ts> stdout F <line>`), then runs
 #   (a) stdin  → parse → file sink, on the generator output itself;
 #   (b) file   → parse → file sink, on the 20 CRI files (exit_at_eof);
+#   (c) live   → the same, while a writer process appends the 20 files at
+#       full speed (the issue's setup): `sluice run` tails them until its
+#       checkpoints cover every byte, then gets SIGTERM; its CPU is taken
+#       from its final summary;
 # three rounds each, alternating, with a plain and with a zstd file sink,
-# and prints sluice bench's report for each run, then the file source's
-# extra CPU per application line and per GB read. (b) also decodes CRI and
-# writes ~230 bytes of Kubernetes metadata more per event.
+# and prints sluice's report for each run, then the file source's extra CPU
+# per application line and per GB read. (b) and (c) also decode CRI and
+# write ~200 bytes of Kubernetes metadata more per event.
 #
 # Usage: benches/file_vs_stdin.sh [lines, default 2000000]
 set -euo pipefail
@@ -68,15 +72,81 @@ zstd_level = 1
 rotate_bytes = "256MiB"
 max_files = 2
 TOML
+
+  cat > "$work/live-$compression.toml" <<TOML
+data_dir = "$work/state"
+[sources.pods]
+type = "file"
+include = ["$work/live/*/*/*.log"]
+checkpoint_interval = "100ms"
+[sinks.files]
+type = "file"
+directory = "$work/out"
+compression = "$compression"
+zstd_level = 1
+rotate_bytes = "256MiB"
+max_files = 2
+TOML
 done
+
+# The live writer: appends each prepared file to its copy under live/ in
+# runs of whole lines (~64 KiB per write, as a busy container's runtime
+# would), round-robin across the 20 files, as fast as it can.
+cat > "$work/append.py" <<'PY'
+import os, sys
+work = sys.argv[1]
+pairs = []
+for d in sorted(os.listdir(os.path.join(work, "pods"))):
+    dst = os.path.join(work, "live", d, "app")
+    os.makedirs(dst)
+    pairs.append([open(os.path.join(work, "pods", d, "app", "0.log"), "rb"),
+                  open(os.path.join(dst, "0.log"), "ab", buffering=0), b""])
+while pairs:
+    for p in list(pairs):
+        chunk = p[2] + p[0].read(64 << 10)
+        if not chunk:
+            pairs.remove(p)
+            continue
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0 and len(chunk) < (1 << 20):
+            p[2] = chunk
+            continue
+        cut = cut or len(chunk)
+        p[1].write(chunk[:cut])
+        p[2] = chunk[cut:]
+PY
+
+# Bytes the file source's checkpoints say were delivered.
+acked() {
+  python3 -c 'import json,sys
+try: print(sum(f["offset"] for f in json.load(open(sys.argv[1]))["files"]))
+except Exception: print(0)' "$work/state/checkpoints/pods.json"
+}
 
 cpu_of() { awk '/^cpu/ {print $2}'; }
 run() { # input compression → CPU seconds (and the full report on stderr)
   rm -rf "$work/out" "$work/state"
   if [ "$1" = stdin ]; then
     "$sluice" bench --config "$work/stdin-$2.toml" < "$work/app.ndjson" 2>&1 | tee /dev/stderr | cpu_of
-  else
+  elif [ "$1" = file ]; then
     "$sluice" bench --config "$work/file-$2.toml" 2>&1 | tee /dev/stderr | cpu_of
+  else
+    rm -rf "$work/live"
+    "$sluice" run --config "$work/live-$2.toml" > "$work/live.out" 2>&1 &
+    local pid=$! waited=0
+    python3 "$work/append.py" "$work"
+    until [ "$(acked)" -ge "$cri_bytes" ]; do
+      sleep 0.1
+      waited=$((waited + 1))
+      if [ $waited -gt 1200 ]; then
+        echo "live run: not every byte acknowledged after 120 s" >&2
+        kill -9 $pid
+        exit 1
+      fi
+    done
+    kill -TERM $pid
+    wait $pid
+    tee /dev/stderr < "$work/live.out" | grep -o 'CPU [0-9.]*s' | tr -dc '0-9.\n'
   fi
 }
 
@@ -87,11 +157,14 @@ for compression in none zstd; do
     s=$(run stdin "$compression")
     echo; echo "== round $round, $compression sink: file source (20 CRI files)" >&2
     f=$(run file "$compression")
+    echo; echo "== round $round, $compression sink: file source, live (20 CRI files appended while tailed)" >&2
+    l=$(run live "$compression")
     summary+=("$(python3 -c "
-s, f, app, cri = $s, $f, $app_bytes, $cri_bytes
-print(f'$compression sink, round $round: stdin {s:.2f} s, file {f:.2f} s CPU: '
-      f'{(f / s - 1) * 100:+.0f}% per application line, '
-      f'{((f / cri) / (s / app) - 1) * 100:+.0f}% per GB read')
+s, f, l, app, cri = $s, $f, $l, $app_bytes, $cri_bytes
+line = lambda x: f'{(x / s - 1) * 100:+.0f}%'
+gb = lambda x: f'{((x / cri) / (s / app) - 1) * 100:+.0f}%'
+print(f'$compression sink, round $round: stdin {s:.2f} s, file {f:.2f} s, live {l:.2f} s CPU; '
+      f'per application line: file {line(f)}, live {line(l)}; per GB read: file {gb(f)}, live {gb(l)}')
 ")")
   done
 done

@@ -179,7 +179,7 @@ impl Tailer {
         let mut last_checkpoint = Instant::now();
         let mut first_scan = true;
         let mut cursor = 0usize;
-        let wakeups = crate::wake::Wakeups::watch(&self.cfg.include);
+        let mut wakeups = crate::wake::Wakeups::watch(&self.cfg.include);
         let mut scan_now = false;
         loop {
             if self.shutdown.is_triggered() {
@@ -188,6 +188,7 @@ impl Tailer {
             let mut found_new = false;
             if std::mem::take(&mut scan_now) || last_scan.is_none_or(|t| t.elapsed() >= self.cfg.scan_interval) {
                 found_new = self.scan(first_scan);
+                wakeups.retry();
                 first_scan = false;
                 last_scan = Some(Instant::now());
             }

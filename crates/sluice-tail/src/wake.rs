@@ -15,7 +15,11 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 /// See the module docs.
 pub struct Wakeups {
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// `None` when inotify is unavailable: polling only.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Base directories not watched yet (they did not exist): tried again
+    /// on every [`Wakeups::retry`].
+    unwatched: Vec<PathBuf>,
     rx: Receiver<()>,
     structural: Arc<AtomicBool>,
 }
@@ -43,6 +47,11 @@ impl Wakeups {
         let flag = structural.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res {
+                // Opens, reads and closes (ours among them: the tailer's own
+                // reads would wake it again) say nothing about new bytes.
+                if matches!(event.kind, EventKind::Access(_)) {
+                    return;
+                }
                 if matches!(
                     event.kind,
                     EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
@@ -53,34 +62,56 @@ impl Wakeups {
             }
         });
         let watcher = match watcher {
-            Ok(mut w) => {
-                let mut watching = 0;
-                for pattern in include {
-                    let base = glob_base(pattern);
-                    match w.watch(&base, RecursiveMode::Recursive) {
-                        Ok(()) => watching += 1,
-                        Err(e) => tracing::warn!(dir = %base.display(), error = %e, "cannot watch; polling it instead"),
-                    }
-                }
-                (watching > 0).then_some(w)
-            }
+            Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "inotify unavailable; polling only");
                 None
             }
         };
-        Wakeups {
-            _watcher: watcher,
+        let mut w = Wakeups {
+            watcher,
+            unwatched: include.iter().map(|p| glob_base(p)).collect(),
             rx,
             structural,
+        };
+        w.unwatched.dedup();
+        w.retry();
+        for base in &w.unwatched {
+            tracing::warn!(dir = %base.display(), "cannot watch yet (missing?); polling it, and watching once it exists");
         }
+        w
+    }
+
+    /// Watch the base directories that could not be watched before (a
+    /// `/var/log/pods` created after sluice started). Cheap when there are
+    /// none; the tailer calls it with each scan.
+    pub fn retry(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            self.unwatched.clear();
+            return;
+        };
+        self.unwatched.retain(|base| {
+            if !base.exists() {
+                return true;
+            }
+            match watcher.watch(base, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    tracing::debug!(dir = %base.display(), "watching");
+                    false
+                }
+                Err(_) => true,
+            }
+        });
     }
 
     /// Sleep until something changed or `timeout` passed. Returns whether
     /// files were created, removed or renamed (a reason to scan now).
     pub fn wait(&self, timeout: Duration) -> bool {
         match self.rx.recv_timeout(timeout) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            // No watcher holds the sender (inotify unavailable): a plain
+            // sleep. Returning at once here made the idle loop spin a core.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
         }
         self.structural.swap(false, Ordering::Relaxed)
     }
@@ -114,5 +145,30 @@ mod tests {
         let structural = w.wait(Duration::from_secs(30));
         writer.join().unwrap();
         assert!(structural, "a created file is a structural change");
+    }
+
+    #[test]
+    fn a_directory_created_later_is_watched_and_an_idle_wait_sleeps() {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("pods");
+        let mut w = Wakeups::watch(&[format!("{}/*/*.log", base.display())]);
+        assert_eq!(w.unwatched, vec![base.clone()], "missing at start");
+        // Nothing to hear yet: the wait lasts its timeout instead of
+        // returning at once (which made the idle loop spin).
+        let t = std::time::Instant::now();
+        assert!(!w.wait(Duration::from_millis(50)));
+        assert!(t.elapsed() >= Duration::from_millis(50), "{:?}", t.elapsed());
+        std::fs::create_dir_all(base.join("ns_pod_uid")).unwrap();
+        w.retry();
+        assert!(w.unwatched.is_empty(), "watched once it exists");
+        let path = base.join("ns_pod_uid/0.log");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::write(path, b"x\n").unwrap();
+        });
+        let t = std::time::Instant::now();
+        assert!(w.wait(Duration::from_secs(30)), "the new file wakes it");
+        writer.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(30));
     }
 }
