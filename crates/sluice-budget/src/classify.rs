@@ -151,6 +151,9 @@ fn write_route_template(path: &str, out: &mut String) {
     }
 }
 
+/// 10^k, for a fraction of k digits.
+const POWERS_OF_TEN: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
 /// Parses RFC 3339 timestamps, reusing the calendar arithmetic of the last
 /// second seen (consecutive records share it).
 #[derive(Default)]
@@ -174,27 +177,34 @@ impl TsCache {
             u64::from_le_bytes(ts[..8].try_into().expect("8 bytes")),
             u128::from_le_bytes(ts[3..19].try_into().expect("16 bytes")),
         );
-        if !self.valid || !ts.ends_with(b"Z") || prefix != self.prefix {
-            let text = std::str::from_utf8(ts).ok()?;
-            let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-            self.seconds = t.unix_timestamp() as f64;
-            // Only the second is cached; a non-UTC offset changes it, so
-            // cache only plain `Z` stamps.
-            self.valid = ts.ends_with(b"Z");
-            self.prefix = prefix;
-            return Some(t.unix_timestamp_nanos() as f64 / 1e9);
-        }
-        // `.fff…Z`: the fraction of the cached second, at most 9 digits.
-        let mut frac = 0.0;
-        if ts.get(19) == Some(&b'.') {
-            let (mut n, mut scale) = (0u64, 1.0);
-            for &b in ts[20..].iter().take_while(|b| b.is_ascii_digit()).take(9) {
-                n = n * 10 + u64::from(b - b'0');
-                scale *= 10.0;
+        if self.valid && ts.len() >= 20 && ts.ends_with(b"Z") && prefix == self.prefix {
+            // Between the cached second and the final `Z`: nothing, or
+            // `.` and 1-9 digits. Anything else is left to the full parse,
+            // which accepts or refuses it.
+            let end = ts.len() - 1;
+            if end == 19 {
+                return Some(self.seconds);
             }
-            frac = n as f64 / scale;
+            let digits = end.saturating_sub(20);
+            if ts[19] == b'.' && (1..=9).contains(&digits) {
+                let (mut n, mut all) = (0u64, true);
+                for &b in &ts[20..end] {
+                    all &= b.is_ascii_digit();
+                    n = n * 10 + u64::from(b.wrapping_sub(b'0'));
+                }
+                if all {
+                    return Some(self.seconds + n as f64 / POWERS_OF_TEN[digits]);
+                }
+            }
         }
-        Some(self.seconds + frac)
+        let text = std::str::from_utf8(ts).ok()?;
+        let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+        self.seconds = t.unix_timestamp() as f64;
+        // Only the second is cached; a non-UTC offset changes it, so cache
+        // only plain `Z` stamps.
+        self.valid = ts.ends_with(b"Z");
+        self.prefix = prefix;
+        Some(t.unix_timestamp_nanos() as f64 / 1e9)
     }
 }
 
@@ -226,6 +236,18 @@ mod tests {
         let seoul = c.parse(b"2026-11-25T09:00:01.000+09:00").unwrap();
         assert!((z - seoul - 9.0 * 3600.0).abs() < 1e-6, "{z} {seoul}");
         assert_eq!(c.parse(b"yesterday"), None);
+        // Same first 19 bytes as the cached stamp, but not a timestamp after
+        // them: refused as the full parse refuses it, never half-read.
+        c.parse(b"2026-11-25T00:00:01.250Z").unwrap();
+        for bad in [
+            &b"2026-11-25T00:00:01.5xZ"[..],
+            b"2026-11-25T00:00:01.Z",
+            b"2026-11-25T00:00:01xZ",
+        ] {
+            assert_eq!(c.parse(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let whole = c.parse(b"2026-11-25T00:00:01Z").unwrap();
+        assert!((whole - (a - 0.25)).abs() < 1e-6, "{whole} {a}");
     }
 
     #[test]
