@@ -1,8 +1,10 @@
 //! The buffer between a sink's intake (encoded batches from the pipeline)
 //! and its delivery loop (requests to the target), bounded in bytes.
 //!
-//! * **Memory**: a queue of frames, each holding its pipeline batch, so the
-//!   batch's acknowledgement is released only once the target accepted it.
+//! * **Memory**: a queue of frames, each holding its pipeline batch's
+//!   acknowledgement tokens (not its bytes: the frame is the encoding), so
+//!   the batch's acknowledgement is released only once the target accepted
+//!   it.
 //! * **Disk**: frames are appended to segment files ([`disk`]) and the batch
 //!   is released (acknowledged) as soon as its frame is written: from then
 //!   on the buffer, not the source, is responsible for it, and it survives
@@ -22,11 +24,35 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sluice_config::{BufferConfig, BufferKind, WhenFull};
-use sluice_core::{Batch, Counter, Gauge, Registry};
+use sluice_core::{AckToken, Batch, Counter, Gauge, Registry};
 use tokio::sync::Notify;
 
 use crate::frame::Frame;
 use disk::{DiskQueue, Position};
+
+/// What the memory buffer keeps of an encoded pipeline batch: clones of its
+/// acknowledgement tokens, which hold the source's acknowledgement back
+/// until they are dropped (delivered) or failed. The batch's bytes and
+/// events are freed as soon as every sink has encoded them: holding whole
+/// batches doubled a storage sink's peak RSS.
+#[derive(Debug)]
+struct Held {
+    acks: Vec<AckToken>,
+    events: u64,
+}
+
+impl Held {
+    fn of(batch: &Batch) -> Held {
+        Held {
+            acks: batch.ack_tokens().to_vec(),
+            events: batch.len() as u64,
+        }
+    }
+
+    fn fail(&self) {
+        self.acks.iter().for_each(AckToken::fail);
+    }
+}
 
 /// Frames taken for one request, and what committing them means.
 #[derive(Debug)]
@@ -34,7 +60,7 @@ pub struct Taken {
     /// The frames, oldest first.
     pub frames: Vec<Frame>,
     /// Memory buffer: the batches to release on commit (or fail).
-    batches: Vec<Arc<Batch>>,
+    batches: Vec<Held>,
     /// Disk buffer: where the read position moves on commit.
     disk_to: Option<(Position, u64)>,
     size: u64,
@@ -48,7 +74,7 @@ impl Taken {
 }
 
 enum Backend {
-    Memory(VecDeque<(Frame, Arc<Batch>)>),
+    Memory(VecDeque<(Frame, Held)>),
     Disk {
         queue: Box<DiskQueue>,
         /// A frame read but left for the next request (it did not fit).
@@ -158,7 +184,7 @@ impl Buffer {
                     let State { backend, bytes, .. } = &mut *st;
                     match backend {
                         Backend::Memory(q) => {
-                            q.push_back((frame, batch));
+                            q.push_back((frame, Held::of(&batch)));
                             *bytes += size;
                         }
                         Backend::Disk { queue, last_sync, .. } => {
@@ -328,9 +354,9 @@ impl Buffer {
     pub fn abandon(&self, taken: Option<Taken>) -> io::Result<u64> {
         let mut st = self.lock();
         let mut failed = 0;
-        let mut fail = |b: &Arc<Batch>| {
-            b.fail_acks();
-            failed += b.len() as u64;
+        let mut fail = |b: &Held| {
+            b.fail();
+            failed += b.events;
         };
         if let Some(t) = &taken {
             t.batches.iter().for_each(&mut fail);

@@ -40,7 +40,13 @@ async fn memory_buffer_acknowledges_only_on_commit_and_fails_on_abandon() {
     let r = Registry::new();
     let buf = Buffer::open(&cfg(BufferKind::Memory, 1 << 20, WhenFull::Block), dir.path(), &r, "s").unwrap();
     let (tx, mut rx) = ack::channel();
-    buf.push(frame(2, 10), batch_with_ack(&tx, 0)).await.unwrap();
+    let first = batch_with_ack(&tx, 0);
+    let first_alive = Arc::downgrade(&first);
+    buf.push(frame(2, 10), first).await.unwrap();
+    assert!(
+        first_alive.upgrade().is_none(),
+        "the buffer keeps the batch's acknowledgement, not its bytes"
+    );
     buf.push(frame(3, 10), batch_with_ack(&tx, 1)).await.unwrap();
     assert_eq!(
         r.value("buffer_bytes", &[("sink", "s")]),
