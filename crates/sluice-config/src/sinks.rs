@@ -104,8 +104,8 @@ pub struct BufferConfig {
     #[serde(rename = "type")]
     pub kind: BufferKind,
     /// Bytes the buffer may hold (encoded records); default 32MiB in
-    /// memory (each pipeline batch it holds stays in memory too), 1GiB on
-    /// disk.
+    /// memory (beyond them it keeps only each batch's acknowledgement),
+    /// 1GiB on disk.
     pub max_bytes: Option<ByteSize>,
     /// What happens when it is full.
     pub when_full: WhenFull,
