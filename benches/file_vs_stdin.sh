@@ -4,6 +4,11 @@
 # Writes ~N MB of generator output as 20 CRI log files in a /var/log/pods
 # layout (each line wrapped as `<ts> stdout F <line>`), then runs
 #   (a) stdin  → parse → file sink, on the generator output itself;
+#   (a') stdin → parse → file sink, on the records the file source emits
+#       (the application lines with their Kubernetes metadata, taken from a
+#       file-source run): the same output bytes as (b), so what differs is
+#       the source alone — reading and decoding CRI and attaching metadata
+#       against reading and parsing that metadata;
 #   (b) file   → parse → file sink, on the 20 CRI files (exit_at_eof);
 #   (c) live   → the same, while a writer process appends the 20 files at
 #       full speed (the issue's setup): `sluice run` tails them until its
@@ -128,6 +133,8 @@ run() { # input compression → CPU seconds (and the full report on stderr)
   rm -rf "$work/out" "$work/state"
   if [ "$1" = stdin ]; then
     "$sluice" bench --config "$work/stdin-$2.toml" < "$work/app.ndjson" 2>&1 | tee /dev/stderr | cpu_of
+  elif [ "$1" = enriched ]; then
+    "$sluice" bench --config "$work/stdin-$2.toml" < "$work/enriched.ndjson" 2>&1 | tee /dev/stderr | cpu_of
   elif [ "$1" = file ]; then
     "$sluice" bench --config "$work/file-$2.toml" 2>&1 | tee /dev/stderr | cpu_of
   else
@@ -150,21 +157,31 @@ run() { # input compression → CPU seconds (and the full report on stderr)
   fi
 }
 
+# (a')'s input: what the file source emits, from one plain run.
+rm -rf "$work/out" "$work/state"
+"$sluice" bench --config "$work/file-none.toml" > /dev/null 2>&1
+cat "$work"/out/* > "$work/enriched.ndjson"
+echo "records as the file source emits them: $(wc -c < "$work/enriched.ndjson") bytes"
+
 summary=()
 for compression in none zstd; do
   for round in 1 2 3; do
     echo; echo "== round $round, $compression sink: stdin (application lines)" >&2
     s=$(run stdin "$compression")
+    echo; echo "== round $round, $compression sink: stdin (the file source's records)" >&2
+    e=$(run enriched "$compression")
     echo; echo "== round $round, $compression sink: file source (20 CRI files)" >&2
     f=$(run file "$compression")
     echo; echo "== round $round, $compression sink: file source, live (20 CRI files appended while tailed)" >&2
     l=$(run live "$compression")
     summary+=("$(python3 -c "
-s, f, l, app, cri = $s, $f, $l, $app_bytes, $cri_bytes
+s, e, f, l, app, cri = $s, $e, $f, $l, $app_bytes, $cri_bytes
 line = lambda x: f'{(x / s - 1) * 100:+.0f}%'
 gb = lambda x: f'{((x / cri) / (s / app) - 1) * 100:+.0f}%'
-print(f'$compression sink, round $round: stdin {s:.2f} s, file {f:.2f} s, live {l:.2f} s CPU; '
-      f'per application line: file {line(f)}, live {line(l)}; per GB read: file {gb(f)}, live {gb(l)}')
+same = lambda x: f'{(x / e - 1) * 100:+.0f}%'
+print(f'$compression sink, round $round: stdin {s:.2f} s, stdin of the records {e:.2f} s, file {f:.2f} s, live {l:.2f} s CPU; '
+      f'per application line: file {line(f)}, live {line(l)}; per GB read: file {gb(f)}, live {gb(l)}; '
+      f'same output: file {same(f)}, live {same(l)}')
 ")")
   done
 done
