@@ -23,10 +23,6 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-fn tailer(root: &Path) -> Tailer {
-    tailer_with(root, "")
-}
-
 /// A tailer whose source section also has the lines `extra`.
 fn tailer_with(root: &Path, extra: &str) -> Tailer {
     let toml = format!(
@@ -50,6 +46,40 @@ fn tailer_with(root: &Path, extra: &str) -> Tailer {
     Tailer::new(ctx, file, root.join("state")).unwrap()
 }
 
+/// A container directory whose `0.log` holds `first`, a tailer that has
+/// found it and read those lines into `b`, and where a copytruncate copy
+/// (`0.log.1`) would go.
+struct Scene {
+    _root: tempfile::TempDir,
+    original: std::path::PathBuf,
+    copy: std::path::PathBuf,
+    t: Tailer,
+    b: BatchBuilder,
+    /// The original's id.
+    o: FileId,
+}
+
+fn scene(first: std::ops::Range<u64>, extra: &str) -> Scene {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
+    std::fs::write(&original, lines(first.clone())).unwrap();
+    let mut t = tailer_with(root.path(), extra);
+    let mut b = BatchBuilder::with_room(1 << 17);
+    assert!(t.scan(true));
+    let o = t.order[0];
+    assert!(t.read_file(o, &mut b), "lines {first:?}");
+    Scene {
+        _root: root,
+        original,
+        copy,
+        t,
+        b,
+        o,
+    }
+}
+
 /// The `n` of every event in the builder's batch, in order.
 fn numbers(builder: &mut BatchBuilder) -> Vec<u64> {
     let (batch, _) = builder.finish();
@@ -65,73 +95,56 @@ fn numbers(builder: &mut BatchBuilder) -> Vec<u64> {
 
 #[test]
 fn a_copy_found_while_it_is_written_and_before_the_truncation_delivers_each_line_once() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("pods/ns_pod_uid/app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
-    std::fs::write(&original, lines(0..10)).unwrap();
-    let mut t = tailer(root.path());
-    let mut b = BatchBuilder::with_room(1 << 17);
-
-    assert!(t.scan(true));
-    let o = t.order[0];
-    assert!(t.read_file(o, &mut b), "lines 0-9");
+    let mut s = scene(0..10, "");
     // The application writes 10-19; copytruncate starts copying and is
     // seen with lines 0-12 copied so far.
-    append(&original, &lines(10..20));
-    std::fs::write(&copy, lines(0..13)).unwrap();
-    assert!(t.scan(false), "the copy is found");
-    let c = *t.order.iter().find(|&&id| id != o).unwrap();
-    assert!(t.read_file(c, &mut b), "lines 10-12 from the copy");
+    append(&s.original, &lines(10..20));
+    std::fs::write(&s.copy, lines(0..13)).unwrap();
+    assert!(s.t.scan(false), "the copy is found");
+    let c = *s.t.order.iter().find(|&&id| id != s.o).unwrap();
+    assert!(s.t.read_file(c, &mut s.b), "lines 10-12 from the copy");
     assert!(
-        !t.read_file(o, &mut b),
+        !s.t.read_file(s.o, &mut s.b),
         "the original waits: its bytes past the copy's start are the copy's to deliver"
     );
     // The copy completes, the original is truncated and gets a new line.
-    append(&copy, &lines(13..20));
+    append(&s.copy, &lines(13..20));
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&original)
+        .open(&s.original)
         .unwrap()
         .set_len(0)
         .unwrap();
-    append(&original, &lines(20..21));
-    assert!(!t.read_file(o, &mut b), "still waiting: the truncation is not seen yet");
-    assert!(t.read_file(c, &mut b), "lines 13-19 from the copy");
-    t.check_rotations(&mut b);
-    assert!(t.read_file(o, &mut b), "the truncated original restarts: line 20");
-    assert_eq!(numbers(&mut b), (0..21).collect::<Vec<u64>>());
+    append(&s.original, &lines(20..21));
+    assert!(
+        !s.t.read_file(s.o, &mut s.b),
+        "still waiting: the truncation is not seen yet"
+    );
+    assert!(s.t.read_file(c, &mut s.b), "lines 13-19 from the copy");
+    s.t.check_rotations(&mut s.b);
+    assert!(s.t.read_file(s.o, &mut s.b), "the truncated original restarts: line 20");
+    assert_eq!(numbers(&mut s.b), (0..21).collect::<Vec<u64>>());
 }
 
 #[test]
 fn a_copy_found_after_the_truncation_continues_where_the_original_was() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("pods/ns_pod_uid/app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
-    std::fs::write(&original, lines(0..10)).unwrap();
-    let mut t = tailer(root.path());
-    let mut b = BatchBuilder::with_room(1 << 17);
-
-    assert!(t.scan(true));
-    let o = t.order[0];
-    assert!(t.read_file(o, &mut b), "lines 0-9");
-    append(&original, &lines(10..15));
-    std::fs::write(&copy, lines(0..15)).unwrap();
+    let mut s = scene(0..10, "");
+    append(&s.original, &lines(10..15));
+    std::fs::write(&s.copy, lines(0..15)).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&original)
+        .open(&s.original)
         .unwrap()
         .set_len(0)
         .unwrap();
-    append(&original, &lines(15..16));
+    append(&s.original, &lines(15..16));
     // The truncation is seen first; its rescan finds the copy.
-    t.check_rotations(&mut b);
-    let c = *t.order.iter().find(|&&id| id != o).expect("found by the rescan");
-    assert!(!t.read_file(o, &mut b), "the original waits for the copy");
-    assert!(t.read_file(c, &mut b), "lines 10-14 from the copy");
-    assert!(t.read_file(o, &mut b), "then line 15");
-    assert_eq!(numbers(&mut b), (0..16).collect::<Vec<u64>>());
+    s.t.check_rotations(&mut s.b);
+    let c = *s.t.order.iter().find(|&&id| id != s.o).expect("found by the rescan");
+    assert!(!s.t.read_file(s.o, &mut s.b), "the original waits for the copy");
+    assert!(s.t.read_file(c, &mut s.b), "lines 10-14 from the copy");
+    assert!(s.t.read_file(s.o, &mut s.b), "then line 15");
+    assert_eq!(numbers(&mut s.b), (0..16).collect::<Vec<u64>>());
 }
 
 fn truncate(path: &Path) {
@@ -145,70 +158,50 @@ fn truncate(path: &Path) {
 
 #[test]
 fn a_copy_found_shorter_than_its_original_was_read_is_filling_not_truncated() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("pods/ns_pod_uid/app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
-    std::fs::write(&original, lines(0..15)).unwrap();
-    let mut t = tailer(root.path());
-    let mut b = BatchBuilder::with_room(1 << 17);
-
-    assert!(t.scan(true));
-    let o = t.order[0];
-    assert!(t.read_file(o, &mut b), "lines 0-14");
+    let mut s = scene(0..15, "");
     // Lines 15-16 are written; copytruncate's copy is seen with only 0-11.
-    append(&original, &lines(15..17));
-    std::fs::write(&copy, lines(0..12)).unwrap();
-    assert!(t.scan(false), "the copy is found");
-    let c = *t.order.iter().find(|&&id| id != o).unwrap();
-    t.check_rotations(&mut b);
-    assert!(!t.read_file(c, &mut b), "the copy has not reached line 15 yet");
-    assert!(!t.read_file(o, &mut b), "the original waits for its copy");
+    append(&s.original, &lines(15..17));
+    std::fs::write(&s.copy, lines(0..12)).unwrap();
+    assert!(s.t.scan(false), "the copy is found");
+    let c = *s.t.order.iter().find(|&&id| id != s.o).unwrap();
+    s.t.check_rotations(&mut s.b);
+    assert!(!s.t.read_file(c, &mut s.b), "the copy has not reached line 15 yet");
+    assert!(!s.t.read_file(s.o, &mut s.b), "the original waits for its copy");
     // The copy completes, the original is truncated and gets line 17.
-    append(&copy, &lines(12..17));
-    truncate(&original);
-    append(&original, &lines(17..18));
-    t.check_rotations(&mut b);
-    assert!(!t.read_file(o, &mut b), "the copy still holds lines 15-16");
-    assert!(t.read_file(c, &mut b), "lines 15-16 from the copy");
-    assert!(t.read_file(o, &mut b), "the truncated original restarts: line 17");
-    assert_eq!(numbers(&mut b), (0..18).collect::<Vec<u64>>());
+    append(&s.copy, &lines(12..17));
+    truncate(&s.original);
+    append(&s.original, &lines(17..18));
+    s.t.check_rotations(&mut s.b);
+    assert!(!s.t.read_file(s.o, &mut s.b), "the copy still holds lines 15-16");
+    assert!(s.t.read_file(c, &mut s.b), "lines 15-16 from the copy");
+    assert!(s.t.read_file(s.o, &mut s.b), "the truncated original restarts: line 17");
+    assert_eq!(numbers(&mut s.b), (0..18).collect::<Vec<u64>>());
 }
 
 #[test]
 fn a_copy_that_stops_short_of_where_its_original_was_read_delivers_nothing_and_lets_it_go_on() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("pods/ns_pod_uid/app");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (original, copy) = (dir.join("0.log"), dir.join("0.log.1"));
-    std::fs::write(&original, lines(0..15)).unwrap();
-    let mut t = tailer_with(root.path(), "rotate_wait = \"50ms\"");
-    let mut b = BatchBuilder::with_room(1 << 17);
-
-    assert!(t.scan(true));
-    let o = t.order[0];
-    assert!(t.read_file(o, &mut b), "lines 0-14");
+    let mut s = scene(0..15, "rotate_wait = \"50ms\"");
     // The copy is made, then line 15 is written and read from the original
     // before the truncation: the copy ends before where the original was.
-    std::fs::write(&copy, lines(0..15)).unwrap();
-    append(&original, &lines(15..16));
-    assert!(t.read_file(o, &mut b), "line 15");
-    truncate(&original);
-    append(&original, &lines(16..17));
-    t.check_rotations(&mut b);
-    let c = *t.order.iter().find(|&&id| id != o).expect("found by the rescan");
+    std::fs::write(&s.copy, lines(0..15)).unwrap();
+    append(&s.original, &lines(15..16));
+    assert!(s.t.read_file(s.o, &mut s.b), "line 15");
+    truncate(&s.original);
+    append(&s.original, &lines(16..17));
+    s.t.check_rotations(&mut s.b);
+    let c = *s.t.order.iter().find(|&&id| id != s.o).expect("found by the rescan");
     assert!(
-        !t.read_file(o, &mut b),
+        !s.t.read_file(s.o, &mut s.b),
         "the original waits while the copy may still grow"
     );
     std::thread::sleep(std::time::Duration::from_millis(60));
-    t.check_rotations(&mut b);
+    s.t.check_rotations(&mut s.b);
     assert!(
-        !t.read_file(c, &mut b),
+        !s.t.read_file(c, &mut s.b),
         "the copy's lines were all read from the original"
     );
-    assert!(t.read_file(o, &mut b), "the original goes on: line 16");
-    t.check_rotations(&mut b);
-    assert!(!t.read_file(c, &mut b), "the copy is not taken for truncated");
-    assert_eq!(numbers(&mut b), (0..17).collect::<Vec<u64>>());
+    assert!(s.t.read_file(s.o, &mut s.b), "the original goes on: line 16");
+    s.t.check_rotations(&mut s.b);
+    assert!(!s.t.read_file(c, &mut s.b), "the copy is not taken for truncated");
+    assert_eq!(numbers(&mut s.b), (0..17).collect::<Vec<u64>>());
 }
