@@ -61,35 +61,75 @@ pub struct Facts {
     pub duration_ms: Option<f64>,
 }
 
-/// A level's statistics index and whether it makes the event an error.
-/// Dispatches on length first: this runs for every event.
+/// A level of 4 to 8 bytes as one word: its first and last four bytes
+/// (overlapping; with the length they fix every byte), each ORed with
+/// 0x20. For a name made of ASCII letters that OR is an exact
+/// case-insensitive compare: only `A`-`Z` and `a`-`z` become `a`-`z`.
+#[inline]
+const fn folded(l: &[u8]) -> u64 {
+    let n = l.len();
+    let lo = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as u64;
+    let hi = u32::from_le_bytes([l[n - 4], l[n - 3], l[n - 2], l[n - 1]]) as u64;
+    (lo | hi << 32) | 0x2020_2020_2020_2020
+}
+
+const INFO: u64 = folded(b"info");
+const WARN: u64 = folded(b"warn");
+const ERROR: u64 = folded(b"error");
+const DEBUG: u64 = folded(b"debug");
+const TRACE: u64 = folded(b"trace");
+const FATAL: u64 = folded(b"fatal");
+const PANIC: u64 = folded(b"panic");
+const SEVERE: u64 = folded(b"severe");
+const WARNING: u64 = folded(b"warning");
+const CRITICAL: u64 = folded(b"critical");
+
+/// A level's statistics index and whether it makes the event an error, in
+/// any case. One word compare per candidate: this runs for every event.
+#[inline]
 fn level_code(l: &[u8]) -> (u8, bool) {
-    let is = |name: &[u8]| l.eq_ignore_ascii_case(name);
-    match l.len() {
-        4 if is(b"info") => (2, false),
-        4 if is(b"warn") => (3, false),
-        5 if is(b"error") => (4, true),
-        5 if is(b"debug") => (1, false),
-        5 if is(b"trace") => (0, false),
-        5 if is(b"fatal") => (5, true),
-        5 if is(b"panic") => (LEVEL_OTHER, true),
-        6 if is(b"severe") => (LEVEL_OTHER, true),
-        7 if is(b"warning") => (3, false),
-        8 if is(b"critical") => (6, true),
+    if !(4..=8).contains(&l.len()) {
+        return (LEVEL_OTHER, false);
+    }
+    let w = folded(l);
+    match (l.len(), w) {
+        (4, INFO) => (2, false),
+        (4, WARN) => (3, false),
+        (5, ERROR) => (4, true),
+        (5, DEBUG) => (1, false),
+        (5, TRACE) => (0, false),
+        (5, FATAL) => (5, true),
+        (5, PANIC) => (LEVEL_OTHER, true),
+        (6, SEVERE) => (LEVEL_OTHER, true),
+        (7, WARNING) => (3, false),
+        (8, CRITICAL) => (6, true),
         _ => (LEVEL_OTHER, false),
+    }
+}
+
+/// A numeric routing field: integers and floats inline, quoted numbers
+/// through the general (out-of-line) parse.
+#[inline]
+fn number(batch: &Batch, e: &Event, f: Field) -> Option<f64> {
+    match e.field(f) {
+        FieldValue::Int(i) => Some(i as f64),
+        FieldValue::Float(x) => Some(x),
+        FieldValue::Str(_) | FieldValue::Decoded(_) => batch.num_field(e, f),
+        _ => None,
     }
 }
 
 /// Classify one event. `slow_ms_for` gives the slow threshold of the
 /// event's route (asked only when the record has a duration).
+#[inline]
 pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Facts {
     let (level, error_level) = batch.str_field(e, Field::Level).map_or((LEVEL_NONE, false), level_code);
-    let status_code = batch.num_field(e, Field::Status);
+    let status_code = number(batch, e, Field::Status);
     let status = match status_code.map(|s| s as u32 / 100) {
         Some(c @ 1..=5) => c as u8 - 1,
         _ => 5,
     };
-    let duration_ms = batch.num_field(e, Field::DurationMs);
+    let duration_ms = number(batch, e, Field::DurationMs);
     let class = if error_level
         || status_code.is_some_and(|s| s >= 500.0)
         || !matches!(e.field(Field::ErrorType), FieldValue::Absent | FieldValue::Null)
@@ -186,6 +226,18 @@ impl TsCache {
                 return Some(self.seconds);
             }
             let digits = end.saturating_sub(20);
+            if digits == 3 && ts[19] == b'.' {
+                // Milliseconds, as most loggers write them.
+                let (a, b, c) = (
+                    ts[20].wrapping_sub(b'0'),
+                    ts[21].wrapping_sub(b'0'),
+                    ts[22].wrapping_sub(b'0'),
+                );
+                if a < 10 && b < 10 && c < 10 {
+                    let ms = u32::from(a) * 100 + u32::from(b) * 10 + u32::from(c);
+                    return Some(self.seconds + f64::from(ms) / 1e3);
+                }
+            }
             if ts[19] == b'.' && (1..=9).contains(&digits) {
                 let (mut n, mut all) = (0u64, true);
                 for &b in &ts[20..end] {
@@ -259,6 +311,15 @@ mod tests {
         assert_eq!(level_code(b"SEVERE"), (LEVEL_OTHER, true));
         assert_eq!(level_code(b"Critical"), (6, true));
         assert_eq!(level_code(b"notice"), (LEVEL_OTHER, false));
+        // Only letters fold: other bytes never alias one.
+        assert_eq!(level_code(b"INF\x0f"), (LEVEL_OTHER, false));
+        assert_eq!(level_code(b"inf@"), (LEVEL_OTHER, false));
+        assert_eq!(level_code(b"errOR"), (4, true));
+        assert_eq!(level_code(b"info "), (LEVEL_OTHER, false));
+        assert_eq!(level_code(b"inf"), (LEVEL_OTHER, false));
+        assert_eq!(level_code(b"criticals"), (LEVEL_OTHER, false));
+        assert_eq!(level_code(b""), (LEVEL_OTHER, false));
+        assert_eq!(level_code(b"warnings"), (LEVEL_OTHER, false));
         assert_eq!(LEVELS[level_code(b"trace").0 as usize], "trace");
         assert_eq!(LEVELS[level_code(b"DEBUG").0 as usize], "debug");
         assert_eq!(LEVELS[level_code(b"fatal").0 as usize], "fatal");

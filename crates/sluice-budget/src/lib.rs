@@ -404,6 +404,7 @@ impl BudgetStage {
             if !sc.touched_mark[id] {
                 sc.touched_mark[id] = true;
                 sc.touched.push(id);
+                self.stats.touched(id);
             }
         }
         let now = self.now();

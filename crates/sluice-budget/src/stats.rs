@@ -33,11 +33,19 @@ struct Hist {
     pending_sum: u64,
 }
 
+/// Where each count sits in a service's `pending` (and `counters`): events
+/// by class and level, then by status class, then bytes in/kept/dropped.
+const EVENTS_AT: usize = 0;
+const STATUS_AT: usize = CLASSES.len() * LEVELS.len();
+const BYTES_AT: usize = STATUS_AT + STATUSES.len();
+const COUNTS: usize = BYTES_AT + BYTES.len();
+
 /// One service's counters and what is not yet published.
 struct ServiceStats {
-    events: Vec<(Counter, u64)>,
-    statuses: Vec<(Counter, u64)>,
-    bytes: Vec<(Counter, u64)>,
+    /// Counted since the last publish, laid out as `counters` (one flat
+    /// array: an event's counts are three adds into it).
+    pending: [u64; COUNTS],
+    counters: Vec<Counter>,
     /// Route template → index into `hists`.
     routes: HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
     hists: Vec<Hist>,
@@ -52,8 +60,9 @@ pub struct Stats {
     /// overrides keep spend apart by them.
     labels: Vec<Vec<(&'static str, String)>>,
     /// (route template, service) → index into the service's `hists`, in
-    /// front of its `routes`.
-    route_cache: KeyCache,
+    /// front of its `routes`: 1024 slots (48 KiB), as 20 services with a
+    /// few dozen routes each missed a quarter of 256.
+    route_cache: KeyCache<1024>,
     /// Services counted since the last publish, and a mark per service.
     unpublished: Vec<usize>,
     unpublished_mark: Vec<bool>,
@@ -85,50 +94,35 @@ impl Stats {
     pub fn add_service(&mut self, base: Vec<(&'static str, String)>) {
         let r = &self.registry;
         let s = labelled(&base, &[]);
-        let events = CLASSES
+        let mut counters: Vec<Counter> = CLASSES
             .iter()
             .flat_map(|c| LEVELS.iter().map(move |l| (c.label(), *l)))
             .map(|(c, l)| {
-                (
-                    r.counter(
-                        "budget_events_total",
-                        "Events seen by the budget stage before sampling.",
-                        &labelled(&base, &[("class", c), ("level", l)]),
-                    ),
-                    0,
+                r.counter(
+                    "budget_events_total",
+                    "Events seen by the budget stage before sampling.",
+                    &labelled(&base, &[("class", c), ("level", l)]),
                 )
             })
             .collect();
-        let statuses = STATUSES
-            .iter()
-            .map(|st| {
-                (
-                    r.counter(
-                        "budget_status_total",
-                        "Events by status class before sampling.",
-                        &labelled(&base, &[("status", st)]),
-                    ),
-                    0,
-                )
-            })
-            .collect();
-        let bytes = BYTES
-            .iter()
-            .map(|k| {
-                (
-                    r.counter(
-                        "budget_bytes_total",
-                        "Bytes by service: in (before sampling), kept, dropped.",
-                        &labelled(&base, &[("kind", k)]),
-                    ),
-                    0,
-                )
-            })
-            .collect();
+        counters.extend(STATUSES.iter().map(|st| {
+            r.counter(
+                "budget_status_total",
+                "Events by status class before sampling.",
+                &labelled(&base, &[("status", st)]),
+            )
+        }));
+        counters.extend(BYTES.iter().map(|k| {
+            r.counter(
+                "budget_bytes_total",
+                "Bytes by service: in (before sampling), kept, dropped.",
+                &labelled(&base, &[("kind", k)]),
+            )
+        }));
+        debug_assert_eq!(counters.len(), COUNTS);
         self.services.push(ServiceStats {
-            events,
-            statuses,
-            bytes,
+            pending: [0; COUNTS],
+            counters,
             routes: HashMap::default(),
             hists: Vec::new(),
             probability: r.gauge(
@@ -143,22 +137,24 @@ impl Stats {
     }
 
     /// Count one event before the decision; `route` is its route template.
+    /// (`decide` marks the service unpublished once per batch.)
+    #[inline]
     pub fn record(&mut self, id: usize, facts: &Facts, route: Option<&[u8]>, size: u64) {
-        if !self.unpublished_mark[id] {
-            self.unpublished_mark[id] = true;
-            self.unpublished.push(id);
-        }
-        let registry = &self.registry;
-        let base = &self.labels[id];
         let s = &mut self.services[id];
-        let c = CLASSES.iter().position(|x| *x == facts.class).unwrap_or(3);
-        s.events[c * LEVELS.len() + facts.level as usize].1 += 1;
-        s.statuses[facts.status as usize].1 += 1;
-        s.bytes[0].1 += size;
+        // `Class` is declared in `CLASSES` order.
+        s.pending[EVENTS_AT + facts.class as usize * LEVELS.len() + facts.level as usize] += 1;
+        s.pending[STATUS_AT + facts.status as usize] += 1;
+        s.pending[BYTES_AT] += size;
         let (Some(d), Some(key)) = (facts.duration_ms, route) else {
             return;
         };
-        let idx = BUCKETS_MS.iter().position(|b| d <= *b).unwrap_or(11);
+        // The first bucket that holds `d`: the number of bounds below it
+        // (no branch per bound); NaN (a quoted "NaN") goes to +Inf.
+        let idx = if d.is_nan() {
+            BUCKETS_MS.len()
+        } else {
+            BUCKETS_MS.iter().map(|b| usize::from(d > *b)).sum()
+        };
         let bump = |h: &mut Hist| {
             // Per bucket here; made cumulative when published.
             h.pending[idx] += 1;
@@ -169,6 +165,15 @@ impl Stats {
             bump(&mut s.hists[i as usize]);
             return;
         }
+        self.record_new_route(id, key, bump);
+    }
+
+    /// A route not in the cache: from the map, else registered.
+    #[cold]
+    fn record_new_route(&mut self, id: usize, key: &[u8], bump: impl Fn(&mut Hist)) {
+        let registry = &self.registry;
+        let base = &self.labels[id];
+        let s = &mut self.services[id];
         if let Some(&i) = s.routes.get(key) {
             self.route_cache.insert(key, id as u32, i);
             bump(&mut s.hists[i as usize]);
@@ -210,8 +215,17 @@ impl Stats {
     }
 
     /// Count the decision.
+    #[inline]
     pub fn decided(&mut self, id: usize, size: u64, kept: bool) {
-        self.services[id].bytes[if kept { 1 } else { 2 }].1 += size;
+        self.services[id].pending[BYTES_AT + 1 + usize::from(!kept)] += size;
+    }
+
+    /// Service `id` was counted since the last publish.
+    pub fn touched(&mut self, id: usize) {
+        if !self.unpublished_mark[id] {
+            self.unpublished_mark[id] = true;
+            self.unpublished.push(id);
+        }
     }
 
     /// The service's current probability and spend.
@@ -240,12 +254,7 @@ impl Stats {
     /// Publish service `id`'s locally counted numbers.
     fn publish_service(&mut self, id: usize) {
         let s = &mut self.services[id];
-        for (c, n) in s
-            .events
-            .iter_mut()
-            .chain(s.statuses.iter_mut())
-            .chain(s.bytes.iter_mut())
-        {
+        for (c, n) in s.counters.iter().zip(s.pending.iter_mut()) {
             if *n > 0 {
                 c.add(std::mem::take(n));
             }
