@@ -6,34 +6,78 @@
 //! a new one, a collision) just takes the map; the cache never decides
 //! anything the map would not.
 
-/// A key of at most 32 bytes as words that, with its length, determine
-/// every byte (for 16-32 bytes: the first 16 and the last 16, overlapping).
+/// `MASKS[k]`: the low `k` bytes of a word.
+const MASKS: [u64; 9] = [
+    0,
+    0xff,
+    0xffff,
+    0xff_ffff,
+    0xffff_ffff,
+    0xff_ffff_ffff,
+    0xffff_ffff_ffff,
+    0xff_ffff_ffff_ffff,
+    u64::MAX,
+];
+
 #[inline]
-fn words(b: &[u8]) -> Option<[u64; 4]> {
-    let n = b.len();
-    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-    let half = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")));
-    Some(match n {
-        16..=32 => [word(0), word(8), word(n - 16), word(n - 8)],
-        8..=15 => [word(0), word(n - 8), 0, 0],
-        4..=7 => [half(0), half(n - 4), 0, 0],
-        // 1: b0 b0 b0; 2: b0 b1 b1; 3: b0 b1 b2.
-        1..=3 => [
-            u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16,
-            0,
-            0,
-            0,
-        ],
-        0 => [0; 4],
-        _ => return None,
-    })
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// A key's length and owner, with the top bit set so no empty slot (all
-/// zero) ever matches.
-#[inline]
-fn meta(n: usize, tag: u32) -> u64 {
-    n as u64 | u64::from(tag) << 8 | 1 << 63
+/// A key of at most 32 bytes, zero-padded to four words, and its length:
+/// together they fix every byte. However it was read, the same bytes give
+/// the same `Key`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Key {
+    words: [u64; 4],
+    len: u8,
+}
+
+impl Key {
+    /// The key of `b` (`None` past 32 bytes).
+    #[inline]
+    pub fn of(b: &[u8]) -> Option<Key> {
+        if b.len() > 32 {
+            return None;
+        }
+        let mut pad = [0u8; 32];
+        pad[..b.len()].copy_from_slice(b);
+        Some(Key {
+            words: [word(&pad, 0), word(&pad, 8), word(&pad, 16), word(&pad, 24)],
+            len: b.len() as u8,
+        })
+    }
+
+    /// The key of `buf[start..start + len]`, read as one 32-byte window
+    /// masked to the length when the buffer goes on that far (a key inside
+    /// a line: no branch on its length, which varies from event to event
+    /// and was the decision loop's most mispredicted branch).
+    #[inline]
+    pub fn in_buf(buf: &[u8], start: usize, len: usize) -> Option<Key> {
+        let Some(w) = buf.get(start..start + 32) else {
+            return Key::of(buf.get(start..start + len)?);
+        };
+        if len > 32 {
+            return None;
+        }
+        let m = |i: usize| MASKS[len.saturating_sub(8 * i).min(8)];
+        Some(Key {
+            words: [
+                word(w, 0) & m(0),
+                word(w, 8) & m(1),
+                word(w, 16) & m(2),
+                word(w, 24) & m(3),
+            ],
+            len: len as u8,
+        })
+    }
+
+    /// The key's length and its owner's tag, with the top bit set so no
+    /// empty slot (all zero) ever matches.
+    #[inline]
+    fn meta(&self, tag: u32) -> u64 {
+        u64::from(self.len) | u64::from(tag) << 8 | 1 << 63
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -61,8 +105,8 @@ impl<const SLOTS: usize> Default for KeyCache<SLOTS> {
 
 impl<const SLOTS: usize> KeyCache<SLOTS> {
     #[inline]
-    fn slot_of(w: &[u64; 4], meta: u64) -> usize {
-        let [a, b, c, d] = *w;
+    fn slot_of(k: &Key, meta: u64) -> usize {
+        let [a, b, c, d] = k.words;
         let h =
             (a ^ b.rotate_left(17) ^ c.rotate_left(31) ^ d.rotate_left(47) ^ meta).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 40) as usize & (SLOTS - 1)
@@ -70,26 +114,23 @@ impl<const SLOTS: usize> KeyCache<SLOTS> {
 
     /// The id cached for `key` under `tag`, if any.
     #[inline]
-    pub fn get(&self, key: &[u8], tag: u32) -> Option<u32> {
-        let w = words(key)?;
-        let m = meta(key.len(), tag);
-        let s = &self.slots[Self::slot_of(&w, m)];
+    pub fn get(&self, key: &Key, tag: u32) -> Option<u32> {
+        let m = key.meta(tag);
+        let s = &self.slots[Self::slot_of(key, m)];
+        let w = &key.words;
         // One branch: every word and the length and tag at once.
         let diff = (s.words[0] ^ w[0]) | (s.words[1] ^ w[1]) | (s.words[2] ^ w[2]) | (s.words[3] ^ w[3]) | (s.meta ^ m);
         (diff == 0).then_some(s.value)
     }
 
-    /// Remember `key` under `tag` as `value` (a key over 32 bytes is not
-    /// cached).
-    pub fn insert(&mut self, key: &[u8], tag: u32, value: u32) {
-        if let Some(w) = words(key) {
-            let m = meta(key.len(), tag);
-            self.slots[Self::slot_of(&w, m)] = Slot {
-                words: w,
-                meta: m,
-                value,
-            };
-        }
+    /// Remember `key` under `tag` as `value`.
+    pub fn insert(&mut self, key: &Key, tag: u32, value: u32) {
+        let m = key.meta(tag);
+        self.slots[Self::slot_of(key, m)] = Slot {
+            words: key.words,
+            meta: m,
+            value,
+        };
     }
 }
 
@@ -101,27 +142,44 @@ mod tests {
     fn keys_of_every_length_are_told_apart_exactly() {
         // Every prefix of two strings that differ in one byte at a time.
         let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        let key = |b: &[u8]| Key::of(b);
         let mut c = KeyCache::<256>::default();
-        for n in 0..=40 {
-            c.insert(&base[..n], 1, n as u32);
+        for n in 0..=32 {
+            c.insert(&key(&base[..n]).unwrap(), 1, n as u32);
         }
-        for n in 0..=40 {
-            let want = (n <= 32).then_some(n as u32);
+        assert_eq!(key(&base[..33]), None, "over 32 bytes");
+        for n in 0..=32 {
+            let k = key(&base[..n]).unwrap();
             // Later inserts may have taken the slot; a hit must be right.
-            let got = c.get(&base[..n], 1);
-            assert!(got.is_none() || got == want, "length {n}: {got:?}");
-            assert_eq!(c.get(&base[..n], 2), None, "another tag");
+            let got = c.get(&k, 1);
+            assert!(got.is_none() || got == Some(n as u32), "length {n}: {got:?}");
+            assert_eq!(c.get(&k, 2), None, "another tag");
             for at in 0..n {
                 let mut other = base[..n].to_vec();
                 other[at] ^= 0x20;
-                assert_eq!(c.get(&other, 1), None, "length {n}, byte {at} differs");
+                assert_eq!(c.get(&key(&other).unwrap(), 1), None, "length {n}, byte {at} differs");
             }
         }
         // Alone in the cache, each key of up to 32 bytes is found.
         for n in 0..=32 {
             let mut c = KeyCache::<256>::default();
-            c.insert(&base[..n], 0, 7);
-            assert_eq!(c.get(&base[..n], 0), Some(7), "length {n}");
+            c.insert(&key(&base[..n]).unwrap(), 0, 7);
+            assert_eq!(c.get(&key(&base[..n]).unwrap(), 0), Some(7), "length {n}");
         }
+    }
+
+    #[test]
+    fn a_key_read_in_its_buffer_is_the_key_of_its_bytes() {
+        // Keys at every offset and length of a buffer, near its end too
+        // (where the 32-byte window does not fit), against their bytes.
+        let buf: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37) | 1).collect();
+        for start in 0..buf.len() {
+            for len in 0..=(buf.len() - start).min(40) {
+                let want = Key::of(&buf[start..start + len]);
+                assert_eq!(Key::in_buf(&buf, start, len), want, "at {start}, {len} bytes");
+                assert_eq!(want.is_some(), len <= 32);
+            }
+        }
+        assert_eq!(Key::in_buf(&buf, 70, 20), None, "past the buffer");
     }
 }

@@ -168,10 +168,18 @@ impl BudgetStage {
     /// The ledger of an event, registering it on first sight.
     #[inline]
     fn ledger_of(&mut self, batch: &Batch, e: &sluice_core::Event, now: f64) -> usize {
-        let service = batch.service(e).unwrap_or(b"unknown");
         if !self.split_env && !self.split_namespace {
-            return self.service_id(service, now);
+            // The common case, read in place: a service seen before.
+            if let FieldValue::Str(s) = e.field(Field::Service) {
+                let hit = keys::Key::in_buf(batch.data(), s.start as usize, s.len as usize)
+                    .and_then(|k| self.id_cache.get(&k, 0));
+                if let Some(id) = hit {
+                    return id as usize;
+                }
+            }
+            return self.service_id(batch.service(e).unwrap_or(b"unknown"), now);
         }
+        let service = batch.service(e).unwrap_or(b"unknown");
         let mut key = std::mem::take(&mut self.key);
         key.clear();
         key.extend_from_slice(service);
@@ -254,15 +262,18 @@ impl BudgetStage {
     /// The dense id of a service, registering it on first sight.
     #[inline]
     fn service_id(&mut self, service: &[u8], now: f64) -> usize {
-        if let Some(id) = self.id_cache.get(service, 0) {
+        let key = keys::Key::of(service);
+        if let Some(id) = key.and_then(|k| self.id_cache.get(&k, 0)) {
             return id as usize;
         }
-        self.service_id_slow(service, now)
+        self.service_id_slow(service, key, now)
     }
 
-    fn service_id_slow(&mut self, service: &[u8], now: f64) -> usize {
+    fn service_id_slow(&mut self, service: &[u8], key: Option<keys::Key>, now: f64) -> usize {
         if let Some(&id) = self.ids.get(service) {
-            self.id_cache.insert(service, 0, id as u32);
+            if let Some(k) = key {
+                self.id_cache.insert(&k, 0, id as u32);
+            }
             return id;
         }
         let name = String::from_utf8_lossy(service).into_owned();
@@ -276,7 +287,9 @@ impl BudgetStage {
             .push(BudgetLedger::new(budget, now, self.window, self.offset, self.ceiling));
         self.names.push(service.to_vec());
         self.ids.insert(service.into(), id);
-        self.id_cache.insert(service, 0, id as u32);
+        if let Some(k) = key {
+            self.id_cache.insert(&k, 0, id as u32);
+        }
         self.stats.add_service(labels);
         id
     }
@@ -345,6 +358,10 @@ impl BudgetStage {
             let (slow_ms, slow_routes) = (self.slow_ms, &self.slow_routes);
             let facts = classify::facts(batch, e, || {
                 route.and_then(|r| slow_routes.get(r).copied()).unwrap_or(slow_ms)
+            });
+            let route = route.map(|r| match e.field(Field::Route) {
+                FieldValue::Str(s) => (r, keys::Key::in_buf(batch.data(), s.start as usize, s.len as usize)),
+                _ => (r, keys::Key::of(r)),
             });
             self.stats.record(id, &facts, route, size);
             let ledger = &mut self.ledgers[id];

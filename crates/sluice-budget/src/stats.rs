@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use sluice_core::{Counter, Gauge, Registry};
 
 use crate::classify::{Class, Facts, LEVELS, STATUSES};
-use crate::keys::KeyCache;
+use crate::keys::{Key, KeyCache};
 
 /// The guide's latency buckets, in milliseconds.
 pub const BUCKETS_MS: [f64; 11] = [
@@ -136,10 +136,12 @@ impl Stats {
         self.unpublished_mark.push(false);
     }
 
-    /// Count one event before the decision; `route` is its route template.
-    /// (`decide` marks the service unpublished once per batch.)
+    /// Count one event before the decision; `route` is its route template
+    /// and that template's cache key (none past 32 bytes: such a template
+    /// takes the map). `decide` marks the service unpublished once per
+    /// batch.
     #[inline]
-    pub fn record(&mut self, id: usize, facts: &Facts, route: Option<&[u8]>, size: u64) {
+    pub fn record(&mut self, id: usize, facts: &Facts, route: Option<(&[u8], Option<Key>)>, size: u64) {
         let s = &mut self.services[id];
         // `Class` is declared in `CLASSES` order.
         s.pending[EVENTS_AT + facts.class as usize * LEVELS.len() + facts.level as usize] += 1;
@@ -161,21 +163,24 @@ impl Stats {
             h.pending_sum += d.max(0.0) as u64;
         };
         // One inline lookup for the common case, a route seen before.
-        if let Some(i) = self.route_cache.get(key, id as u32) {
+        let (route, key) = key;
+        if let Some(i) = key.and_then(|k| self.route_cache.get(&k, id as u32)) {
             bump(&mut s.hists[i as usize]);
             return;
         }
-        self.record_new_route(id, key, bump);
+        self.record_new_route(id, route, key, bump);
     }
 
     /// A route not in the cache: from the map, else registered.
     #[cold]
-    fn record_new_route(&mut self, id: usize, key: &[u8], bump: impl Fn(&mut Hist)) {
+    fn record_new_route(&mut self, id: usize, route: &[u8], key: Option<Key>, bump: impl Fn(&mut Hist)) {
         let registry = &self.registry;
         let base = &self.labels[id];
         let s = &mut self.services[id];
-        if let Some(&i) = s.routes.get(key) {
-            self.route_cache.insert(key, id as u32, i);
+        if let Some(&i) = s.routes.get(route) {
+            if let Some(k) = &key {
+                self.route_cache.insert(k, id as u32, i);
+            }
             bump(&mut s.hists[i as usize]);
             return;
         }
@@ -183,7 +188,7 @@ impl Stats {
         if s.routes.len() >= 1000 {
             return;
         }
-        let r = String::from_utf8_lossy(key).into_owned();
+        let r = String::from_utf8_lossy(route).into_owned();
         let labels: Vec<String> = BUCKETS_MS
             .iter()
             .map(|b| b.to_string())
@@ -210,8 +215,10 @@ impl Stats {
         bump(&mut h);
         let i = s.hists.len() as u32;
         s.hists.push(h);
-        s.routes.insert(key.into(), i);
-        self.route_cache.insert(key, id as u32, i);
+        s.routes.insert(route.into(), i);
+        if let Some(k) = &key {
+            self.route_cache.insert(k, id as u32, i);
+        }
     }
 
     /// Count the decision.

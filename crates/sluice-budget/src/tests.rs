@@ -407,6 +407,8 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
         r#"{"ts":"2025-11-25T00:00:02Z","level":"WARN","service":"api","status":200,"duration_ms":1500,"path":"/v1/users/5"}"#,
         r#"{"ts":"2025-11-25T00:00:03Z","level":"DEBUG","service":"api","msg":"cache warm"}"#,
         r#"{"ts":"2025-11-25T00:00:03Z","level":"INFO","service":"api","status":404,"duration_ms":8,"route":"/v1/items/{id}"}"#,
+        // A template longer than the route cache's keys.
+        r#"{"ts":"2025-11-25T00:00:04Z","level":"ERROR","service":"api","status":500,"duration_ms":40,"route":"/v1/organizations/{id}/projects/{id}/members"}"#,
     ];
     let lines: Vec<Line> = json
         .iter()
@@ -436,14 +438,14 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
         )
     };
     assert_eq!(events("normal", "info"), 3);
-    assert_eq!(events("error", "error"), 1);
+    assert_eq!(events("error", "error"), 2);
     assert_eq!(events("slow", "warn"), 1);
     assert_eq!(events("debug", "debug"), 1);
     assert_eq!(events("normal", "warn"), 0);
     let status = |s: &str| v("budget_status_total", &[("service", "api"), ("status", s)]);
     assert_eq!(
         [status("2xx"), status("4xx"), status("5xx"), status("none")],
-        [3, 1, 1, 1]
+        [3, 1, 2, 1]
     );
     let bytes = |k: &str| v("budget_bytes_total", &[("service", "api"), ("kind", k)]);
     let total: usize = json.iter().map(|j| j.len() + 1).sum();
@@ -451,9 +453,9 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
     assert_eq!(bytes("kept") + bytes("dropped"), total as i64);
     // The first batch is judged at the starting probability (1): all three
     // kept. Its spend then drops p to the floor: of the second batch only
-    // the slow line stays (the debug and the 404 lines' hashes are above
-    // 1%).
-    let kept: usize = json[..4].iter().map(|j| j.len() + 1).sum();
+    // the slow and the error line stay (the debug and the 404 lines' hashes
+    // are above 1%).
+    let kept: usize = json[..4].iter().chain(&json[6..]).map(|j| j.len() + 1).sum();
     assert_eq!(bytes("kept"), kept as i64);
     let bucket = |route: &str, le: &str| {
         v(
@@ -474,6 +476,11 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
     let orders = "/v1/users/{id}/orders/{id}";
     assert_eq!([bucket(orders, "100"), bucket(orders, "250")], [0, 1]);
     assert_eq!([bucket("/v1/items/{id}", "5"), bucket("/v1/items/{id}", "10")], [0, 1]);
+    let members = "/v1/organizations/{id}/projects/{id}/members";
+    assert_eq!(
+        [bucket(members, "25"), bucket(members, "50"), bucket(members, "+Inf")],
+        [0, 1, 1]
+    );
     // No raw path became a label.
     assert!(registry
         .snapshot()
