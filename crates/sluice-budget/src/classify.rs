@@ -207,7 +207,30 @@ pub struct TsCache {
 
 impl TsCache {
     /// Seconds since the epoch, or `None` for a timestamp it cannot read.
+    #[inline]
     pub fn parse(&mut self, ts: &[u8]) -> Option<f64> {
+        // Inline, the common case: `…SS.mmmZ` in the cached second (the
+        // general path below gives the same value for it).
+        if let Some(ts24) = ts.first_chunk::<24>().filter(|_| ts.len() == 24 && self.valid) {
+            let prefix = (
+                u64::from_le_bytes(ts24[..8].try_into().expect("8 bytes")),
+                u128::from_le_bytes(ts24[3..19].try_into().expect("16 bytes")),
+            );
+            let (a, b, c) = (
+                ts24[20].wrapping_sub(b'0'),
+                ts24[21].wrapping_sub(b'0'),
+                ts24[22].wrapping_sub(b'0'),
+            );
+            if prefix == self.prefix && ts24[19] == b'.' && ts24[23] == b'Z' && a < 10 && b < 10 && c < 10 {
+                let ms = u32::from(a) * 100 + u32::from(b) * 10 + u32::from(c);
+                return Some(self.seconds + f64::from(ms) / 1e3);
+            }
+        }
+        self.parse_general(ts)
+    }
+
+    #[inline(never)]
+    fn parse_general(&mut self, ts: &[u8]) -> Option<f64> {
         if ts.len() < 19 {
             return None;
         }
@@ -226,18 +249,6 @@ impl TsCache {
                 return Some(self.seconds);
             }
             let digits = end.saturating_sub(20);
-            if digits == 3 && ts[19] == b'.' {
-                // Milliseconds, as most loggers write them.
-                let (a, b, c) = (
-                    ts[20].wrapping_sub(b'0'),
-                    ts[21].wrapping_sub(b'0'),
-                    ts[22].wrapping_sub(b'0'),
-                );
-                if a < 10 && b < 10 && c < 10 {
-                    let ms = u32::from(a) * 100 + u32::from(b) * 10 + u32::from(c);
-                    return Some(self.seconds + f64::from(ms) / 1e3);
-                }
-            }
             if ts[19] == b'.' && (1..=9).contains(&digits) {
                 let (mut n, mut all) = (0u64, true);
                 for &b in &ts[20..end] {
@@ -293,10 +304,22 @@ mod tests {
         c.parse(b"2026-11-25T00:00:01.250Z").unwrap();
         for bad in [
             &b"2026-11-25T00:00:01.5xZ"[..],
+            b"2026-11-25T00:00:01.5x0Z",
+            b"2026-11-25T00:00:01:250Z",
+            b"2026-11-25T00:00:01.250z0",
             b"2026-11-25T00:00:01.Z",
             b"2026-11-25T00:00:01xZ",
         ] {
             assert_eq!(c.parse(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // A millisecond stamp in the cached second is that second plus its
+        // fraction, exactly as the general path computes it.
+        let second = TsCache::default().parse(b"2026-11-25T00:00:01Z").unwrap();
+        for (stamp, ms) in [
+            (&b"2026-11-25T00:00:01.250Z"[..], 250.0),
+            (b"2026-11-25T00:00:01.999Z", 999.0),
+        ] {
+            assert_eq!(c.parse(stamp), Some(second + ms / 1e3));
         }
         let whole = c.parse(b"2026-11-25T00:00:01Z").unwrap();
         assert!((whole - (a - 0.25)).abs() < 1e-6, "{whole} {a}");
