@@ -156,10 +156,16 @@ pub type SlowRoutes = HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>;
 /// The route template of an event: its `route`, else its `path` with ids
 /// replaced by `{id}` (never an id as a label). A templated path is written
 /// into `scratch`, which is reused so no event allocates.
+#[inline]
 pub fn route_key<'a>(batch: &'a Batch, e: &Event, scratch: &'a mut String) -> Option<&'a [u8]> {
     if let Some(r) = batch.str_field(e, Field::Route) {
         return Some(r);
     }
+    path_template(batch, e, scratch)
+}
+
+#[inline(never)]
+fn path_template<'a>(batch: &'a Batch, e: &Event, scratch: &'a mut String) -> Option<&'a [u8]> {
     let p = batch.str_field(e, Field::Path)?;
     scratch.clear();
     write_route_template(&String::from_utf8_lossy(p), scratch);
