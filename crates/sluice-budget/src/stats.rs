@@ -20,6 +20,32 @@ pub const BUCKETS_MS: [f64; 11] = [
     5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
+/// [`BUCKETS_MS`] padded to 16 with +Inf, for [`bucket_of`]'s search.
+const PADDED_MS: [f64; 16] = {
+    let mut p = [f64::INFINITY; 16];
+    let mut i = 0;
+    while i < BUCKETS_MS.len() {
+        p[i] = BUCKETS_MS[i];
+        i += 1;
+    }
+    p
+};
+
+/// The first bucket that holds `d` (index 11 is +Inf): the number of
+/// bounds below it, found by a four-step binary search whose steps are
+/// selects, not branches. NaN (a quoted "NaN") goes to +Inf.
+#[inline]
+fn bucket_of(d: f64) -> usize {
+    if d.is_nan() {
+        return BUCKETS_MS.len();
+    }
+    let mut i = 0;
+    for step in [8, 4, 2, 1] {
+        i += step * usize::from(PADDED_MS[i + step - 1] < d);
+    }
+    i
+}
+
 /// How stale the published counters may be while events flow.
 pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -150,13 +176,7 @@ impl Stats {
         let (Some(d), Some(key)) = (facts.duration_ms, route) else {
             return;
         };
-        // The first bucket that holds `d`: the number of bounds below it
-        // (no branch per bound); NaN (a quoted "NaN") goes to +Inf.
-        let idx = if d.is_nan() {
-            BUCKETS_MS.len()
-        } else {
-            BUCKETS_MS.iter().map(|b| usize::from(d > *b)).sum()
-        };
+        let idx = bucket_of(d);
         let bump = |h: &mut Hist| {
             // Per bucket here; made cumulative when published.
             h.pending[idx] += 1;
@@ -276,5 +296,27 @@ impl Stats {
             }
             h.sum.add(std::mem::take(&mut h.pending_sum));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_the_first_bound_at_or_above() {
+        let plain = |d: f64| BUCKETS_MS.iter().position(|b| d <= *b).unwrap_or(BUCKETS_MS.len());
+        let mut ds = vec![f64::NEG_INFINITY, -1.0, 0.0, f64::INFINITY, 1e12];
+        for b in BUCKETS_MS {
+            ds.extend([b, b - 0.001, b + 0.001, b.next_down(), b.next_up()]);
+        }
+        for d in ds {
+            assert_eq!(bucket_of(d), plain(d), "{d}");
+        }
+        assert_eq!(bucket_of(f64::NAN), 11);
+        assert_eq!(bucket_of(5.0), 0);
+        assert_eq!(bucket_of(5.5), 1);
+        assert_eq!(bucket_of(10_000.0), 10);
+        assert_eq!(bucket_of(10_000.5), 11);
     }
 }
