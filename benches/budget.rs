@@ -4,11 +4,17 @@
 //! lines and events) is copied before each run, so the stage reads it from
 //! the shared cache as it would after a stage on another core.
 //!
+//! `read_inputs_only` reads what a decision reads (the event's routing
+//! fields and the first byte of each string field's bytes in the line) from
+//! the same freshly copied input and does nothing with it: the memory
+//! floor under `decide_20_services`, which shows how far the decisions are
+//! from being memory-bound.
+//!
 //! Run: `cargo bench -p sluice-budget --bench budget`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_budget::BudgetStage;
-use sluice_core::{Batch, Event, Registry, Span};
+use sluice_core::{Batch, Event, Field, FieldValue, Registry, Span};
 use sluice_generator::{Workload, WorkloadSettings};
 use sluice_parse::ParseStage;
 
@@ -57,6 +63,42 @@ fn bench(c: &mut Criterion) {
                     stage.decide(batch);
                 }
                 bs
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("read_inputs_only", |b| {
+        let fields = [
+            Field::Ts,
+            Field::Level,
+            Field::Service,
+            Field::TraceId,
+            Field::Status,
+            Field::DurationMs,
+            Field::Route,
+            Field::ErrorType,
+        ];
+        b.iter_batched(
+            || {
+                input
+                    .iter()
+                    .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
+                    .collect::<Vec<_>>()
+            },
+            |bs| {
+                let mut sum = 0u64;
+                for batch in &bs {
+                    for e in batch.events() {
+                        for f in fields {
+                            sum = sum.wrapping_add(match e.field(f) {
+                                FieldValue::Str(s) => u64::from(batch.data()[s.start as usize]),
+                                FieldValue::Int(i) => i as u64,
+                                _ => 1,
+                            });
+                        }
+                    }
+                }
+                (bs, sum)
             },
             BatchSize::LargeInput,
         )
