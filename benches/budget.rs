@@ -46,18 +46,20 @@ fn bench(c: &mut Criterion) {
         &|_| None,
     )
     .unwrap();
+    // A fresh copy of the input for each run (see the module docs).
+    let fresh = || {
+        input
+            .iter()
+            .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
+            .collect::<Vec<_>>()
+    };
     let mut group = c.benchmark_group("budget");
     group.throughput(Throughput::Elements(events));
     group.sample_size(20);
     group.bench_function("decide_20_services", |b| {
         let mut stage = BudgetStage::new(cfg.budget.as_ref().unwrap(), &Registry::new(), None).unwrap();
         b.iter_batched(
-            || {
-                input
-                    .iter()
-                    .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
-                    .collect::<Vec<_>>()
-            },
+            fresh,
             |mut bs| {
                 for batch in &mut bs {
                     stage.decide(batch);
@@ -79,12 +81,7 @@ fn bench(c: &mut Criterion) {
             Field::ErrorType,
         ];
         b.iter_batched(
-            || {
-                input
-                    .iter()
-                    .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
-                    .collect::<Vec<_>>()
-            },
+            fresh,
             |bs| {
                 let mut sum = 0u64;
                 for batch in &bs {
