@@ -1,8 +1,9 @@
 //! A small direct-mapped cache from short byte keys (service names, route
 //! templates: up to 32 bytes) to ids, in front of the stage's hash maps.
-//! A key is read as four overlapping words plus its length, so a lookup is
-//! a few loads and compares inline: the maps' byte-slice keys went through
-//! a `memcmp` call per lookup, 13% of the decisions. A miss (a longer key,
+//! A key is four zero-padded words plus its length ([`Key`]), read from the
+//! line as one masked window, so a lookup is a few loads and compares
+//! inline, with no branch on the key's length: the maps' byte-slice keys
+//! went through a `memcmp` call per lookup, 13% of the decisions. A miss (a longer key,
 //! a new one, a collision) just takes the map; the cache never decides
 //! anything the map would not.
 
