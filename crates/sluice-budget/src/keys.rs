@@ -3,9 +3,11 @@
 //! A key is four zero-padded words plus its length ([`Key`]), read from the
 //! line as one masked window, so a lookup is a few loads and compares
 //! inline, with no branch on the key's length: the maps' byte-slice keys
-//! went through a `memcmp` call per lookup, 13% of the decisions. A miss (a longer key,
-//! a new one, a collision) just takes the map; the cache never decides
-//! anything the map would not.
+//! went through a `memcmp` call per lookup, 13% of the decisions. A miss
+//! (a longer key, a new one, a collision) just takes the map; the cache
+//! never decides anything the map would not.
+
+use sluice_core::Span;
 
 /// `MASKS[k]`: the low `k` bytes of a word.
 const MASKS: [u64; 9] = [
@@ -49,12 +51,13 @@ impl Key {
         })
     }
 
-    /// The key of `buf[start..start + len]`, read as one 32-byte window
-    /// masked to the length when the buffer goes on that far (a key inside
-    /// a line: no branch on its length, which varies from event to event
-    /// and was the decision loop's most mispredicted branch).
+    /// The key of the bytes `span` covers in `buf`, read as one 32-byte
+    /// window masked to the length when the buffer goes on that far (a key
+    /// inside a line: no branch on its length, which varies from event to
+    /// event and was the decision loop's most mispredicted branch).
     #[inline]
-    pub fn in_buf(buf: &[u8], start: usize, len: usize) -> Option<Key> {
+    pub fn in_buf(buf: &[u8], span: Span) -> Option<Key> {
+        let (start, len) = (span.start as usize, span.len as usize);
         let Some(w) = buf.get(start..start + 32) else {
             return Key::of(buf.get(start..start + len)?);
         };
@@ -177,10 +180,14 @@ mod tests {
         for start in 0..buf.len() {
             for len in 0..=(buf.len() - start).min(40) {
                 let want = Key::of(&buf[start..start + len]);
-                assert_eq!(Key::in_buf(&buf, start, len), want, "at {start}, {len} bytes");
+                assert_eq!(
+                    Key::in_buf(&buf, Span::new(start, len)),
+                    want,
+                    "at {start}, {len} bytes"
+                );
                 assert_eq!(want.is_some(), len <= 32);
             }
         }
-        assert_eq!(Key::in_buf(&buf, 70, 20), None, "past the buffer");
+        assert_eq!(Key::in_buf(&buf, Span::new(70, 20)), None, "past the buffer");
     }
 }

@@ -171,8 +171,7 @@ impl BudgetStage {
         if !self.split_env && !self.split_namespace {
             // The common case, read in place: a service seen before.
             if let FieldValue::Str(s) = e.field(Field::Service) {
-                let hit = keys::Key::in_buf(batch.data(), s.start as usize, s.len as usize)
-                    .and_then(|k| self.id_cache.get(&k, 0));
+                let hit = keys::Key::in_buf(batch.data(), s).and_then(|k| self.id_cache.get(&k, 0));
                 if let Some(id) = hit {
                     return id as usize;
                 }
@@ -360,7 +359,7 @@ impl BudgetStage {
                 route.and_then(|r| slow_routes.get(r).copied()).unwrap_or(slow_ms)
             });
             let route = route.map(|r| match e.field(Field::Route) {
-                FieldValue::Str(s) => (r, keys::Key::in_buf(batch.data(), s.start as usize, s.len as usize)),
+                FieldValue::Str(s) => (r, keys::Key::in_buf(batch.data(), s)),
                 _ => (r, keys::Key::of(r)),
             });
             self.stats.record(id, &facts, route, size);
