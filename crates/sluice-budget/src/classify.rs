@@ -119,29 +119,51 @@ fn number(batch: &Batch, e: &Event, f: Field) -> Option<f64> {
     }
 }
 
+/// A status code's [`STATUSES`] index and whether it makes the event an
+/// error. Integers (nearly every record) are read inline; a float or a
+/// quoted number goes through [`status_of_number`].
+#[inline]
+fn status(batch: &Batch, e: &Event) -> (u8, bool) {
+    match e.field(Field::Status) {
+        FieldValue::Int(s) => {
+            let class = if (100..600).contains(&s) {
+                (s / 100 - 1) as u8
+            } else {
+                5
+            };
+            (class, s >= 500)
+        }
+        FieldValue::Absent => (5, false),
+        _ => status_of_number(batch.num_field(e, Field::Status)),
+    }
+}
+
+#[inline(never)]
+fn status_of_number(s: Option<f64>) -> (u8, bool) {
+    let class = match s.map(|s| s as u32 / 100) {
+        Some(c @ 1..=5) => c as u8 - 1,
+        _ => 5,
+    };
+    (class, s.is_some_and(|s| s >= 500.0))
+}
+
 /// Classify one event. `slow_ms_for` gives the slow threshold of the
 /// event's route (asked only when the record has a duration).
 #[inline]
 pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Facts {
     let (level, error_level) = batch.str_field(e, Field::Level).map_or((LEVEL_NONE, false), level_code);
-    let status_code = number(batch, e, Field::Status);
-    let status = match status_code.map(|s| s as u32 / 100) {
-        Some(c @ 1..=5) => c as u8 - 1,
-        _ => 5,
-    };
+    let (status, error_status) = status(batch, e);
     let duration_ms = number(batch, e, Field::DurationMs);
-    let class = if error_level
-        || status_code.is_some_and(|s| s >= 500.0)
-        || !matches!(e.field(Field::ErrorType), FieldValue::Absent | FieldValue::Null)
-    {
-        Class::Error
-    } else if duration_ms.is_some_and(|d| d >= slow_ms_for()) {
-        Class::Slow
-    } else if level <= 1 {
-        Class::Debug
-    } else {
-        Class::Normal
-    };
+    let class =
+        if error_level || error_status || !matches!(e.field(Field::ErrorType), FieldValue::Absent | FieldValue::Null) {
+            Class::Error
+        } else if duration_ms.is_some_and(|d| d >= slow_ms_for()) {
+            Class::Slow
+        } else if level <= 1 {
+            Class::Debug
+        } else {
+            Class::Normal
+        };
     Facts {
         class,
         level,

@@ -9,18 +9,18 @@
 
 use sluice_core::Span;
 
-/// `MASKS[k]`: the low `k` bytes of a word.
-const MASKS: [u64; 9] = [
-    0,
-    0xff,
-    0xffff,
-    0xff_ffff,
-    0xffff_ffff,
-    0xff_ffff_ffff,
-    0xffff_ffff_ffff,
-    0xff_ffff_ffff_ffff,
-    u64::MAX,
-];
+/// 32 bytes of 0xff, then 32 of zero: the 32 bytes from `32 - k` are the
+/// mask that keeps the first `k` bytes of a 32-byte window (four loads at
+/// one computed offset, no branch or table index per word).
+const WINDOW_MASKS: [u8; 64] = {
+    let mut m = [0u8; 64];
+    let mut i = 0;
+    while i < 32 {
+        m[i] = 0xff;
+        i += 1;
+    }
+    m
+};
 
 #[inline]
 fn word(b: &[u8], at: usize) -> u64 {
@@ -61,16 +61,15 @@ impl Key {
         let Some(w) = buf.get(start..start + 32) else {
             return Key::of(buf.get(start..start + len)?);
         };
-        if len > 32 {
+        let Some(mask) = 32usize.checked_sub(len).map(|at| &WINDOW_MASKS[at..at + 32]) else {
             return None;
-        }
-        let m = |i: usize| MASKS[len.saturating_sub(8 * i).min(8)];
+        };
         Some(Key {
             words: [
-                word(w, 0) & m(0),
-                word(w, 8) & m(1),
-                word(w, 16) & m(2),
-                word(w, 24) & m(3),
+                word(w, 0) & word(mask, 0),
+                word(w, 8) & word(mask, 8),
+                word(w, 16) & word(mask, 16),
+                word(w, 24) & word(mask, 24),
             ],
             len: len as u8,
         })

@@ -59,9 +59,12 @@ pub struct LedgerState {
 pub struct BudgetLedger {
     pub budget: Budget,
     pub state: LedgerState,
-    /// Bytes offered since the last rate update.
-    pending_must: f64,
-    pending_normal: f64,
+    /// The budget's period in seconds, as the clock counts (read per event).
+    period: f64,
+    /// Bytes offered since the last rate update: `[normal, must-keep]`.
+    pending: [f64; 2],
+    /// The last batch that touched this ledger (the stage's batch count).
+    pub batch: u64,
 }
 
 impl BudgetLedger {
@@ -77,36 +80,41 @@ impl BudgetLedger {
                 normal_rate: Ewma::default(),
                 last: now,
             },
-            pending_must: 0.0,
-            pending_normal: 0.0,
+            period: budget.period_secs as f64,
+            pending: [0.0; 2],
+            batch: 0,
         }
     }
 
     /// Start a new window when `now` has left the current one.
+    #[inline]
     pub fn roll(&mut self, now: f64, window: BudgetWindow, offset: i64) {
-        let period = self.budget.period_secs as f64;
-        if now >= self.state.window_start + period || now < self.state.window_start - period {
-            self.state.window_start = match window {
-                BudgetWindow::Calendar => window_start(now, self.budget.period_secs, window, offset),
-                BudgetWindow::Rolling => {
-                    let k = ((now - self.state.window_start) / period).floor();
-                    self.state.window_start + k * period
-                }
-            };
-            self.state.spent = 0.0;
+        let (start, period) = (self.state.window_start, self.period);
+        if now >= start + period || now < start - period {
+            self.start_window(now, window, offset);
         }
+    }
+
+    #[cold]
+    fn start_window(&mut self, now: f64, window: BudgetWindow, offset: i64) {
+        self.state.window_start = match window {
+            BudgetWindow::Calendar => window_start(now, self.budget.period_secs, window, offset),
+            BudgetWindow::Rolling => {
+                let k = ((now - self.state.window_start) / self.period).floor();
+                self.state.window_start + k * self.period
+            }
+        };
+        self.state.spent = 0.0;
     }
 
     /// Record offered bytes (before the decision).
+    #[inline]
     pub fn offer(&mut self, bytes: f64, must_keep: bool) {
-        if must_keep {
-            self.pending_must += bytes;
-        } else {
-            self.pending_normal += bytes;
-        }
+        self.pending[usize::from(must_keep)] += bytes;
     }
 
     /// Record kept bytes.
+    #[inline]
     pub fn spend(&mut self, bytes: f64) {
         self.state.spent += bytes;
     }
@@ -115,13 +123,12 @@ impl BudgetLedger {
     pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
         let dt = now - self.state.last;
         if dt > 0.0 {
-            self.state.must_rate.observe(self.pending_must, dt);
-            self.state.normal_rate.observe(self.pending_normal, dt);
-            self.pending_must = 0.0;
-            self.pending_normal = 0.0;
+            let [normal, must] = std::mem::take(&mut self.pending);
+            self.state.must_rate.observe(must, dt);
+            self.state.normal_rate.observe(normal, dt);
             self.state.last = now;
         }
-        let end = self.state.window_start + self.budget.period_secs as f64;
+        let end = self.state.window_start + self.period;
         let time_left = (end - now).max(1.0);
         let remaining = (self.budget.bytes as f64 - self.state.spent).max(0.0);
         let affordable = remaining / time_left - self.state.must_rate.rate;

@@ -67,6 +67,9 @@ pub struct BudgetStage {
     event_now: f64,
     ts_cache: classify::TsCache,
     unkeyed: u64,
+    /// Counts batches: a ledger whose `batch` differs was not yet touched
+    /// by the current one.
+    batch_seq: u64,
     /// Recent decisions by trace hash: a request's later lines get the
     /// decision (and sample rate) of its first, even if p moved between.
     recent: memory::TraceMemory,
@@ -131,6 +134,7 @@ impl BudgetStage {
             event_now: 0.0,
             ts_cache: classify::TsCache::default(),
             unkeyed: 0,
+            batch_seq: 0,
             recent: memory::TraceMemory::default(),
             scratch: Scratch::default(),
             lookback: lookback::Lookback::new(cfg.lookback.as_secs_f64(), cfg.lookback_bytes.0 as usize),
@@ -301,10 +305,8 @@ impl BudgetStage {
 
     /// Decide every event of a batch; dropped events leave the batch.
     pub fn decide(&mut self, batch: &mut Batch) {
-        let n = batch.len();
         let mut sc = std::mem::take(&mut self.scratch);
         sc.keep.clear();
-        sc.keep.resize(n, true);
         sc.rates.clear();
         // (position, lines) released by lookback, inserted before the event
         // that made the trace worth keeping.
@@ -336,18 +338,21 @@ impl BudgetStage {
             sc.hashes.push(h);
         }
         let mut now = self.now();
-        for i in 0..n {
-            let e = &batch.events()[i];
-            if self.clock == BudgetClock::Event {
-                if let Some(ts) = batch.str_field(e, Field::Ts) {
-                    if let Some(t) = self.ts_cache.parse(ts) {
-                        self.event_now = self.event_now.max(t);
+        let event_clock = self.clock == BudgetClock::Event;
+        let lookback = self.lookback.enabled();
+        self.batch_seq += 1;
+        let data = batch.data();
+        for (i, (e, &key)) in batch.events().iter().zip(&sc.hashes).enumerate() {
+            if event_clock {
+                if let Some(t) = batch.str_field(e, Field::Ts).and_then(|ts| self.ts_cache.parse(ts)) {
+                    if t > self.event_now {
+                        self.event_now = t;
                     }
                 }
                 now = self.event_now;
             }
             let id = self.ledger_of(batch, e, now);
-            let size = event_size(batch, i) as u64;
+            let size = e.rewrite.map_or(e.line.len, |r| r.len) as u64 + 1;
             // The route matters only to latency statistics and per-route
             // slow thresholds, both of which need a duration.
             let route = match e.field(Field::DurationMs) {
@@ -359,17 +364,21 @@ impl BudgetStage {
                 route.and_then(|r| slow_routes.get(r).copied()).unwrap_or(slow_ms)
             });
             let route = route.map(|r| match e.field(Field::Route) {
-                FieldValue::Str(s) => (r, keys::Key::in_buf(batch.data(), s)),
+                FieldValue::Str(s) => (r, keys::Key::in_buf(data, s)),
                 _ => (r, keys::Key::of(r)),
             });
             self.stats.record(id, &facts, route, size);
             let ledger = &mut self.ledgers[id];
+            if ledger.batch != self.batch_seq {
+                ledger.batch = self.batch_seq;
+                sc.touched.push(id);
+                self.stats.touched(id);
+            }
             ledger.roll(now, self.window, self.offset);
             let must = facts.class.must_keep();
             ledger.offer(size as f64, must);
-            let key = sc.hashes[i];
             let kept = if must {
-                if self.lookback.enabled() {
+                if lookback {
                     self.lookback.expire(now);
                     if let Some(h) = key {
                         let held = self.lookback.release(h);
@@ -383,22 +392,20 @@ impl BudgetStage {
                 }
                 true
             } else {
-                let h = match key {
-                    Some(h) => h,
+                let (h, p) = match key {
+                    Some(h) => (h, self.recent.first_p(h, ledger.state.p)),
                     None => {
                         self.unkeyed += 1;
-                        xxhash_rust::xxh3::xxh3_64_with_seed(&self.unkeyed.to_le_bytes(), self.seed ^ 0x9e37_79b9)
+                        let h =
+                            xxhash_rust::xxh3::xxh3_64_with_seed(&self.unkeyed.to_le_bytes(), self.seed ^ 0x9e37_79b9);
+                        (h, ledger.state.p)
                     }
                 };
-                let p = match key {
-                    Some(_) => self.recent.first_p(h, ledger.state.p),
-                    None => ledger.state.p,
-                };
-                let keep = (h as f64) < p * (u64::MAX as f64);
+                let keep = sampled(h, p);
                 if keep && p < 1.0 {
                     sc.rates.push((i, 1.0 / p));
                 }
-                if !keep && key.is_some() && self.lookback.enabled() {
+                if !keep && key.is_some() && lookback {
                     let mut line = Vec::with_capacity(size as usize + 18);
                     sluice_core::encode::write_event(batch, e, &mut line);
                     // `{...}\n` → `{...,"lookback":true}`: a released line is
@@ -412,20 +419,11 @@ impl BudgetStage {
             if kept {
                 ledger.spend(size as f64);
             }
-            sc.keep[i] = kept;
+            sc.keep.push(kept);
             self.stats.decided(id, size, kept);
-            if sc.touched_mark.len() <= id {
-                sc.touched_mark.resize(id + 1, false);
-            }
-            if !sc.touched_mark[id] {
-                sc.touched_mark[id] = true;
-                sc.touched.push(id);
-                self.stats.touched(id);
-            }
         }
         let now = self.now();
         for &id in &sc.touched {
-            sc.touched_mark[id] = false;
             let l = &mut self.ledgers[id];
             l.update(now, self.floor, self.ceiling);
             self.stats.probability(id, l.state.p, l.state.spent);
@@ -494,17 +492,18 @@ struct Scratch {
     hashes: Vec<Option<u64>>,
     /// (event, sample rate) of kept sampled events.
     rates: Vec<(usize, f64)>,
-    /// Services seen in the batch, and a mark per service id.
+    /// Services seen in the batch.
     touched: Vec<usize>,
-    touched_mark: Vec<bool>,
     /// A templated path.
     route: String,
 }
 
-/// The bytes an event stands for in the budget: its line (or rewrite).
-fn event_size(batch: &Batch, i: usize) -> usize {
-    let e = &batch.events()[i];
-    e.rewrite.map_or(e.line.len as usize, |r| r.len as usize) + 1
+/// Whether a normal event with trace hash `h` is kept at probability `p`:
+/// the hash's top 53 bits as a fraction of one, against `p` (an exact
+/// conversion, one instruction, where `h as f64` is several).
+#[inline]
+fn sampled(h: u64, p: f64) -> bool {
+    ((h >> 11) as i64 as f64) < p * (1u64 << 53) as f64
 }
 
 impl Stage for BudgetStage {

@@ -46,6 +46,9 @@ fn bucket_of(d: f64) -> usize {
     i
 }
 
+/// The most one latency adds to a histogram's sum (about 31 years).
+const MAX_SUMMED_MS: f64 = 1e12;
+
 /// How stale the published counters may be while events flow.
 pub const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -65,7 +68,10 @@ struct Hist {
     buckets: [Counter; 12],
     sum: Counter,
     pending: [u64; 12],
-    pending_sum: u64,
+    /// Summed as a float (a float-to-integer conversion per event costs
+    /// several instructions); whole milliseconds are published, the
+    /// fraction carried to the next publish.
+    pending_sum: f64,
 }
 
 /// Where each count sits in a service's `pending` (and `counters`): events
@@ -188,7 +194,9 @@ impl Stats {
         let bump = |h: &mut Hist| {
             // Per bucket here; made cumulative when published.
             h.pending[idx] += 1;
-            h.pending_sum += d.max(0.0) as u64;
+            // NaN and negatives count 0; infinity a bounded amount, so
+            // the float sum stays finite and its fraction exact.
+            h.pending_sum += d.max(0.0).min(MAX_SUMMED_MS);
         };
         // One inline lookup for the common case, a route seen before.
         if let Some(i) = key.and_then(|k| self.route_cache.get(&k, id as u32)) {
@@ -237,7 +245,7 @@ impl Stats {
             buckets,
             sum,
             pending: [0; 12],
-            pending_sum: 0,
+            pending_sum: 0.0,
         };
         bump(&mut h);
         let i = s.hists.len() as u32;
@@ -301,7 +309,9 @@ impl Stats {
                     c.add(cumulative);
                 }
             }
-            h.sum.add(std::mem::take(&mut h.pending_sum));
+            let whole = h.pending_sum.trunc();
+            h.sum.add(whole as u64);
+            h.pending_sum -= whole;
         }
     }
 }
