@@ -224,13 +224,41 @@ const POWERS_OF_TEN: [f64; 10] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1
 
 /// Parses RFC 3339 timestamps, reusing the calendar arithmetic of the last
 /// second seen (consecutive records share it).
-#[derive(Default)]
 pub struct TsCache {
     /// The cached stamp's first 19 bytes (`YYYY-MM-DDTHH:MM:SS`), as two
     /// overlapping words: compared inline, not through `memcmp`.
     prefix: (u64, u128),
+    /// What a `…SS.mmmZ` stamp of the cached second reads as: its first
+    /// eight bytes, and its last sixteen with the three digits masked out
+    /// ([`MS_DIGITS`]). Unmatchable while nothing is cached.
+    millis: (u64, u128),
     seconds: f64,
     valid: bool,
+}
+
+/// The three millisecond digits in the last sixteen bytes of a 24-byte stamp.
+const MS_DIGITS: u128 = 0xff_ffff << 96;
+
+/// `millis` while nothing is cached: the digits' bytes are masked to zero
+/// before the compare, so a set bit there never matches.
+const NO_MILLIS: (u64, u128) = (0, MS_DIGITS);
+
+impl Default for TsCache {
+    fn default() -> TsCache {
+        TsCache {
+            prefix: (0, 0),
+            millis: NO_MILLIS,
+            seconds: 0.0,
+            valid: false,
+        }
+    }
+}
+
+/// Whether each of the three low bytes of `d` is an ASCII digit: high
+/// nibble 3, and low nibble at most 9 (adding 6 leaves the high nibble).
+#[inline]
+fn three_digits(d: u32) -> bool {
+    d & 0xf0_f0f0 == 0x30_3030 && (d + 0x06_0606) & 0xf0_f0f0 == 0x30_3030
 }
 
 impl TsCache {
@@ -239,18 +267,12 @@ impl TsCache {
     pub fn parse(&mut self, ts: &[u8]) -> Option<f64> {
         // Inline, the common case: `…SS.mmmZ` in the cached second (the
         // general path below gives the same value for it).
-        if let Some(ts24) = ts.first_chunk::<24>().filter(|_| ts.len() == 24 && self.valid) {
-            let prefix = (
-                u64::from_le_bytes(ts24[..8].try_into().expect("8 bytes")),
-                u128::from_le_bytes(ts24[3..19].try_into().expect("16 bytes")),
-            );
-            let (a, b, c) = (
-                ts24[20].wrapping_sub(b'0'),
-                ts24[21].wrapping_sub(b'0'),
-                ts24[22].wrapping_sub(b'0'),
-            );
-            if prefix == self.prefix && ts24[19] == b'.' && ts24[23] == b'Z' && a < 10 && b < 10 && c < 10 {
-                let ms = u32::from(a) * 100 + u32::from(b) * 10 + u32::from(c);
+        if let Ok(ts24) = <&[u8; 24]>::try_from(ts) {
+            let head = u64::from_le_bytes(ts24[..8].try_into().expect("8 bytes"));
+            let tail = u128::from_le_bytes(ts24[8..].try_into().expect("16 bytes"));
+            let digits = (tail >> 96) as u32 & 0xff_ffff;
+            if (head, tail & !MS_DIGITS) == self.millis && three_digits(digits) {
+                let ms = (digits & 0xf) * 100 + (digits >> 8 & 0xf) * 10 + (digits >> 16 & 0xf);
                 return Some(self.seconds + f64::from(ms) / 1e3);
             }
         }
@@ -295,6 +317,18 @@ impl TsCache {
         // only plain `Z` stamps.
         self.valid = ts.ends_with(b"Z");
         self.prefix = prefix;
+        self.millis = if self.valid {
+            let mut stamp = [0u8; 24];
+            stamp[..19].copy_from_slice(&ts[..19]);
+            stamp[19] = b'.';
+            stamp[23] = b'Z';
+            (
+                u64::from_le_bytes(stamp[..8].try_into().expect("8 bytes")),
+                u128::from_le_bytes(stamp[8..].try_into().expect("16 bytes")),
+            )
+        } else {
+            NO_MILLIS
+        };
         Some(t.unix_timestamp_nanos() as f64 / 1e9)
     }
 }
@@ -337,6 +371,9 @@ mod tests {
             b"2026-11-25T00:00:01.250z0",
             b"2026-11-25T00:00:01.Z",
             b"2026-11-25T00:00:01xZ",
+            b"2026-11-25T00:00:01.2:0Z",
+            b"2026-11-25T00:00:01./00Z",
+            b"2026-11-25T00:00:01.00\x80Z",
         ] {
             assert_eq!(c.parse(bad), None, "{}", String::from_utf8_lossy(bad));
         }
@@ -351,6 +388,14 @@ mod tests {
         }
         let whole = c.parse(b"2026-11-25T00:00:01Z").unwrap();
         assert!((whole - (a - 0.25)).abs() < 1e-6, "{whole} {a}");
+    }
+
+    #[test]
+    fn three_digits_is_exactly_three_ascii_digits() {
+        for d in 0..1u32 << 24 {
+            let plain = d.to_le_bytes()[..3].iter().all(u8::is_ascii_digit);
+            assert_eq!(three_digits(d), plain, "{d:06x}");
+        }
     }
 
     #[test]

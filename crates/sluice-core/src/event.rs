@@ -29,7 +29,10 @@ impl Span {
     /// The bytes this span covers in `buf`.
     #[inline]
     pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        &buf[self.start as usize..(self.start + self.len) as usize]
+        // Summed as `usize`: the end cannot wrap, so one bounds check
+        // remains (in `u32` the slice must also check start <= end).
+        let start = self.start as usize;
+        &buf[start..start + self.len as usize]
     }
 
     /// Whether the span covers nothing.
