@@ -314,20 +314,7 @@ impl BudgetStage {
         // Hash every event's trace first (prefetching its memory slot), so
         // the decisions below find the slots in cache.
         sc.hashes.clear();
-        // Each event's trace id is this pass's first touch of its line, and
-        // the event's own field its first touch of the event: ask for both
-        // ahead (the line's position is read from an event already asked
-        // for) instead of waiting for each in turn.
-        let events = batch.events();
-        for (i, e) in events.iter().enumerate() {
-            if let Some(far) = events.get(i + 16) {
-                memory::prefetch(&far.fields[Field::TraceId as usize]);
-            }
-            if let Some(FieldValue::Str(s)) = events.get(i + 8).map(|a| a.field(Field::TraceId)) {
-                if let Some(b) = batch.data().get(s.start as usize) {
-                    memory::prefetch(b);
-                }
-            }
+        for e in batch.events() {
             let h = batch
                 .str_field(e, Field::TraceId)
                 .or_else(|| batch.str_field(e, Field::RequestId))
