@@ -61,9 +61,8 @@ impl Key {
         let Some(w) = buf.get(start..start + 32) else {
             return Key::of(buf.get(start..start + len)?);
         };
-        let Some(mask) = 32usize.checked_sub(len).map(|at| &WINDOW_MASKS[at..at + 32]) else {
-            return None;
-        };
+        let at = 32usize.checked_sub(len)?;
+        let mask = &WINDOW_MASKS[at..at + 32];
         Some(Key {
             words: [
                 word(w, 0) & word(mask, 0),
@@ -137,9 +136,114 @@ impl<const SLOTS: usize> KeyCache<SLOTS> {
     }
 }
 
+/// A service's key and its event's route key (none for an event without
+/// a duration, which has no route statistics), as one [`PairCache`] key.
+#[derive(Clone, Copy)]
+struct Pair {
+    words: [u64; 8],
+    meta: u64,
+}
+
+impl Pair {
+    #[inline]
+    fn new(service: &Key, route: Option<&Key>) -> Pair {
+        let r = route.map_or([0; 4], |r| r.words);
+        let [a, b, c, d] = service.words;
+        Pair {
+            words: [a, b, c, d, r[0], r[1], r[2], r[3]],
+            // Both lengths, whether there is a route, and a top bit so no
+            // empty slot (all zero) ever matches.
+            meta: u64::from(service.len) | route.map_or(0, |r| u64::from(r.len) << 8 | 1 << 16) | 1 << 63,
+        }
+    }
+
+    #[inline]
+    fn slot<const SLOTS: usize>(&self) -> usize {
+        let w = &self.words;
+        let h = (w[0] ^ w[1].rotate_left(11) ^ w[2].rotate_left(23) ^ w[3].rotate_left(37))
+            .wrapping_add(w[4] ^ w[5].rotate_left(13) ^ w[6].rotate_left(29) ^ w[7].rotate_left(41) ^ self.meta)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 40) as usize & (SLOTS - 1)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct PairSlot {
+    words: [u64; 8],
+    meta: u64,
+    ledger: u32,
+    /// [`NO_ROUTE`] for none.
+    route: u32,
+}
+
+const NO_ROUTE: u32 = u32::MAX;
+
+/// (service, route template) → (ledger id, route statistics index), in
+/// front of both lookups: an event's two keys in one probe. Like
+/// [`KeyCache`], a miss just takes the maps, and a hit is exact.
+pub struct PairCache<const SLOTS: usize = 1024> {
+    slots: Box<[PairSlot]>,
+}
+
+impl<const SLOTS: usize> Default for PairCache<SLOTS> {
+    fn default() -> Self {
+        assert!(SLOTS.is_power_of_two());
+        PairCache {
+            slots: vec![PairSlot::default(); SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl<const SLOTS: usize> PairCache<SLOTS> {
+    /// The ledger and route index cached for `service` and `route`.
+    #[inline]
+    pub fn get(&self, service: &Key, route: Option<&Key>) -> Option<(u32, Option<u32>)> {
+        let k = Pair::new(service, route);
+        let s = &self.slots[k.slot::<SLOTS>()];
+        // One branch: every word, both lengths and the route flag at once.
+        let diff = s
+            .words
+            .iter()
+            .zip(&k.words)
+            .fold(s.meta ^ k.meta, |d, (a, b)| d | (a ^ b));
+        (diff == 0).then_some((s.ledger, (s.route != NO_ROUTE).then_some(s.route)))
+    }
+
+    /// Remember `service` and `route` as `ledger` and `index`.
+    pub fn insert(&mut self, service: &Key, route: Option<&Key>, ledger: u32, index: Option<u32>) {
+        let k = Pair::new(service, route);
+        self.slots[k.slot::<SLOTS>()] = PairSlot {
+            words: k.words,
+            meta: k.meta,
+            ledger,
+            route: index.unwrap_or(NO_ROUTE),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_are_told_apart_by_either_key_and_by_a_missing_route() {
+        let k = |s: &str| Key::of(s.as_bytes()).unwrap();
+        let mut c = PairCache::<1024>::default();
+        c.insert(&k("api"), Some(&k("/v1/users/{id}")), 3, Some(7));
+        c.insert(&k("api"), None, 3, None);
+        c.insert(&k("api"), Some(&k("")), 3, Some(9));
+        assert_eq!(c.get(&k("api"), Some(&k("/v1/users/{id}"))), Some((3, Some(7))));
+        assert_eq!(c.get(&k("api"), None), Some((3, None)));
+        assert_eq!(c.get(&k("api"), Some(&k(""))), Some((3, Some(9))));
+        assert_eq!(c.get(&k("web"), Some(&k("/v1/users/{id}"))), None);
+        assert_eq!(c.get(&k("api"), Some(&k("/v1/users/{id]"))), None);
+        assert_eq!(
+            c.get(&k("ap"), Some(&k("i/v1/users/{id}"))),
+            None,
+            "the same bytes split elsewhere"
+        );
+        assert_eq!(PairCache::<1024>::default().get(&k(""), None), None, "an empty cache");
+    }
 
     #[test]
     fn keys_of_every_length_are_told_apart_exactly() {

@@ -56,6 +56,10 @@ pub struct BudgetStage {
     ids: FastMap<Box<[u8]>, usize>,
     /// In front of `ids`.
     id_cache: keys::KeyCache,
+    /// (service, route template) → (ledger id, histogram index), in front
+    /// of `id_cache` and the statistics' route lookup, when ledgers are
+    /// not split by env or namespace.
+    pairs: keys::PairCache,
     /// A ledger key being built.
     key: Vec<u8>,
     ledgers: Vec<BudgetLedger>,
@@ -125,6 +129,7 @@ impl BudgetStage {
             seed: cfg.seed,
             ids: FastMap::default(),
             id_cache: keys::KeyCache::default(),
+            pairs: keys::PairCache::default(),
             key: Vec::new(),
             ledgers: Vec::new(),
             names: Vec::new(),
@@ -197,6 +202,52 @@ impl BudgetStage {
         let id = self.service_id(&key, now);
         self.key = key;
         id
+    }
+
+    /// An event's ledger and the histogram index of its route template
+    /// (`route`: the template and its cache key), registering either on
+    /// first sight. One probe of the pair cache in the common case.
+    #[inline]
+    fn ids_of(
+        &mut self,
+        batch: &Batch,
+        e: &sluice_core::Event,
+        route: Option<(&[u8], Option<keys::Key>)>,
+        now: f64,
+    ) -> (usize, Option<u32>) {
+        let service = match e.field(Field::Service) {
+            FieldValue::Str(s) if !self.split_env && !self.split_namespace => keys::Key::in_buf(batch.data(), s),
+            _ => None,
+        };
+        // The pair cache holds an event with no route, or one whose
+        // template has a key (32 bytes at most).
+        let pair_route = match route {
+            None => Some(None),
+            Some((_, k)) => k.map(Some),
+        };
+        if let (Some(service), Some(r)) = (&service, &pair_route) {
+            if let Some((id, hist)) = self.pairs.get(service, r.as_ref()) {
+                return (id as usize, hist);
+            }
+        }
+        self.ids_of_slow(batch, e, route, service.zip(pair_route), now)
+    }
+
+    #[inline(never)]
+    fn ids_of_slow(
+        &mut self,
+        batch: &Batch,
+        e: &sluice_core::Event,
+        route: Option<(&[u8], Option<keys::Key>)>,
+        pair: Option<(keys::Key, Option<keys::Key>)>,
+        now: f64,
+    ) -> (usize, Option<u32>) {
+        let id = self.ledger_of(batch, e, now);
+        let hist = route.and_then(|(r, k)| self.stats.route_index(id, r, k));
+        if let Some((service, r)) = pair {
+            self.pairs.insert(&service, r.as_ref(), id as u32, hist);
+        }
+        (id, hist)
     }
 
     fn restore(&mut self) -> Result<(), BudgetError> {
@@ -338,7 +389,6 @@ impl BudgetStage {
                 }
                 now = self.event_now;
             }
-            let id = self.ledger_of(batch, e, now);
             let size = e.rewrite.map_or(e.line.len, |r| r.len) as u64 + 1;
             // The route matters only to latency statistics and per-route
             // slow thresholds, both of which need a duration.
@@ -354,7 +404,8 @@ impl BudgetStage {
                 FieldValue::Str(s) => (r, keys::Key::in_buf(data, s)),
                 _ => (r, keys::Key::of(r)),
             });
-            self.stats.record(id, &facts, route, size);
+            let (id, hist) = self.ids_of(batch, e, route, now);
+            self.stats.record(id, &facts, hist, size);
             let ledger = &mut self.ledgers[id];
             if ledger.batch != self.batch_seq {
                 ledger.batch = self.batch_seq;

@@ -177,83 +177,81 @@ impl Stats {
         self.unpublished_mark.push(false);
     }
 
-    /// Count one event before the decision; `route` is its route template
-    /// and that template's cache key (none past 32 bytes: such a template
-    /// takes the map). `decide` marks the service unpublished once per
-    /// batch.
+    /// Count one event before the decision; `route` is the index of its
+    /// route template's histogram ([`Stats::route_index`]), when it has a
+    /// duration. `decide` marks the service unpublished once per batch.
     #[inline]
-    pub fn record(&mut self, id: usize, facts: &Facts, route: Option<(&[u8], Option<Key>)>, size: u64) {
+    pub fn record(&mut self, id: usize, facts: &Facts, route: Option<u32>, size: u64) {
         let s = &mut self.services[id];
         s.pending[EVENTS_AT + facts.class as usize * LEVELS.len() + facts.level as usize] += 1;
         s.pending[STATUS_AT + facts.status as usize] += 1;
         s.pending[BYTES_AT] += size;
-        let (Some(d), Some((route, key))) = (facts.duration_ms, route) else {
+        let (Some(d), Some(route)) = (facts.duration_ms, route) else {
             return;
         };
-        let idx = bucket_of(d);
-        let bump = |h: &mut Hist| {
-            // Per bucket here; made cumulative when published.
-            h.pending[idx] += 1;
-            // NaN and negatives count 0; infinity a bounded amount, so
-            // the float sum stays finite and its fraction exact.
-            h.pending_sum += d.max(0.0).min(MAX_SUMMED_MS);
-        };
-        // One inline lookup for the common case, a route seen before.
-        if let Some(i) = key.and_then(|k| self.route_cache.get(&k, id as u32)) {
-            bump(&mut s.hists[i as usize]);
-            return;
-        }
-        self.record_new_route(id, route, key, bump);
+        let h = &mut s.hists[route as usize];
+        // Per bucket here; made cumulative when published.
+        h.pending[bucket_of(d)] += 1;
+        // NaN and negatives count 0; infinity a bounded amount, so the
+        // float sum stays finite and its fraction exact.
+        // (`clamp` would pass a NaN through.)
+        h.pending_sum += if d > 0.0 { d.min(MAX_SUMMED_MS) } else { 0.0 };
     }
 
-    /// A route not in the cache: from the map, else registered.
+    /// The histogram index of route template `route` of service `id`
+    /// (`key`: the template's cache key, none past 32 bytes), registering
+    /// it on first sight; none once the service has 1000 templates (an
+    /// unbounded set would be an id leak).
+    #[inline]
+    pub fn route_index(&mut self, id: usize, route: &[u8], key: Option<Key>) -> Option<u32> {
+        if let Some(i) = key.and_then(|k| self.route_cache.get(&k, id as u32)) {
+            return Some(i);
+        }
+        self.route_index_slow(id, route, key)
+    }
+
     #[cold]
-    fn record_new_route(&mut self, id: usize, route: &[u8], key: Option<Key>, bump: impl Fn(&mut Hist)) {
+    fn route_index_slow(&mut self, id: usize, route: &[u8], key: Option<Key>) -> Option<u32> {
         let registry = &self.registry;
         let base = &self.labels[id];
         let s = &mut self.services[id];
-        if let Some(&i) = s.routes.get(route) {
-            if let Some(k) = &key {
-                self.route_cache.insert(k, id as u32, i);
+        let i = match s.routes.get(route) {
+            Some(&i) => i,
+            None if s.routes.len() >= 1000 => return None,
+            None => {
+                let r = String::from_utf8_lossy(route).into_owned();
+                let labels: Vec<String> = BUCKETS_MS
+                    .iter()
+                    .map(|b| b.to_string())
+                    .chain(["+Inf".to_string()])
+                    .collect();
+                let buckets = std::array::from_fn(|i| {
+                    registry.counter(
+                        "request_duration_ms_bucket",
+                        "Request latency histogram (before sampling), cumulative buckets.",
+                        &labelled(base, &[("route", &r), ("le", &labels[i])]),
+                    )
+                });
+                let sum = registry.counter(
+                    "request_duration_ms_sum",
+                    "Sum of request latencies (before sampling).",
+                    &labelled(base, &[("route", &r)]),
+                );
+                let i = s.hists.len() as u32;
+                s.hists.push(Hist {
+                    buckets,
+                    sum,
+                    pending: [0; 12],
+                    pending_sum: 0.0,
+                });
+                s.routes.insert(route.into(), i);
+                i
             }
-            bump(&mut s.hists[i as usize]);
-            return;
-        }
-        // Route templates are few; an unbounded set would be an id leak.
-        if s.routes.len() >= 1000 {
-            return;
-        }
-        let r = String::from_utf8_lossy(route).into_owned();
-        let labels: Vec<String> = BUCKETS_MS
-            .iter()
-            .map(|b| b.to_string())
-            .chain(["+Inf".to_string()])
-            .collect();
-        let buckets = std::array::from_fn(|i| {
-            registry.counter(
-                "request_duration_ms_bucket",
-                "Request latency histogram (before sampling), cumulative buckets.",
-                &labelled(base, &[("route", &r), ("le", &labels[i])]),
-            )
-        });
-        let sum = registry.counter(
-            "request_duration_ms_sum",
-            "Sum of request latencies (before sampling).",
-            &labelled(base, &[("route", &r)]),
-        );
-        let mut h = Hist {
-            buckets,
-            sum,
-            pending: [0; 12],
-            pending_sum: 0.0,
         };
-        bump(&mut h);
-        let i = s.hists.len() as u32;
-        s.hists.push(h);
-        s.routes.insert(route.into(), i);
         if let Some(k) = &key {
             self.route_cache.insert(k, id as u32, i);
         }
+        Some(i)
     }
 
     /// Count the decision.
