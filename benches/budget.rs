@@ -10,6 +10,11 @@
 //! floor under `decide_20_services`, which shows how far the decisions are
 //! from being memory-bound.
 //!
+//! `decide_batch_in_cache` copies each batch (untimed) just before deciding
+//! it, so the batch sits in this core's cache as a stage before it on the
+//! same core leaves it: the figure for the stage's own work, free of how
+//! busy the machine's shared cache and memory are at the moment.
+//!
 //! Run: `cargo bench -p sluice-budget --bench budget`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -64,6 +64,13 @@ pub struct BudgetStage {
     key: Vec<u8>,
     ledgers: Vec<BudgetLedger>,
     names: Vec<Vec<u8>>,
+    /// `budget.max_services`: ledgers of services past it go to the
+    /// overflow ledger.
+    max_services: usize,
+    /// The overflow ledger's key: `_overflow`, with empty env/namespace
+    /// parts where ledgers are split by them.
+    overflow_key: Vec<u8>,
+    overflow_warned: bool,
     stats: Stats,
     state_path: Option<PathBuf>,
     last_save: Instant,
@@ -110,10 +117,16 @@ impl BudgetStage {
             });
         }
         let state_path = state_dir.map(|d| d.join("budget.json"));
+        let split_env = rules.iter().any(|r| r.env.is_some());
+        let split_namespace = rules.iter().any(|r| r.namespace.is_some());
+        let mut overflow_key = OVERFLOW_SERVICE.as_bytes().to_vec();
+        for _ in 0..usize::from(split_env) + usize::from(split_namespace) {
+            overflow_key.push(KEY_SEPARATOR as u8);
+        }
         let mut stage = BudgetStage {
             default,
-            split_env: rules.iter().any(|r| r.env.is_some()),
-            split_namespace: rules.iter().any(|r| r.namespace.is_some()),
+            split_env,
+            split_namespace,
             rules,
             clock: cfg.clock,
             window: cfg.window,
@@ -133,6 +146,9 @@ impl BudgetStage {
             key: Vec::new(),
             ledgers: Vec::new(),
             names: Vec::new(),
+            max_services: cfg.max_services.max(1),
+            overflow_key,
+            overflow_warned: false,
             stats: Stats::new(registry),
             state_path,
             last_save: Instant::now(),
@@ -330,6 +346,9 @@ impl BudgetStage {
             }
             return id;
         }
+        if self.ledgers.len() >= self.max_services && service != self.overflow_key.as_slice() {
+            return self.overflow_id(service, key, now);
+        }
         let name = String::from_utf8_lossy(service).into_owned();
         let budget = self.budget_for(&name);
         let (svc, env, namespace) = self.key_parts(&name);
@@ -345,6 +364,27 @@ impl BudgetStage {
             self.id_cache.insert(&k, 0, id as u32);
         }
         self.stats.add_service(labels);
+        id
+    }
+
+    /// The overflow ledger's id, for service `service` first seen past
+    /// `max_services` (not remembered by name: that would be the unbounded
+    /// growth the cap prevents; the id cache remembers it while it can).
+    #[cold]
+    fn overflow_id(&mut self, service: &[u8], key: Option<keys::Key>, now: f64) -> usize {
+        if !self.overflow_warned {
+            self.overflow_warned = true;
+            eprintln!(
+                "budget: {} service ledgers reached (budget.max_services); `{}` and services first seen after it share the ledger `{OVERFLOW_SERVICE}`",
+                self.max_services,
+                String::from_utf8_lossy(service).replace(KEY_SEPARATOR, "/")
+            );
+        }
+        let overflow = self.overflow_key.clone();
+        let id = self.service_id_slow(&overflow, keys::Key::of(&overflow), now);
+        if let Some(k) = key {
+            self.id_cache.insert(&k, 0, id as u32);
+        }
         id
     }
 
@@ -512,6 +552,9 @@ impl BudgetStage {
 
 /// Separates a ledger key's parts (a control character: never in a name).
 const KEY_SEPARATOR: char = '\x1f';
+
+/// The ledger (and `service` label) of services past `max_services`.
+pub const OVERFLOW_SERVICE: &str = "_overflow";
 
 /// One budget rule: an override, or a `services` entry (no env/namespace).
 struct BudgetRule {

@@ -487,3 +487,63 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
         .iter()
         .all(|(series, _)| !series.contains("/123") && !series.contains("/7/")));
 }
+
+#[test]
+fn services_past_the_cap_share_the_overflow_ledger() {
+    // Three ledgers at most: `a` and `b` get their own; `c` (three events,
+    // one an error) and the 40-byte name `d…` (two events) share the
+    // overflow ledger, which the cap does not count against itself.
+    let long = "d".repeat(40);
+    let services = ["a", "b", "c", "a", "c", long.as_str(), "c", long.as_str(), "b"];
+    let lines: Vec<Line> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let level = if i == 6 { "ERROR" } else { "INFO" };
+            Line {
+                json: format!(r#"{{"ts":"2025-11-25T00:00:01Z","level":"{level}","service":"{s}","trace_id":"t{i}"}}"#),
+                service: 0,
+                trace: 0,
+                must: false,
+            }
+        })
+        .collect();
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], "max_services = 2\n"), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    // Two batches: the second meets the overflowed names again.
+    for part in [&lines[..5], &lines[5..]] {
+        let mut b = parsed_batch(&mut parse, part);
+        stage.decide(&mut b);
+        // Every event is still there, with its own service (1 GiB/day
+        // keeps all).
+        let mut out = Vec::new();
+        sluice_core::encode::write_batch(&b, &mut out);
+        let expected: String = part.iter().map(|l| format!("{}\n", l.json)).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+    stage.publish_stats();
+    let events = |service: &str, class: &str, level: &str| {
+        registry
+            .value(
+                "budget_events_total",
+                &[("service", service), ("class", class), ("level", level)],
+            )
+            .unwrap_or(-1)
+    };
+    assert_eq!(
+        [
+            events("a", "normal", "info"),
+            events("b", "normal", "info"),
+            events("_overflow", "normal", "info"),
+            events("_overflow", "error", "error"),
+        ],
+        [2, 2, 4, 1]
+    );
+    assert_eq!(
+        events("c", "normal", "info"),
+        -1,
+        "no series for a service past the cap"
+    );
+    assert_eq!(stage.names, [b"a".to_vec(), b"b".to_vec(), b"_overflow".to_vec()]);
+}

@@ -499,6 +499,9 @@ impl Config {
             if b.slow_ms <= 0.0 {
                 return err("budget.slow_ms", "must be positive");
             }
+            if b.max_services == 0 {
+                return err("budget.max_services", "must be at least 1");
+            }
         }
         let stdin_count = self
             .sources

@@ -114,6 +114,16 @@ pub struct BudgetConfig {
     /// Most bytes held for lookback; the oldest lines go first.
     #[serde(default = "default_lookback_bytes")]
     pub lookback_bytes: ByteSize,
+    /// Most service ledgers (with their metric series). Services first
+    /// seen after that share one ledger, `_overflow`, so a service name
+    /// that carries an id cannot grow memory and `/metrics` without bound;
+    /// their records keep their own `service` field.
+    #[serde(default = "default_max_services")]
+    pub max_services: usize,
+}
+
+fn default_max_services() -> usize {
+    10_000
 }
 
 /// One `[[budget.overrides]]` entry.

@@ -139,6 +139,17 @@ fn budget_overrides_are_checked() {
 }
 
 #[test]
+fn the_service_cap_is_at_least_one_and_ten_thousand_by_default() {
+    let text = format!("{MINIMAL}\n[budget]\nmax_services = 0\n");
+    assert_eq!(
+        parse_str(&text).unwrap_err().to_string(),
+        "test.toml: `budget.max_services`: must be at least 1"
+    );
+    let text = format!("{MINIMAL}\n[budget]\n");
+    assert_eq!(parse_str(&text).unwrap().budget.unwrap().max_services, 10_000);
+}
+
+#[test]
 fn environment_reaches_any_value() {
     let env = |name: &str| match name {
         "CAP" => Some("9".to_string()),
