@@ -217,11 +217,15 @@ impl Stats {
         let registry = &self.registry;
         let base = &self.labels[id];
         let s = &mut self.services[id];
-        let i = match s.routes.get(route) {
+        // A record's own `route` is meant to be a template already; one
+        // that carries ids (`/v1/users/123`) is templated here, on the cold
+        // path, so no id becomes a label (the caches keep the raw key).
+        let template = crate::classify::route_template(&String::from_utf8_lossy(route));
+        let i = match s.routes.get(template.as_bytes()) {
             Some(&i) => i,
             None if s.routes.len() >= 1000 => return None,
             None => {
-                let r = String::from_utf8_lossy(route).into_owned();
+                let r = template.as_str();
                 let labels: Vec<String> = BUCKETS_MS
                     .iter()
                     .map(|b| b.to_string())
@@ -231,13 +235,13 @@ impl Stats {
                     registry.counter(
                         "request_duration_ms_bucket",
                         "Request latency histogram (before sampling), cumulative buckets.",
-                        &labelled(base, &[("route", &r), ("le", &labels[i])]),
+                        &labelled(base, &[("route", r), ("le", &labels[i])]),
                     )
                 });
                 let sum = registry.counter(
                     "request_duration_ms_sum",
                     "Sum of request latencies (before sampling).",
-                    &labelled(base, &[("route", &r)]),
+                    &labelled(base, &[("route", r)]),
                 );
                 let i = s.hists.len() as u32;
                 s.hists.push(Hist {
@@ -246,7 +250,7 @@ impl Stats {
                     pending: [0; 12],
                     pending_sum: 0.0,
                 });
-                s.routes.insert(route.into(), i);
+                s.routes.insert(template.into_bytes().into(), i);
                 i
             }
         };

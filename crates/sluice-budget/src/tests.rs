@@ -547,3 +547,45 @@ fn services_past_the_cap_share_the_overflow_ledger() {
     );
     assert_eq!(stage.names, [b"a".to_vec(), b"b".to_vec(), b"_overflow".to_vec()]);
 }
+
+#[test]
+fn a_route_field_that_carries_ids_is_templated_before_it_is_a_label() {
+    let json = [
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","duration_ms":3,"route":"/v1/orders/12345"}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","duration_ms":30,"route":"/v1/orders/67890?full=1"}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","duration_ms":300,"route":"/v1/orders/{id}"}"#,
+    ];
+    let lines: Vec<Line> = json
+        .iter()
+        .map(|j| Line {
+            json: j.to_string(),
+            service: 0,
+            trace: 0,
+            must: false,
+        })
+        .collect();
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], ""), &registry, None).unwrap();
+    let mut b = parsed_batch(&mut ParseStage::new(&Registry::new()), &lines);
+    stage.decide(&mut b);
+    stage.publish_stats();
+    let bucket = |le: &str| {
+        registry
+            .value(
+                "request_duration_ms_bucket",
+                &[("service", "api"), ("route", "/v1/orders/{id}"), ("le", le)],
+            )
+            .unwrap_or(-1)
+    };
+    assert_eq!(["5", "50", "500"].map(bucket), [1, 2, 3]);
+    let routes: Vec<String> = registry
+        .snapshot()
+        .into_iter()
+        .filter(|(series, _)| series.starts_with("request_duration_ms_sum"))
+        .map(|(series, _)| series)
+        .collect();
+    assert_eq!(
+        routes,
+        [r#"request_duration_ms_sum{service="api",route="/v1/orders/{id}"}"#]
+    );
+}
