@@ -95,6 +95,17 @@ fn config(budgets: &[(usize, u64)], extra: &str) -> BudgetConfig {
         .unwrap()
 }
 
+/// Records given as JSON text, outside the simulated day's bookkeeping.
+fn plain_lines(json: impl Iterator<Item = String>) -> Vec<Line> {
+    json.map(|json| Line {
+        json,
+        service: 0,
+        trace: 0,
+        must: false,
+    })
+    .collect()
+}
+
 /// `lines` framed into one batch and parsed.
 fn parsed_batch(parse: &mut ParseStage, lines: &[Line]) -> Batch {
     let mut data = Vec::new();
@@ -410,15 +421,7 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
         // A template longer than the route cache's keys.
         r#"{"ts":"2025-11-25T00:00:04Z","level":"ERROR","service":"api","status":500,"duration_ms":40,"route":"/v1/organizations/{id}/projects/{id}/members"}"#,
     ];
-    let lines: Vec<Line> = json
-        .iter()
-        .map(|j| Line {
-            json: j.to_string(),
-            service: 0,
-            trace: 0,
-            must: false,
-        })
-        .collect();
+    let lines = plain_lines(json.iter().map(|j| j.to_string()));
     let registry = Registry::new();
     // A budget of one byte: every normal line goes to the 1% floor.
     let mut stage = BudgetStage::new(&config(&[], "default = \"1B/day\"\nfloor = 0.01\n"), &registry, None).unwrap();
@@ -495,19 +498,10 @@ fn services_past_the_cap_share_the_overflow_ledger() {
     // overflow ledger, which the cap does not count against itself.
     let long = "d".repeat(40);
     let services = ["a", "b", "c", "a", "c", long.as_str(), "c", long.as_str(), "b"];
-    let lines: Vec<Line> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let level = if i == 6 { "ERROR" } else { "INFO" };
-            Line {
-                json: format!(r#"{{"ts":"2025-11-25T00:00:01Z","level":"{level}","service":"{s}","trace_id":"t{i}"}}"#),
-                service: 0,
-                trace: 0,
-                must: false,
-            }
-        })
-        .collect();
+    let lines = plain_lines(services.iter().enumerate().map(|(i, s)| {
+        let level = if i == 6 { "ERROR" } else { "INFO" };
+        format!(r#"{{"ts":"2025-11-25T00:00:01Z","level":"{level}","service":"{s}","trace_id":"t{i}"}}"#)
+    }));
     let registry = Registry::new();
     let mut stage = BudgetStage::new(&config(&[], "max_services = 2\n"), &registry, None).unwrap();
     let mut parse = ParseStage::new(&Registry::new());
@@ -555,15 +549,7 @@ fn a_route_field_that_carries_ids_is_templated_before_it_is_a_label() {
         r#"{"ts":"2025-11-25T00:00:01Z","service":"api","duration_ms":30,"route":"/v1/orders/67890?full=1"}"#,
         r#"{"ts":"2025-11-25T00:00:01Z","service":"api","duration_ms":300,"route":"/v1/orders/{id}"}"#,
     ];
-    let lines: Vec<Line> = json
-        .iter()
-        .map(|j| Line {
-            json: j.to_string(),
-            service: 0,
-            trace: 0,
-            must: false,
-        })
-        .collect();
+    let lines = plain_lines(json.iter().map(|j| j.to_string()));
     let registry = Registry::new();
     let mut stage = BudgetStage::new(&config(&[], ""), &registry, None).unwrap();
     let mut b = parsed_batch(&mut ParseStage::new(&Registry::new()), &lines);
