@@ -172,8 +172,18 @@ pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Fac
     }
 }
 
-/// Slow thresholds by route template.
-pub type SlowRoutes = HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>;
+/// The slow thresholds: `slow_ms`, and `slow_routes` by route template.
+pub struct SlowThresholds {
+    pub default_ms: f64,
+    pub routes: HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>,
+}
+
+impl SlowThresholds {
+    /// The threshold of route template `route`.
+    pub fn of(&self, route: &[u8]) -> f64 {
+        self.routes.get(route).copied().unwrap_or(self.default_ms)
+    }
+}
 
 /// The route template of an event: its `route`, else its `path` with ids
 /// replaced by `{id}` (never an id as a label). A templated path is written

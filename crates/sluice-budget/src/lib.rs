@@ -45,8 +45,7 @@ pub struct BudgetStage {
     clock: BudgetClock,
     window: BudgetWindow,
     offset: i64,
-    slow_ms: f64,
-    slow_routes: classify::SlowRoutes,
+    slow: classify::SlowThresholds,
     floor: f64,
     ceiling: f64,
     seed: u64,
@@ -131,12 +130,14 @@ impl BudgetStage {
             clock: cfg.clock,
             window: cfg.window,
             offset: parse_utc_offset(&cfg.utc_offset).map_err(BudgetError)?,
-            slow_ms: cfg.slow_ms,
-            slow_routes: cfg
-                .slow_routes
-                .iter()
-                .map(|(r, ms)| (r.as_bytes().into(), *ms))
-                .collect(),
+            slow: classify::SlowThresholds {
+                default_ms: cfg.slow_ms,
+                routes: cfg
+                    .slow_routes
+                    .iter()
+                    .map(|(r, ms)| (r.as_bytes().into(), *ms))
+                    .collect(),
+            },
             floor: cfg.floor,
             ceiling: cfg.ceiling,
             seed: cfg.seed,
@@ -259,7 +260,7 @@ impl BudgetStage {
         now: f64,
     ) -> (usize, Option<u32>) {
         let id = self.ledger_of(batch, e, now);
-        let hist = route.and_then(|(r, k)| self.stats.route_index(id, r, k));
+        let hist = route.and_then(|(r, k)| self.stats.route_index(id, r, k, &self.slow));
         if let Some((service, r)) = pair {
             self.pairs.insert(&service, r.as_ref(), id as u32, hist);
         }
@@ -436,15 +437,19 @@ impl BudgetStage {
                 FieldValue::Absent | FieldValue::Null => None,
                 _ => classify::route_key(batch, e, &mut sc.route),
             };
-            let (slow_ms, slow_routes) = (self.slow_ms, &self.slow_routes);
-            let facts = classify::facts(batch, e, || {
-                route.and_then(|r| slow_routes.get(r).copied()).unwrap_or(slow_ms)
-            });
             let route = route.map(|r| match e.field(Field::Route) {
                 FieldValue::Str(s) => (r, keys::Key::in_buf(data, s)),
                 _ => (r, keys::Key::of(r)),
             });
             let (id, hist) = self.ids_of(batch, e, route, now);
+            // The threshold was looked up once, by template, when the
+            // route's histogram was registered; past the template cap, by
+            // the route as read.
+            let (stats, slow) = (&self.stats, &self.slow);
+            let facts = classify::facts(batch, e, || match hist {
+                Some(h) => stats.slow_ms(id, h),
+                None => route.map_or(slow.default_ms, |(r, _)| slow.of(r)),
+            });
             self.stats.record(id, &facts, hist, size);
             let ledger = &mut self.ledgers[id];
             if ledger.batch != self.batch_seq {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use sluice_core::{Counter, Gauge, Registry};
 
-use crate::classify::{Class, Facts, LEVELS, STATUSES};
+use crate::classify::{Class, Facts, SlowThresholds, LEVELS, STATUSES};
 use crate::keys::{Key, KeyCache};
 
 /// The guide's latency buckets, in milliseconds.
@@ -72,6 +72,8 @@ struct Hist {
     /// several instructions); whole milliseconds are published, the
     /// fraction carried to the next publish.
     pending_sum: f64,
+    /// The route template's slow threshold.
+    slow_ms: f64,
 }
 
 /// Where each count sits in a service's `pending` (and `counters`): events
@@ -202,18 +204,24 @@ impl Stats {
 
     /// The histogram index of route template `route` of service `id`
     /// (`key`: the template's cache key, none past 32 bytes), registering
-    /// it on first sight; none once the service has 1000 templates (an
-    /// unbounded set would be an id leak).
+    /// it on first sight with its slow threshold from `slow`; none once the
+    /// service has 1000 templates (an unbounded set would be an id leak).
     #[inline]
-    pub fn route_index(&mut self, id: usize, route: &[u8], key: Option<Key>) -> Option<u32> {
+    pub fn route_index(&mut self, id: usize, route: &[u8], key: Option<Key>, slow: &SlowThresholds) -> Option<u32> {
         if let Some(i) = key.and_then(|k| self.route_cache.get(&k, id as u32)) {
             return Some(i);
         }
-        self.route_index_slow(id, route, key)
+        self.route_index_slow(id, route, key, slow)
+    }
+
+    /// The slow threshold of service `id`'s route template `hist`.
+    #[inline]
+    pub fn slow_ms(&self, id: usize, hist: u32) -> f64 {
+        self.services[id].hists[hist as usize].slow_ms
     }
 
     #[cold]
-    fn route_index_slow(&mut self, id: usize, route: &[u8], key: Option<Key>) -> Option<u32> {
+    fn route_index_slow(&mut self, id: usize, route: &[u8], key: Option<Key>, slow: &SlowThresholds) -> Option<u32> {
         let registry = &self.registry;
         let base = &self.labels[id];
         let s = &mut self.services[id];
@@ -249,6 +257,7 @@ impl Stats {
                     sum,
                     pending: [0; 12],
                     pending_sum: 0.0,
+                    slow_ms: slow.of(template.as_bytes()),
                 });
                 s.routes.insert(template.into_bytes().into(), i);
                 i

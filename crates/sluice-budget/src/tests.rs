@@ -575,3 +575,49 @@ fn a_route_field_that_carries_ids_is_templated_before_it_is_a_label() {
         [r#"request_duration_ms_sum{service="api",route="/v1/orders/{id}"}"#]
     );
 }
+
+#[test]
+fn per_route_slow_thresholds_apply_by_template() {
+    // `/v1/search/{id}` is slow from 3000 ms, `/v1/export` from 200 ms;
+    // every other route from the default 1000 ms. Each record's duration
+    // is on the other side of its own threshold from the default's.
+    let json = [
+        // 2000 ms: slow by default, normal under 3000 (route, path, a
+        // route field carrying an id, and one with a query).
+        r#"{"service":"api","duration_ms":2000,"route":"/v1/search/{id}"}"#,
+        r#"{"service":"api","duration_ms":2000,"path":"/v1/search/42?q=x"}"#,
+        r#"{"service":"api","duration_ms":2000,"route":"/v1/search/77"}"#,
+        r#"{"service":"api","duration_ms":2000,"route":"/v1/search/{id}?page=2"}"#,
+        // 3000 ms: slow.
+        r#"{"service":"api","duration_ms":3000,"route":"/v1/search/{id}"}"#,
+        // 500 ms: normal by default, slow under 200.
+        r#"{"service":"api","duration_ms":500,"path":"/v1/export"}"#,
+        // 1000 ms elsewhere: slow by the default.
+        r#"{"service":"api","duration_ms":1000,"route":"/v1/users/{id}"}"#,
+        r#"{"service":"api","duration_ms":999,"route":"/v1/users/{id}"}"#,
+    ];
+    let lines = plain_lines(json.iter().map(|j| j.to_string()));
+    let registry = Registry::new();
+    let extra = "[budget.slow_routes]\n\"/v1/search/{id}\" = 3000\n\"/v1/export\" = 200\n";
+    let cfg = config(&[], extra);
+    let mut stage = BudgetStage::new(&cfg, &registry, None).unwrap();
+    // One event per batch, so each is classified on its own.
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut slow = Vec::new();
+    for line in &lines {
+        let mut b = parsed_batch(&mut parse, std::slice::from_ref(line));
+        let before = registry.total("budget_events_total");
+        stage.decide(&mut b);
+        stage.publish_stats();
+        assert_eq!(registry.total("budget_events_total"), before + 1);
+        let slow_now = registry
+            .value(
+                "budget_events_total",
+                &[("service", "api"), ("class", "slow"), ("level", "none")],
+            )
+            .unwrap();
+        slow.push(slow_now);
+    }
+    // The running count of slow events after each record.
+    assert_eq!(slow, [0, 0, 0, 0, 1, 2, 3, 3]);
+}
