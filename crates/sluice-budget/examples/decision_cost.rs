@@ -1,0 +1,85 @@
+//! Instructions per budget decision, counted by callgrind: the figure the
+//! README's budget paragraph cites, free of the machine's noise.
+//!
+//! ```text
+//! cargo build --release -p sluice-budget --example decision_cost
+//! valgrind --tool=callgrind --toggle-collect='*decide_passes*' \
+//!     target/release/examples/decision_cost
+//! ```
+//!
+//! The same events as the criterion bench (generator output, 20 services,
+//! event clock, 256 KiB batches), the first `BATCHES` (default 30) of them;
+//! one untimed pass first, so services and routes are registered, then
+//! `PASSES` (default 7) passes over fresh copies, which alone callgrind
+//! counts. Divide its `Collected` by the decisions this prints.
+
+use sluice_budget::BudgetStage;
+use sluice_core::{Batch, Event, Registry, Span};
+use sluice_generator::{Workload, WorkloadSettings};
+use sluice_parse::ParseStage;
+
+fn batches(take: usize) -> Vec<Batch> {
+    let mut w = Workload::new(WorkloadSettings::default());
+    let mut all = Vec::new();
+    w.fill(&mut all, 8 << 20, u64::MAX);
+    let mut parse = ParseStage::new(&Registry::new());
+    let (mut out, mut data, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    for line in all.split(|&b| b == b'\n').filter(|l| l.starts_with(b"{")) {
+        events.push(Event::unparsed(Span::new(data.len(), line.len()), 0, Event::NO_ORIGIN));
+        data.extend_from_slice(line);
+        data.push(b'\n');
+        if data.len() >= 256 << 10 {
+            let mut b = Batch::new(std::mem::take(&mut data), std::mem::take(&mut events));
+            parse.parse_batch(&mut b);
+            out.push(b);
+            if out.len() == take {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The measured work: every batch's decisions (kept events returned so the
+/// work cannot be optimised away).
+#[inline(never)]
+fn decide_passes(stage: &mut BudgetStage, batches: &mut [Batch]) -> usize {
+    let mut kept = 0;
+    for b in batches {
+        stage.decide(b);
+        kept += b.events().len();
+    }
+    kept
+}
+
+fn main() {
+    let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let input = batches(setting("BATCHES", 30));
+    let passes = setting("PASSES", 7);
+    let cfg: sluice_config::Config = sluice_config::parse(
+        "[sources.i]\ntype=\"stdin\"\n[sinks.o]\ntype=\"stdout\"\n[budget]\nclock=\"event\"\ndefault=\"10MiB/day\"\n",
+        std::path::Path::new("decision_cost"),
+        &|_| None,
+    )
+    .expect("the embedded config is valid");
+    let mut stage = BudgetStage::new(cfg.budget.as_ref().expect("it has a budget"), &Registry::new(), None)
+        .expect("the budget is valid");
+    let fresh = || {
+        input
+            .iter()
+            .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    for b in &mut fresh() {
+        stage.decide(b);
+    }
+    let events: usize = input.iter().map(|b| b.events().len()).sum();
+    let mut kept = 0;
+    for _ in 0..passes {
+        kept += decide_passes(&mut stage, &mut fresh());
+    }
+    println!(
+        "{} decisions measured ({events} events x {passes} passes), {kept} kept",
+        events * passes
+    );
+}
