@@ -17,47 +17,20 @@
 //!
 //! Run: `cargo bench -p sluice-budget --bench budget`
 
+#[path = "budget_input.rs"]
+mod budget_input;
+
+use budget_input::{fresh_copy, generator_batches, CONFIG};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_budget::BudgetStage;
-use sluice_core::{Batch, Event, Field, FieldValue, Registry, Span};
-use sluice_generator::{Workload, WorkloadSettings};
-use sluice_parse::ParseStage;
-
-fn batches() -> (Vec<Batch>, u64) {
-    let mut w = Workload::new(WorkloadSettings::default());
-    let mut all = Vec::new();
-    w.fill(&mut all, 8 << 20, u64::MAX);
-    let mut parse = ParseStage::new(&Registry::new());
-    let (mut out, mut n, mut data, mut events) = (Vec::new(), 0u64, Vec::new(), Vec::new());
-    for line in all.split(|&b| b == b'\n').filter(|l| l.starts_with(b"{")) {
-        events.push(Event::unparsed(Span::new(data.len(), line.len()), 0, Event::NO_ORIGIN));
-        data.extend_from_slice(line);
-        data.push(b'\n');
-        if data.len() >= 256 << 10 {
-            n += events.len() as u64;
-            let mut b = Batch::new(std::mem::take(&mut data), std::mem::take(&mut events));
-            parse.parse_batch(&mut b);
-            out.push(b);
-        }
-    }
-    (out, n)
-}
+use sluice_core::{Batch, Field, FieldValue, Registry};
 
 fn bench(c: &mut Criterion) {
-    let (input, events) = batches();
-    let cfg: sluice_config::Config = sluice_config::parse(
-        "[sources.i]\ntype=\"stdin\"\n[sinks.o]\ntype=\"stdout\"\n[budget]\nclock=\"event\"\ndefault=\"10MiB/day\"\n",
-        std::path::Path::new("b"),
-        &|_| None,
-    )
-    .unwrap();
+    let input = generator_batches();
+    let events: u64 = input.iter().map(|b| b.events().len() as u64).sum();
+    let cfg: sluice_config::Config = sluice_config::parse(CONFIG, std::path::Path::new("b"), &|_| None).unwrap();
     // A fresh copy of the input for each run (see the module docs).
-    let fresh = || {
-        input
-            .iter()
-            .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
-            .collect::<Vec<_>>()
-    };
+    let fresh = || fresh_copy(&input);
     let mut group = c.benchmark_group("budget");
     group.throughput(Throughput::Elements(events));
     group.sample_size(20);

@@ -13,32 +13,12 @@
 //! `PASSES` (default 7) passes over fresh copies, which alone callgrind
 //! counts. Divide its `Collected` by the decisions this prints.
 
-use sluice_budget::BudgetStage;
-use sluice_core::{Batch, Event, Registry, Span};
-use sluice_generator::{Workload, WorkloadSettings};
-use sluice_parse::ParseStage;
+#[path = "../../../benches/budget_input.rs"]
+mod budget_input;
 
-fn batches(take: usize) -> Vec<Batch> {
-    let mut w = Workload::new(WorkloadSettings::default());
-    let mut all = Vec::new();
-    w.fill(&mut all, 8 << 20, u64::MAX);
-    let mut parse = ParseStage::new(&Registry::new());
-    let (mut out, mut data, mut events) = (Vec::new(), Vec::new(), Vec::new());
-    for line in all.split(|&b| b == b'\n').filter(|l| l.starts_with(b"{")) {
-        events.push(Event::unparsed(Span::new(data.len(), line.len()), 0, Event::NO_ORIGIN));
-        data.extend_from_slice(line);
-        data.push(b'\n');
-        if data.len() >= 256 << 10 {
-            let mut b = Batch::new(std::mem::take(&mut data), std::mem::take(&mut events));
-            parse.parse_batch(&mut b);
-            out.push(b);
-            if out.len() == take {
-                break;
-            }
-        }
-    }
-    out
-}
+use budget_input::{fresh_copy, generator_batches, CONFIG};
+use sluice_budget::BudgetStage;
+use sluice_core::{Batch, Registry};
 
 /// The measured work: every batch's decisions (kept events returned so the
 /// work cannot be optimised away).
@@ -54,22 +34,14 @@ fn decide_passes(stage: &mut BudgetStage, batches: &mut [Batch]) -> usize {
 
 fn main() {
     let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    let input = batches(setting("BATCHES", 30));
+    let mut input = generator_batches();
+    input.truncate(setting("BATCHES", 30));
     let passes = setting("PASSES", 7);
-    let cfg: sluice_config::Config = sluice_config::parse(
-        "[sources.i]\ntype=\"stdin\"\n[sinks.o]\ntype=\"stdout\"\n[budget]\nclock=\"event\"\ndefault=\"10MiB/day\"\n",
-        std::path::Path::new("decision_cost"),
-        &|_| None,
-    )
-    .expect("the embedded config is valid");
+    let cfg: sluice_config::Config = sluice_config::parse(CONFIG, std::path::Path::new("decision_cost"), &|_| None)
+        .expect("the embedded config is valid");
     let mut stage = BudgetStage::new(cfg.budget.as_ref().expect("it has a budget"), &Registry::new(), None)
         .expect("the budget is valid");
-    let fresh = || {
-        input
-            .iter()
-            .map(|b| Batch::new(b.data().to_vec(), b.events().to_vec()))
-            .collect::<Vec<_>>()
-    };
+    let fresh = || fresh_copy(&input);
     for b in &mut fresh() {
         stage.decide(b);
     }
