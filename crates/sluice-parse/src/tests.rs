@@ -52,6 +52,24 @@ fn escaped_strings_are_decoded_into_the_arena() {
 }
 
 #[test]
+fn integers_past_64_bits_are_json_numbers_not_text() {
+    // Valid JSON: simd-json refuses such an integer unless told to read it
+    // as a float (`big-int-as-float`), which would make the record text.
+    let (b, registry) = parsed(&[br#"{"status":99999999999999999999,"order_id":-123456789012345678901234567890}"#]);
+    let e = &b.events()[0];
+    assert_eq!(e.kind, EventKind::Json);
+    assert_eq!(e.field(Field::Status), FieldValue::Float(1e20));
+    assert_eq!(registry.total("parse_errors_total"), 0);
+    assert_eq!(registry.value("parse_json_events_total", &[]), Some(1));
+    let mut out = Vec::new();
+    write_batch(&b, &mut out);
+    assert_eq!(
+        out, b"{\"status\":99999999999999999999,\"order_id\":-123456789012345678901234567890}\n",
+        "the digits pass through as written"
+    );
+}
+
+#[test]
 fn nested_values_are_skipped_not_confused_with_top_level_keys() {
     let (b, _) = parsed(&[br#"{"body":{"service":"inner","x":[{"level":"x"}]},"level":"warn"}"#]);
     let e = &b.events()[0];
