@@ -621,3 +621,79 @@ fn per_route_slow_thresholds_apply_by_template() {
     // The running count of slow events after each record.
     assert_eq!(slow, [0, 0, 0, 0, 1, 2, 3, 3]);
 }
+
+#[test]
+fn odd_values_are_judged_without_panic_and_errors_stay() {
+    let long = "x".repeat(100_000);
+    let path = "/seg".repeat(5_000);
+    // (record fields after `"id":N,`, whether the record must be kept)
+    let cases: Vec<(String, bool)> = vec![
+        (r#""status":-1"#.into(), false),
+        (r#""status":99999999999999999999"#.into(), true),
+        (r#""status":"503""#.into(), true),
+        (r#""status":"abc""#.into(), false),
+        (r#""status":500.5"#.into(), true),
+        (r#""status":true"#.into(), false),
+        (r#""status":{}"#.into(), false),
+        (r#""duration_ms":-5,"route":"/a""#.into(), false),
+        (r#""duration_ms":1e308,"route":"/a""#.into(), true),
+        (r#""duration_ms":"NaN","route":"/a""#.into(), false),
+        (r#""duration_ms":"inf","route":"/a""#.into(), true),
+        (r#""duration_ms":"  12 ","route":"/a""#.into(), false),
+        (r#""duration_ms":null,"route":"/a""#.into(), false),
+        (r#""ts":"""#.into(), false),
+        (r#""ts":"2025-13-45T99:99:99Z""#.into(), false),
+        (r#""ts":"2025-11-25T00:00:01.1234567890123Z""#.into(), false),
+        (r#""ts":"0000-01-01T00:00:00Z""#.into(), false),
+        (r#""ts":"9999-12-31T23:59:59Z""#.into(), false),
+        (r#""ts":123"#.into(), false),
+        (r#""service":"""#.into(), false),
+        (format!(r#""service":"{long}""#), false),
+        (r#""service":"a\u0000b","level":"ERROR""#.into(), true),
+        (r#""service":"a\"b""#.into(), false),
+        (r#""level":"""#.into(), false),
+        (r#""level":"ERRORS""#.into(), false),
+        (r#""level":"érror""#.into(), false),
+        (r#""level":5"#.into(), false),
+        (r#""level":"fatal""#.into(), true),
+        (format!(r#""duration_ms":5,"path":"{path}/123?x""#), false),
+        (r#""duration_ms":5,"route":"""#.into(), false),
+        (r#""duration_ms":5,"path":"?""#.into(), false),
+        (format!(r#""trace_id":"{long}""#), false),
+        (r#""trace_id":5"#.into(), false),
+        (r#""error_type":"java.lang.NullPointerException""#.into(), true),
+        (r#""error_type":null"#.into(), false),
+    ];
+    let lines = plain_lines(
+        cases
+            .iter()
+            .enumerate()
+            .map(|(i, (fields, _))| format!(r#"{{"id":{i},{fields}}}"#)),
+    );
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], "default = \"1B/day\"\nfloor = 0.01\n"), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut kept_ids = Vec::new();
+    // Twice: the second time every service's p is at the floor.
+    for _ in 0..2 {
+        let mut b = parsed_batch(&mut parse, &lines);
+        stage.decide(&mut b);
+        let mut out = Vec::new();
+        sluice_core::encode::write_batch(&b, &mut out);
+        kept_ids = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("a kept line lost its id: {}", &l[..l.len().min(300)]))
+                    as usize
+            })
+            .collect();
+    }
+    stage.publish_stats();
+    assert_eq!(registry.total("budget_events_total"), 2 * cases.len() as u64);
+    let must: Vec<usize> = (0..cases.len()).filter(|&i| cases[i].1).collect();
+    let kept_must: Vec<usize> = kept_ids.iter().copied().filter(|&i| cases[i].1).collect();
+    assert_eq!(kept_must, must, "every error and slow record kept, in order");
+}
