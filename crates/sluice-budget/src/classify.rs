@@ -174,7 +174,10 @@ pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Fac
 
 /// The slow thresholds: `slow_ms`, and `slow_routes` by route template.
 pub struct SlowThresholds {
+    /// `slow_ms`: routes without their own threshold, and events without
+    /// a route.
     pub default_ms: f64,
+    /// `slow_routes`: route template → threshold.
     pub routes: HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>,
 }
 

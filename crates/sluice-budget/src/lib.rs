@@ -69,7 +69,8 @@ pub struct BudgetStage {
     /// The overflow ledger's key: `_overflow`, with empty env/namespace
     /// parts where ledgers are split by them.
     overflow_key: Vec<u8>,
-    overflow_warned: bool,
+    /// The overflow ledger, once it exists (its first use warns).
+    overflow_ledger: Option<usize>,
     stats: Stats,
     state_path: Option<PathBuf>,
     last_save: Instant,
@@ -149,7 +150,7 @@ impl BudgetStage {
             names: Vec::new(),
             max_services: cfg.max_services.max(1),
             overflow_key,
-            overflow_warned: false,
+            overflow_ledger: None,
             stats: Stats::new(registry),
             state_path,
             last_save: Instant::now(),
@@ -373,16 +374,20 @@ impl BudgetStage {
     /// growth the cap prevents; the id cache remembers it while it can).
     #[cold]
     fn overflow_id(&mut self, service: &[u8], key: Option<keys::Key>, now: f64) -> usize {
-        if !self.overflow_warned {
-            self.overflow_warned = true;
-            eprintln!(
-                "budget: {} service ledgers reached (budget.max_services); `{}` and services first seen after it share the ledger `{OVERFLOW_SERVICE}`",
-                self.max_services,
-                String::from_utf8_lossy(service).replace(KEY_SEPARATOR, "/")
-            );
-        }
-        let overflow = self.overflow_key.clone();
-        let id = self.service_id_slow(&overflow, keys::Key::of(&overflow), now);
+        let id = match self.overflow_ledger {
+            Some(id) => id,
+            None => {
+                eprintln!(
+                    "budget: {} service ledgers reached (budget.max_services); `{}` and services first seen after it share the ledger `{OVERFLOW_SERVICE}`",
+                    self.max_services,
+                    String::from_utf8_lossy(service).replace(KEY_SEPARATOR, "/")
+                );
+                let overflow = self.overflow_key.clone();
+                let id = self.service_id_slow(&overflow, keys::Key::of(&overflow), now);
+                self.overflow_ledger = Some(id);
+                id
+            }
+        };
         if let Some(k) = key {
             self.id_cache.insert(&k, 0, id as u32);
         }

@@ -15,6 +15,10 @@ use sluice_core::{Counter, Gauge, Registry};
 use crate::classify::{Class, Facts, SlowThresholds, LEVELS, STATUSES};
 use crate::keys::{Key, KeyCache};
 
+/// The route cache's answer for a template past a service's 1000: counted,
+/// without a histogram.
+const NO_HIST: u32 = u32::MAX;
+
 /// The guide's latency buckets, in milliseconds.
 pub const BUCKETS_MS: [f64; 11] = [
     5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
@@ -208,10 +212,11 @@ impl Stats {
     /// service has 1000 templates (an unbounded set would be an id leak).
     #[inline]
     pub fn route_index(&mut self, id: usize, route: &[u8], key: Option<Key>, slow: &SlowThresholds) -> Option<u32> {
-        if let Some(i) = key.and_then(|k| self.route_cache.get(&k, id as u32)) {
-            return Some(i);
+        match key.and_then(|k| self.route_cache.get(&k, id as u32)) {
+            Some(NO_HIST) => None,
+            Some(i) => Some(i),
+            None => self.route_index_slow(id, route, key, slow),
         }
-        self.route_index_slow(id, route, key, slow)
     }
 
     /// The slow threshold of service `id`'s route template `hist`.
@@ -231,7 +236,9 @@ impl Stats {
         let template = crate::classify::route_template(&String::from_utf8_lossy(route));
         let i = match s.routes.get(template.as_bytes()) {
             Some(&i) => i,
-            None if s.routes.len() >= 1000 => return None,
+            // Cached as such, so a route past the cap is templated once,
+            // not on every event that carries it.
+            None if s.routes.len() >= 1000 => NO_HIST,
             None => {
                 let r = template.as_str();
                 let labels: Vec<String> = BUCKETS_MS
@@ -266,7 +273,7 @@ impl Stats {
         if let Some(k) = &key {
             self.route_cache.insert(k, id as u32, i);
         }
-        Some(i)
+        (i != NO_HIST).then_some(i)
     }
 
     /// Count the decision.

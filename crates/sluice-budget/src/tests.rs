@@ -697,3 +697,38 @@ fn odd_values_are_judged_without_panic_and_errors_stay() {
     let kept_must: Vec<usize> = kept_ids.iter().copied().filter(|&i| cases[i].1).collect();
     assert_eq!(kept_must, must, "every error and slow record kept, in order");
 }
+
+#[test]
+fn a_service_has_at_most_1000_route_histograms_and_counts_every_event() {
+    // 1,005 templates, then the last five again: the first 1,000 get
+    // histograms; the rest are counted without one, each time.
+    let routes: Vec<usize> = (0..1005).chain(1000..1005).collect();
+    let lines = plain_lines(
+        routes
+            .iter()
+            .map(|r| format!(r#"{{"service":"api","duration_ms":7,"route":"/r{r}"}}"#)),
+    );
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], ""), &registry, None).unwrap();
+    let mut b = parsed_batch(&mut ParseStage::new(&Registry::new()), &lines);
+    stage.decide(&mut b);
+    stage.publish_stats();
+    let sums: Vec<(String, i64)> = registry
+        .snapshot()
+        .into_iter()
+        .filter(|(series, _)| series.starts_with("request_duration_ms_sum"))
+        .collect();
+    assert_eq!(sums.len(), 1000);
+    assert!(sums.iter().all(|(_, v)| *v == 7));
+    assert_eq!(
+        sums.last().unwrap().0,
+        r#"request_duration_ms_sum{service="api",route="/r999"}"#
+    );
+    assert_eq!(
+        registry.value(
+            "budget_events_total",
+            &[("service", "api"), ("class", "normal"), ("level", "none")]
+        ),
+        Some(1010)
+    );
+}
