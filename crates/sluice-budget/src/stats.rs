@@ -24,30 +24,46 @@ pub const BUCKETS_MS: [f64; 11] = [
     5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
-/// [`BUCKETS_MS`] padded to 16 with +Inf, for [`bucket_of`]'s search.
-const PADDED_MS: [f64; 16] = {
-    let mut p = [f64::INFINITY; 16];
-    let mut i = 0;
-    while i < BUCKETS_MS.len() {
-        p[i] = BUCKETS_MS[i];
-        i += 1;
+/// Per octave `[2^k, 2^(k+1))` of milliseconds (k = 0..15, the last
+/// open-ended): how many bounds lie below it, and the bound inside it (at
+/// most one: each bound is at least twice the one before), or +Inf.
+const OCTAVES: ([u8; 16], [f64; 16]) = {
+    let (mut below, mut inside) = ([0u8; 16], [f64::INFINITY; 16]);
+    let mut k = 0;
+    while k < 16 {
+        let (lo, hi) = ((1u64 << k) as f64, (1u64 << (k + 1)) as f64);
+        let mut i = 0;
+        while i < BUCKETS_MS.len() {
+            let b = BUCKETS_MS[i];
+            if b < lo {
+                below[k] += 1;
+            } else if b < hi || k == 15 {
+                assert!(inside[k] == f64::INFINITY, "two bounds in one octave");
+                inside[k] = b;
+            }
+            i += 1;
+        }
+        k += 1;
     }
-    p
+    (below, inside)
 };
 
 /// The first bucket that holds `d` (index 11 is +Inf): the number of
-/// bounds below it, found by a four-step binary search whose steps are
-/// selects, not branches. NaN (a quoted "NaN") goes to +Inf.
+/// bounds below it. The float's exponent is its octave, which holds at
+/// most one bound, so that is two table reads and one compare (a search
+/// of the bounds cost four dependent steps). NaN (a quoted "NaN") goes to
+/// +Inf; below 1 ms, nothing is below.
 #[inline]
 fn bucket_of(d: f64) -> usize {
     if d.is_nan() {
         return BUCKETS_MS.len();
     }
-    let mut i = 0;
-    for step in [8, 4, 2, 1] {
-        i += step * usize::from(PADDED_MS[i + step - 1] < d);
+    if d < 1.0 {
+        return 0;
     }
-    i
+    // d >= 1: the sign is clear and the biased exponent at least 1023.
+    let k = ((d.to_bits() >> 52) as usize - 1023).min(15);
+    usize::from(OCTAVES.0[k]) + usize::from(OCTAVES.1[k] < d)
 }
 
 /// The most one latency adds to a histogram's sum (about 31 years).
@@ -355,5 +371,14 @@ mod tests {
         assert_eq!(bucket_of(5.5), 1);
         assert_eq!(bucket_of(10_000.0), 10);
         assert_eq!(bucket_of(10_000.5), 11);
+        assert_eq!(bucket_of(-f64::NAN), 11);
+        assert_eq!(bucket_of(f64::MIN_POSITIVE), 0);
+        assert_eq!(bucket_of(16_384.0), 11);
+        // Every integer millisecond up to past the last bound, and halves.
+        for ms in 0..40_000u32 {
+            for d in [f64::from(ms), f64::from(ms) + 0.5] {
+                assert_eq!(bucket_of(d), plain(d), "{d}");
+            }
+        }
     }
 }
