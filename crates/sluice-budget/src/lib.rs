@@ -88,6 +88,9 @@ pub struct BudgetStage {
     scratch: Scratch,
     lookback: lookback::Lookback,
     released: sluice_core::Counter,
+    /// Records whose `ts` was too far past the wall clock to move the
+    /// event clock ([`EVENT_CLOCK_LEAD`]).
+    future_ts: sluice_core::Counter,
 }
 
 impl BudgetStage {
@@ -164,6 +167,11 @@ impl BudgetStage {
             released: registry.counter(
                 "budget_lookback_released_total",
                 "Sampled-away lines kept because a later line of their trace was an error or slow.",
+                &[],
+            ),
+            future_ts: registry.counter(
+                "budget_future_ts_total",
+                "Records stamped more than a day past the wall clock: judged at the event clock's time without moving it (clock = \"event\").",
                 &[],
             ),
         };
@@ -325,9 +333,7 @@ impl BudgetStage {
     fn now(&self) -> f64 {
         match self.clock {
             BudgetClock::Event => self.event_now,
-            BudgetClock::Wall => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
+            BudgetClock::Wall => wall_clock(),
         }
     }
 
@@ -423,6 +429,9 @@ impl BudgetStage {
         }
         let mut now = self.now();
         let event_clock = self.clock == BudgetClock::Event;
+        // The latest `ts` the event clock may take (read once per batch).
+        let latest = if event_clock { wall_clock() + EVENT_CLOCK_LEAD } else { 0.0 };
+        let mut future = 0;
         let lookback = self.lookback.enabled();
         self.batch_seq += 1;
         let data = batch.data();
@@ -430,7 +439,11 @@ impl BudgetStage {
             if event_clock {
                 if let Some(t) = batch.str_field(e, Field::Ts).and_then(|ts| self.ts_cache.parse(ts)) {
                     if t > self.event_now {
-                        self.event_now = t;
+                        if t <= latest {
+                            self.event_now = t;
+                        } else {
+                            future += 1;
+                        }
                     }
                 }
                 now = self.event_now;
@@ -510,6 +523,9 @@ impl BudgetStage {
             sc.keep.push(kept);
             self.stats.decided(id, size, kept);
         }
+        if future > 0 {
+            self.future_ts.add(future);
+        }
         let now = self.now();
         for &id in &sc.touched {
             let l = &mut self.ledgers[id];
@@ -558,6 +574,21 @@ impl BudgetStage {
         }
         self.scratch = sc;
     }
+}
+
+/// How far past the wall clock a record's `ts` may move the event clock.
+/// A replay is of the past, and a day covers any time zone mislabelled as
+/// UTC; a later stamp is a client's broken clock or a sentinel such as
+/// `9999-12-31`, and would move every window there for the rest of the run
+/// (the clock only moves forward). Such a record is judged at the clock's
+/// current time and counted in `budget_future_ts_total`.
+pub const EVENT_CLOCK_LEAD: f64 = 86_400.0;
+
+/// Seconds since the epoch by the machine's clock.
+fn wall_clock() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Separates a ledger key's parts (a control character: never in a name).

@@ -732,3 +732,41 @@ fn a_service_has_at_most_1000_route_histograms_and_counts_every_event() {
         Some(1010)
     );
 }
+
+#[test]
+fn a_stamp_past_the_wall_clock_does_not_move_the_event_clock() {
+    let record = |ts: &str| format!(r#"{{"ts":"{ts}","level":"ERROR","service":"api","msg":"m"}}"#);
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    let soon = soon.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], ""), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut decide = |records: &[String]| {
+        let lines = plain_lines(records.iter().cloned());
+        let mut b = parsed_batch(&mut parse, &lines);
+        stage.decide(&mut b);
+        stage.publish_stats();
+        assert_eq!(b.events().len(), records.len(), "errors are all kept");
+        let bytes: usize = records.iter().map(|r| r.len() + 1).sum();
+        (bytes, registry.value("budget_spent_bytes", &[("service", "api")]).unwrap())
+    };
+    // A sentinel stamp among a replay of 2025: the window stays in 2025,
+    // so its spend goes on accumulating.
+    let replay = [
+        record("2025-11-25T00:00:01Z"),
+        record("2025-11-25T00:00:02Z"),
+        record("9999-12-31T23:59:59Z"),
+        record("2025-11-25T00:00:03Z"),
+    ];
+    let (bytes, spent) = decide(&replay);
+    assert_eq!(spent, bytes as i64);
+    assert_eq!(registry.total("budget_future_ts_total"), 1);
+    let (more, spent) = decide(&[record("2025-11-25T00:00:04Z")]);
+    assert_eq!(spent, (bytes + more) as i64, "the same window");
+    // Two hours ahead is within the lead: the clock moves, a new day's
+    // window starts with that record, and the 2025 one after it counts in it.
+    let ahead = [record(&soon), record("2025-11-25T00:00:05Z")];
+    let (bytes, spent) = decide(&ahead);
+    assert_eq!(spent, bytes as i64);
+    assert_eq!(registry.total("budget_future_ts_total"), 1);
+}
