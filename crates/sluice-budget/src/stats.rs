@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use sluice_core::{Counter, Gauge, Registry};
+use sluice_core::{Counter, Gauge, HistogramSeries, Registry};
 
 use crate::classify::{Class, Facts, SlowThresholds, LEVELS, STATUSES};
 use crate::keys::{Key, KeyCache};
@@ -85,8 +85,6 @@ const _: () = {
 const BYTES: [&str; 3] = ["in", "kept", "dropped"];
 
 struct Hist {
-    buckets: [Counter; 12],
-    sum: Counter,
     pending: [u64; 12],
     /// Summed as a float (a float-to-integer conversion per event costs
     /// several instructions); whole milliseconds are published, the
@@ -94,6 +92,8 @@ struct Hist {
     pending_sum: f64,
     /// The route template's slow threshold.
     slow_ms: f64,
+    /// `request_duration_ms{service,route}` in the registry.
+    series: HistogramSeries,
 }
 
 /// Where each count sits in a service's `pending` (and `counters`): events
@@ -256,31 +256,18 @@ impl Stats {
             // not on every event that carries it.
             None if s.routes.len() >= 1000 => NO_HIST,
             None => {
-                let r = template.as_str();
-                let labels: Vec<String> = BUCKETS_MS
-                    .iter()
-                    .map(|b| b.to_string())
-                    .chain(["+Inf".to_string()])
-                    .collect();
-                let buckets = std::array::from_fn(|i| {
-                    registry.counter(
-                        "request_duration_ms_bucket",
-                        "Request latency histogram (before sampling), cumulative buckets.",
-                        &labelled(base, &[("route", r), ("le", &labels[i])]),
-                    )
-                });
-                let sum = registry.counter(
-                    "request_duration_ms_sum",
-                    "Sum of request latencies (before sampling).",
-                    &labelled(base, &[("route", r)]),
+                let series = registry.histogram(
+                    "request_duration_ms",
+                    "Request latency in milliseconds by route template, before sampling.",
+                    &labelled(base, &[("route", template.as_str())]),
+                    &BUCKETS_MS,
                 );
                 let i = s.hists.len() as u32;
                 s.hists.push(Hist {
-                    buckets,
-                    sum,
                     pending: [0; 12],
                     pending_sum: 0.0,
                     slow_ms: slow.of(template.as_bytes()),
+                    series,
                 });
                 s.routes.insert(template.into_bytes().into(), i);
                 i
@@ -339,14 +326,18 @@ impl Stats {
         }
         for h in s.hists.iter_mut() {
             let mut cumulative = 0;
-            for (c, n) in h.buckets.iter().zip(h.pending.iter_mut()) {
+            for (c, n) in h.series.buckets.iter().zip(h.pending.iter_mut()) {
                 cumulative += std::mem::take(n);
                 if cumulative > 0 {
                     c.add(cumulative);
                 }
             }
+            // The +Inf bucket is every observation.
+            if cumulative > 0 {
+                h.series.count.add(cumulative);
+            }
             let whole = h.pending_sum.trunc();
-            h.sum.add(whole as u64);
+            h.series.sum.add(whole as u64);
             h.pending_sum -= whole;
         }
     }

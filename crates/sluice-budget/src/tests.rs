@@ -476,6 +476,12 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
         v("request_duration_ms_sum", &[("service", "api"), ("route", users)]),
         1523
     );
+    assert_eq!(
+        v("request_duration_ms_count", &[("service", "api"), ("route", users)]),
+        3
+    );
+    let text = registry.render_prometheus();
+    assert!(text.contains("# TYPE sluice_request_duration_ms histogram\n"), "{text}");
     let orders = "/v1/users/{id}/orders/{id}";
     assert_eq!([bucket(orders, "100"), bucket(orders, "250")], [0, 1]);
     assert_eq!([bucket("/v1/items/{id}", "5"), bucket("/v1/items/{id}", "10")], [0, 1]);

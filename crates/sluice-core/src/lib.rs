@@ -19,6 +19,6 @@ pub mod stage;
 pub use ack::{AckReceiver, AckSender, AckStatus, AckToken, AckTracker, Acknowledgement};
 pub use batch::{Batch, Origin};
 pub use event::{Event, EventKind, Field, FieldValue, Span, FIELD_COUNT};
-pub use metrics::{Counter, Gauge, Registry};
+pub use metrics::{Counter, Gauge, HistogramSeries, Registry};
 pub use shutdown::Shutdown;
 pub use stage::Stage;

@@ -1,4 +1,4 @@
-//! sluice's own counters and gauges: registered once when a component is
+//! sluice's own counters, gauges and histograms: registered once when a component is
 //! built (never looked up per event), bumped with one relaxed atomic add, and
 //! rendered as Prometheus text or read back by name in tests and summaries.
 
@@ -48,18 +48,54 @@ impl Gauge {
     }
 }
 
+/// One histogram's series (one label set): cumulative bucket counters in
+/// the order of the bounds it was registered with, `+Inf` last, then the
+/// sum and the count of observations. Whoever observes keeps them
+/// consistent: `count` equals the `+Inf` bucket.
+#[derive(Debug, Clone)]
+pub struct HistogramSeries {
+    /// `{name}_bucket{le=...}`, cumulative.
+    pub buckets: Vec<Counter>,
+    /// `{name}_sum`.
+    pub sum: Counter,
+    /// `{name}_count`.
+    pub count: Counter,
+}
+
 #[derive(Debug, Clone)]
 enum Metric {
     Counter(Counter),
     Gauge(Gauge),
+    /// A series of a histogram family (`_bucket`, `_sum` or `_count`):
+    /// a counter, rendered under the family's `histogram` TYPE.
+    HistogramPart(Counter),
+}
+
+impl Metric {
+    fn value(&self) -> i64 {
+        match self {
+            Metric::Counter(c) | Metric::HistogramPart(c) => c.get() as i64,
+            Metric::Gauge(g) => g.get(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
+    /// The family's name (a histogram's, without the part's suffix).
     name: &'static str,
+    /// `_bucket`, `_sum` or `_count` for a histogram's series; else empty.
+    suffix: &'static str,
     help: &'static str,
     labels: Vec<(&'static str, String)>,
     metric: Metric,
+}
+
+impl Entry {
+    /// Whether this is series `name` (a histogram's with its suffix).
+    fn is_named(&self, name: &str) -> bool {
+        name.strip_prefix(self.name) == Some(self.suffix)
+    }
 }
 
 /// The registered metrics, in registration order, and an index by series.
@@ -78,11 +114,12 @@ impl Entries {
             .get(&series_hash(name, labels.iter().copied()))?
             .iter()
             .map(|&i| &self.list[i])
-            .find(|e| e.name == name && same_labels(&e.labels, labels))
+            .find(|e| e.is_named(name) && same_labels(&e.labels, labels))
     }
 
     fn push(&mut self, e: Entry) {
-        let h = series_hash(e.name, e.labels.iter().map(|(k, v)| (*k, v.as_str())));
+        let name = format!("{}{}", e.name, e.suffix);
+        let h = series_hash(&name, e.labels.iter().map(|(k, v)| (*k, v.as_str())));
         self.by_series.entry(h).or_default().push(self.list.len());
         self.list.push(e);
     }
@@ -134,13 +171,46 @@ impl Registry {
         g
     }
 
-    /// Current value of `name{labels}` (counters and gauges), if registered.
+    /// The histogram `name{labels}` with buckets at `bounds` (ascending;
+    /// `+Inf` is added), created on first use. Its series are
+    /// `name_bucket{labels,le}`, `name_sum{labels}` and `name_count{labels}`.
+    pub fn histogram(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        bounds: &[f64],
+    ) -> HistogramSeries {
+        let les: Vec<String> = bounds
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()])
+            .collect();
+        let mut entries = self.entries.lock().expect("metrics lock");
+        let mut part = |suffix: &'static str, le: Option<&str>| {
+            let mut all: Vec<(&'static str, &str)> = labels.to_vec();
+            all.extend(le.map(|le| ("le", le)));
+            let full = format!("{name}{suffix}");
+            if let Some(Metric::HistogramPart(c)) = entries.find(&full, &all).map(|e| &e.metric) {
+                return c.clone();
+            }
+            let c = Counter::default();
+            let mut e = entry(name, help, &all, Metric::HistogramPart(c.clone()));
+            e.suffix = suffix;
+            entries.push(e);
+            c
+        };
+        let buckets = les.iter().map(|le| part("_bucket", Some(le))).collect();
+        let sum = part("_sum", None);
+        let count = part("_count", None);
+        HistogramSeries { buckets, sum, count }
+    }
+
+    /// Current value of series `name{labels}` (a histogram's with its
+    /// `_bucket`, `_sum` or `_count` suffix), if registered.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
         let entries = self.entries.lock().expect("metrics lock");
-        entries.find(name, labels).map(|e| match &e.metric {
-            Metric::Counter(c) => c.get() as i64,
-            Metric::Gauge(g) => g.get(),
-        })
+        entries.find(name, labels).map(|e| e.metric.value())
     }
 
     /// Sum of a counter over all its label sets.
@@ -149,11 +219,8 @@ impl Registry {
         entries
             .list
             .iter()
-            .filter(|e| e.name == name)
-            .map(|e| match &e.metric {
-                Metric::Counter(c) => c.get(),
-                Metric::Gauge(g) => g.get().max(0) as u64,
-            })
+            .filter(|e| e.is_named(name))
+            .map(|e| e.metric.value().max(0) as u64)
             .sum()
     }
 
@@ -163,13 +230,7 @@ impl Registry {
         entries
             .list
             .iter()
-            .map(|e| {
-                let v = match &e.metric {
-                    Metric::Counter(c) => c.get() as i64,
-                    Metric::Gauge(g) => g.get(),
-                };
-                (series(e), v)
-            })
+            .map(|e| (series(e), e.metric.value()))
             .collect()
     }
 
@@ -194,15 +255,12 @@ impl Registry {
                 let kind = match e.metric {
                     Metric::Counter(_) => "counter",
                     Metric::Gauge(_) => "gauge",
+                    Metric::HistogramPart(_) => "histogram",
                 };
                 let _ = writeln!(out, "# HELP sluice_{} {}", e.name, e.help);
                 let _ = writeln!(out, "# TYPE sluice_{} {}", e.name, kind);
             }
-            let v = match &e.metric {
-                Metric::Counter(c) => c.get() as i64,
-                Metric::Gauge(g) => g.get(),
-            };
-            let _ = writeln!(out, "sluice_{} {}", series(e), v);
+            let _ = writeln!(out, "sluice_{} {}", series(e), e.metric.value());
         }
         out
     }
@@ -211,6 +269,7 @@ impl Registry {
 fn entry(name: &'static str, help: &'static str, labels: &[(&'static str, &str)], metric: Metric) -> Entry {
     Entry {
         name,
+        suffix: "",
         help,
         labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         metric,
@@ -223,9 +282,9 @@ fn same_labels(have: &[(&'static str, String)], want: &[(&str, &str)]) -> bool {
 
 fn series(e: &Entry) -> String {
     if e.labels.is_empty() {
-        return e.name.to_string();
+        return format!("{}{}", e.name, e.suffix);
     }
-    let mut s = format!("{}{{", e.name);
+    let mut s = format!("{}{}{{", e.name, e.suffix);
     for (i, (k, v)) in e.labels.iter().enumerate() {
         if i > 0 {
             s.push(',');
@@ -295,6 +354,41 @@ mod tests {
              # HELP sluice_duration_sum Latency sum.\n# TYPE sluice_duration_sum counter\n\
              sluice_duration_sum{route=\"/a\"} 7\nsluice_duration_sum{route=\"/b\"} 7\n"
         );
+    }
+
+    #[test]
+    fn a_histogram_is_one_family_of_buckets_sum_and_count() {
+        let r = Registry::new();
+        for (route, n) in [("/a", 1), ("/b", 2)] {
+            let h = r.histogram("latency_ms", "Latency.", &[("route", route)], &[2.5, 5.0]);
+            h.buckets[1].add(n);
+            h.buckets[2].add(n);
+            h.sum.add(3 * n);
+            h.count.add(n);
+        }
+        // The same histogram again shares its counters.
+        r.histogram("latency_ms", "Latency.", &[("route", "/a")], &[2.5, 5.0])
+            .count
+            .add(10);
+        r.counter("other_total", "Other.", &[]).inc();
+        assert_eq!(
+            r.render_prometheus(),
+            "# HELP sluice_latency_ms Latency.\n# TYPE sluice_latency_ms histogram\n\
+             sluice_latency_ms_bucket{route=\"/a\",le=\"2.5\"} 0\n\
+             sluice_latency_ms_bucket{route=\"/a\",le=\"5\"} 1\n\
+             sluice_latency_ms_bucket{route=\"/a\",le=\"+Inf\"} 1\n\
+             sluice_latency_ms_sum{route=\"/a\"} 3\nsluice_latency_ms_count{route=\"/a\"} 11\n\
+             sluice_latency_ms_bucket{route=\"/b\",le=\"2.5\"} 0\n\
+             sluice_latency_ms_bucket{route=\"/b\",le=\"5\"} 2\n\
+             sluice_latency_ms_bucket{route=\"/b\",le=\"+Inf\"} 2\n\
+             sluice_latency_ms_sum{route=\"/b\"} 6\nsluice_latency_ms_count{route=\"/b\"} 2\n\
+             # HELP sluice_other_total Other.\n# TYPE sluice_other_total counter\nsluice_other_total 1\n"
+        );
+        assert_eq!(r.value("latency_ms_count", &[("route", "/a")]), Some(11));
+        assert_eq!(r.value("latency_ms_bucket", &[("route", "/b"), ("le", "+Inf")]), Some(2));
+        assert_eq!(r.value("latency_ms", &[("route", "/b")]), None);
+        assert_eq!(r.total("latency_ms_sum"), 9);
+        assert_eq!(r.snapshot().len(), 11);
     }
 
     #[test]
