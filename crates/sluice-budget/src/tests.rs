@@ -754,7 +754,10 @@ fn a_stamp_past_the_wall_clock_does_not_move_the_event_clock() {
         stage.publish_stats();
         assert_eq!(b.events().len(), records.len(), "errors are all kept");
         let bytes: usize = records.iter().map(|r| r.len() + 1).sum();
-        (bytes, registry.value("budget_spent_bytes", &[("service", "api")]).unwrap())
+        (
+            bytes,
+            registry.value("budget_spent_bytes", &[("service", "api")]).unwrap(),
+        )
     };
     // A sentinel stamp among a replay of 2025: the window stays in 2025,
     // so its spend goes on accumulating.

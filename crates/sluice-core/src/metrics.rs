@@ -227,11 +227,7 @@ impl Registry {
     /// Every metric as `(name{labels}, value)`, in registration order.
     pub fn snapshot(&self) -> Vec<(String, i64)> {
         let entries = self.entries.lock().expect("metrics lock");
-        entries
-            .list
-            .iter()
-            .map(|e| (series(e), e.metric.value()))
-            .collect()
+        entries.list.iter().map(|e| (series(e), e.metric.value())).collect()
     }
 
     /// The Prometheus text exposition of every metric, prefixed `sluice_`.
@@ -385,7 +381,10 @@ mod tests {
              # HELP sluice_other_total Other.\n# TYPE sluice_other_total counter\nsluice_other_total 1\n"
         );
         assert_eq!(r.value("latency_ms_count", &[("route", "/a")]), Some(11));
-        assert_eq!(r.value("latency_ms_bucket", &[("route", "/b"), ("le", "+Inf")]), Some(2));
+        assert_eq!(
+            r.value("latency_ms_bucket", &[("route", "/b"), ("le", "+Inf")]),
+            Some(2)
+        );
         assert_eq!(r.value("latency_ms", &[("route", "/b")]), None);
         assert_eq!(r.total("latency_ms_sum"), 9);
         assert_eq!(r.snapshot().len(), 11);
