@@ -10,6 +10,84 @@
 use serde::{Deserialize, Serialize};
 use sluice_config::{Budget, BudgetWindow};
 
+/// Where budget windows start: calendar windows at multiples of their
+/// length in local time (a day at local midnight) of a fixed offset or a
+/// time zone; rolling windows when a service is first seen.
+#[derive(Debug, Clone)]
+pub struct WindowRule {
+    /// Calendar or rolling.
+    pub window: BudgetWindow,
+    /// The local time of calendar windows.
+    pub zone: Zone,
+}
+
+/// The local time calendar windows follow.
+#[derive(Debug, Clone)]
+pub enum Zone {
+    /// Seconds east of UTC.
+    Offset(i64),
+    /// An IANA time zone: its offset at each instant, and whole-day
+    /// windows from local midnight to local midnight.
+    Tz(jiff::tz::TimeZone),
+}
+
+impl Zone {
+    /// Seconds east of UTC at `t`.
+    fn offset_at(&self, t: f64) -> i64 {
+        match self {
+            Zone::Offset(o) => *o,
+            Zone::Tz(tz) => {
+                jiff::Timestamp::from_second(t.floor() as i64).map_or(0, |ts| i64::from(tz.to_offset(ts).seconds()))
+            }
+        }
+    }
+}
+
+/// The instant local day `day` (days since 1970-01-01, local) begins in
+/// `tz`: its midnight, or the first instant after it where midnight is
+/// skipped by a transition.
+fn local_midnight(tz: &jiff::tz::TimeZone, day: i64) -> Option<f64> {
+    let span = jiff::Span::new().try_days(day).ok()?;
+    let date = jiff::civil::date(1970, 1, 1).checked_add(span).ok()?;
+    Some(date.to_zoned(tz.clone()).ok()?.timestamp().as_second() as f64)
+}
+
+impl WindowRule {
+    /// The calendar window of `period` seconds that holds `now`: (start, end).
+    pub fn calendar_window(&self, now: f64, period: u64) -> (f64, f64) {
+        let off = self.zone.offset_at(now);
+        if let Zone::Tz(tz) = &self.zone {
+            // Whole days follow the zone's calendar: a day across a
+            // daylight-saving change is 23 or 25 hours.
+            if period.is_multiple_of(86_400) {
+                let days = (period / 86_400) as i64;
+                let first = (((now + off as f64) / 86_400.0).floor() as i64).div_euclid(days) * days;
+                if let (Some(start), Some(end)) = (local_midnight(tz, first), local_midnight(tz, first + days)) {
+                    if start <= now && now < end {
+                        return (start, end);
+                    }
+                }
+            }
+        }
+        let p = period as f64;
+        let start = ((now + off as f64) / p).floor() * p - off as f64;
+        (start, start + p)
+    }
+
+    /// The window of `period` seconds that holds `now` for a ledger whose
+    /// current window starts at `start`.
+    fn window(&self, now: f64, start: f64, period: u64) -> (f64, f64) {
+        match self.window {
+            BudgetWindow::Calendar => self.calendar_window(now, period),
+            BudgetWindow::Rolling => {
+                let p = period as f64;
+                let start = start + ((now - start) / p).floor() * p;
+                (start, start + p)
+            }
+        }
+    }
+}
+
 /// Time constant of the rate estimates, in seconds (of the budget clock).
 const TAU_SECS: f64 = 300.0;
 
@@ -59,8 +137,8 @@ pub struct LedgerState {
 pub struct BudgetLedger {
     pub budget: Budget,
     pub state: LedgerState,
-    /// The budget's period in seconds, as the clock counts (read per event).
-    period: f64,
+    /// The end of the current window (read per event).
+    end: f64,
     /// Bytes offered since the last rate update: `[normal, must-keep]`.
     pending: [f64; 2],
     /// The last batch that touched this ledger (the stage's batch count).
@@ -68,43 +146,52 @@ pub struct BudgetLedger {
 }
 
 impl BudgetLedger {
-    /// A ledger whose first window starts at `now`.
-    pub fn new(budget: Budget, now: f64, window: BudgetWindow, offset: i64, ceiling: f64) -> BudgetLedger {
+    /// A ledger whose first window holds `now` (starts at `now`, rolling).
+    pub fn new(budget: Budget, now: f64, rule: &WindowRule, ceiling: f64) -> BudgetLedger {
+        let (start, end) = rule.window(now, now, budget.period_secs);
         BudgetLedger {
             budget,
             state: LedgerState {
-                window_start: window_start(now, budget.period_secs, window, offset),
+                window_start: start,
                 spent: 0.0,
                 p: ceiling,
                 must_rate: Ewma::default(),
                 normal_rate: Ewma::default(),
                 last: now,
             },
-            period: budget.period_secs as f64,
+            end,
             pending: [0.0; 2],
             batch: 0,
         }
     }
 
-    /// Start a new window when `now` has left the current one.
+    /// Start a new window when `now` has left the current one (a clock
+    /// stepped back by more than a window starts one too).
     #[inline]
-    pub fn roll(&mut self, now: f64, window: BudgetWindow, offset: i64) {
-        let (start, period) = (self.state.window_start, self.period);
-        if now >= start + period || now < start - period {
-            self.start_window(now, window, offset);
+    pub fn roll(&mut self, now: f64, rule: &WindowRule) {
+        let (start, end) = (self.state.window_start, self.end);
+        if now >= end || now < start - (end - start) {
+            self.start_window(now, rule);
         }
     }
 
     #[cold]
-    fn start_window(&mut self, now: f64, window: BudgetWindow, offset: i64) {
-        self.state.window_start = match window {
-            BudgetWindow::Calendar => window_start(now, self.budget.period_secs, window, offset),
-            BudgetWindow::Rolling => {
-                let k = ((now - self.state.window_start) / self.period).floor();
-                self.state.window_start + k * self.period
-            }
-        };
+    fn start_window(&mut self, now: f64, rule: &WindowRule) {
+        (self.state.window_start, self.end) = rule.window(now, self.state.window_start, self.budget.period_secs);
         self.state.spent = 0.0;
+    }
+
+    /// Take up `state` saved by an earlier run (its window's end follows
+    /// from its start).
+    pub fn restore(&mut self, state: LedgerState, rule: &WindowRule) {
+        let start = state.window_start;
+        self.end = match rule.window {
+            // The end of the window that holds the start (its own, unless
+            // the zone or period changed since).
+            BudgetWindow::Calendar => rule.calendar_window(start, self.budget.period_secs).1,
+            BudgetWindow::Rolling => start + self.budget.period_secs as f64,
+        };
+        self.state = state;
     }
 
     /// Record offered bytes (before the decision).
@@ -128,7 +215,7 @@ impl BudgetLedger {
             self.state.normal_rate.observe(normal, dt);
             self.state.last = now;
         }
-        let end = self.state.window_start + self.period;
+        let end = self.end;
         let time_left = (end - now).max(1.0);
         let remaining = (self.budget.bytes as f64 - self.state.spent).max(0.0);
         let affordable = remaining / time_left - self.state.must_rate.rate;
@@ -138,18 +225,6 @@ impl BudgetLedger {
         } else {
             (affordable / normal).clamp(floor, ceiling)
         };
-    }
-}
-
-/// The start of the window holding `now`.
-fn window_start(now: f64, period: u64, window: BudgetWindow, offset: i64) -> f64 {
-    match window {
-        BudgetWindow::Rolling => now,
-        BudgetWindow::Calendar => {
-            let local = now + offset as f64;
-            let p = period as f64;
-            (local / p).floor() * p - offset as f64
-        }
     }
 }
 
@@ -165,8 +240,83 @@ mod tests {
             bytes: 100,
             period_secs: 86_400,
         };
-        let l = BudgetLedger::new(b, now, BudgetWindow::Calendar, 9 * 3600, 1.0);
+        let l = BudgetLedger::new(b, now, &rule(Zone::Offset(9 * 3600)), 1.0);
         assert_eq!(l.state.window_start, now - 0.5 * 3600.0);
+        assert_eq!(l.end, l.state.window_start + 86_400.0);
+        // Asia/Seoul (no daylight saving) is the same window.
+        let seoul = BudgetLedger::new(b, now, &rule(zone("Asia/Seoul")), 1.0);
+        assert_eq!((seoul.state.window_start, seoul.end), (l.state.window_start, l.end));
+    }
+
+    fn rule(zone: Zone) -> WindowRule {
+        WindowRule {
+            window: BudgetWindow::Calendar,
+            zone,
+        }
+    }
+
+    fn zone(name: &str) -> Zone {
+        Zone::Tz(jiff::tz::TimeZone::get(name).unwrap())
+    }
+
+    fn at(rfc3339: &str) -> f64 {
+        rfc3339.parse::<jiff::Timestamp>().unwrap().as_second() as f64
+    }
+
+    #[test]
+    fn days_across_a_daylight_saving_change_run_midnight_to_midnight() {
+        let berlin = rule(zone("Europe/Berlin"));
+        let day = |t: &str| berlin.calendar_window(at(t), 86_400);
+        // Spring forward on 2026-03-29: a 23-hour day.
+        assert_eq!(
+            day("2026-03-29T12:00:00Z"),
+            (at("2026-03-28T23:00:00Z"), at("2026-03-29T22:00:00Z"))
+        );
+        assert_eq!(day("2026-03-28T23:00:00Z"), day("2026-03-29T21:59:59Z"));
+        assert_eq!(day("2026-03-29T22:00:00Z").0, at("2026-03-29T22:00:00Z"));
+        // Fall back on 2026-10-25: a 25-hour day.
+        assert_eq!(
+            day("2026-10-25T12:00:00Z"),
+            (at("2026-10-24T22:00:00Z"), at("2026-10-25T23:00:00Z"))
+        );
+        // Two-day windows: local days paired from 1970-01-01.
+        let two = berlin.calendar_window(at("2026-10-25T12:00:00Z"), 2 * 86_400);
+        assert_eq!(two.1 - two.0, 49.0 * 3600.0);
+        // Hour windows follow the offset in force: on the hour in Berlin,
+        // on the half hour in Kolkata.
+        assert_eq!(
+            berlin.calendar_window(at("2026-10-25T12:34:00Z"), 3600).0,
+            at("2026-10-25T12:00:00Z")
+        );
+        let kolkata = rule(zone("Asia/Kolkata"));
+        assert_eq!(
+            kolkata.calendar_window(at("2026-10-25T12:34:00Z"), 3600),
+            (at("2026-10-25T12:30:00Z"), at("2026-10-25T13:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn spend_resets_at_the_zones_midnight_after_a_short_day() {
+        let berlin = rule(zone("Europe/Berlin"));
+        let b = Budget {
+            bytes: 1000,
+            period_secs: 86_400,
+        };
+        let mut l = BudgetLedger::new(b, at("2026-03-29T01:00:00Z"), &berlin, 1.0);
+        l.spend(400.0);
+        l.roll(at("2026-03-29T21:59:59Z"), &berlin);
+        assert_eq!(l.state.spent, 400.0, "still 2026-03-29 in Berlin");
+        l.roll(at("2026-03-29T22:00:00Z"), &berlin);
+        assert_eq!(
+            l.state.spent, 0.0,
+            "midnight of the 30th, 23 hours after the 29th began"
+        );
+        assert_eq!(l.state.window_start, at("2026-03-29T22:00:00Z"));
+        assert_eq!(l.end, at("2026-03-30T22:00:00Z"));
+        // A restored ledger finds its window's end from its start.
+        let mut again = BudgetLedger::new(b, at("2026-01-01T00:00:00Z"), &berlin, 1.0);
+        again.restore(l.state.clone(), &berlin);
+        assert_eq!(again.end, l.end);
     }
 
     #[test]
@@ -175,7 +325,7 @@ mod tests {
             bytes: 86_400 * 1000,
             period_secs: 86_400,
         };
-        let mut l = BudgetLedger::new(b, 0.0, BudgetWindow::Calendar, 0, 1.0);
+        let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
         // 10 kB/s offered against 1 kB/s affordable.
         for t in 1..600 {
             l.offer(10_000.0, false);

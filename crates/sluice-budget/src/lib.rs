@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_config::{parse_utc_offset, Budget, BudgetClock, BudgetConfig, BudgetWindow};
+use sluice_config::{parse_utc_offset, time_zone, Budget, BudgetClock, BudgetConfig};
 use sluice_core::{Batch, Field, FieldValue, Registry, Stage};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -43,8 +43,7 @@ pub struct BudgetStage {
     split_env: bool,
     split_namespace: bool,
     clock: BudgetClock,
-    window: BudgetWindow,
-    offset: i64,
+    windows: ledger::WindowRule,
     slow: classify::SlowThresholds,
     floor: f64,
     ceiling: f64,
@@ -132,8 +131,15 @@ impl BudgetStage {
             split_namespace,
             rules,
             clock: cfg.clock,
-            window: cfg.window,
-            offset: parse_utc_offset(&cfg.utc_offset).map_err(BudgetError)?,
+            windows: ledger::WindowRule {
+                window: cfg.window,
+                zone: match (&cfg.timezone, &cfg.utc_offset) {
+                    (Some(tz), _) => ledger::Zone::Tz(time_zone(tz).map_err(BudgetError)?),
+                    (None, o) => {
+                        ledger::Zone::Offset(parse_utc_offset(o.as_deref().unwrap_or("+00:00")).map_err(BudgetError)?)
+                    }
+                },
+            },
             slow: classify::SlowThresholds {
                 default_ms: cfg.slow_ms,
                 routes: cfg
@@ -305,7 +311,7 @@ impl BudgetStage {
                 continue;
             }
             let id = self.service_id(name.as_bytes(), state.window_start);
-            self.ledgers[id].state = state;
+            self.ledgers[id].restore(state, &self.windows);
         }
         Ok(())
     }
@@ -365,7 +371,7 @@ impl BudgetStage {
         labels.extend(namespace.map(|v| ("namespace", v.to_string())));
         let id = self.ledgers.len();
         self.ledgers
-            .push(BudgetLedger::new(budget, now, self.window, self.offset, self.ceiling));
+            .push(BudgetLedger::new(budget, now, &self.windows, self.ceiling));
         self.names.push(service.to_vec());
         self.ids.insert(service.into(), id);
         if let Some(k) = key {
@@ -430,7 +436,11 @@ impl BudgetStage {
         let mut now = self.now();
         let event_clock = self.clock == BudgetClock::Event;
         // The latest `ts` the event clock may take (read once per batch).
-        let latest = if event_clock { wall_clock() + EVENT_CLOCK_LEAD } else { 0.0 };
+        let latest = if event_clock {
+            wall_clock() + EVENT_CLOCK_LEAD
+        } else {
+            0.0
+        };
         let mut future = 0;
         let lookback = self.lookback.enabled();
         self.batch_seq += 1;
@@ -475,7 +485,7 @@ impl BudgetStage {
                 sc.touched.push(id);
                 self.stats.touched(id);
             }
-            ledger.roll(now, self.window, self.offset);
+            ledger.roll(now, &self.windows);
             let must = facts.class.must_keep();
             ledger.offer(size as f64, must);
             let kept = if must {

@@ -492,7 +492,18 @@ impl Config {
                     }
                 }
             }
-            parse_utc_offset(&b.utc_offset).map_err(|e| ("budget.utc_offset".to_string(), e))?;
+            match (&b.utc_offset, &b.timezone) {
+                (Some(_), Some(_)) => {
+                    return err("budget", "set `timezone` or `utc_offset`, not both");
+                }
+                (Some(o), None) => {
+                    parse_utc_offset(o).map_err(|e| ("budget.utc_offset".to_string(), e))?;
+                }
+                (None, Some(tz)) => {
+                    time_zone(tz).map_err(|e| ("budget.timezone".to_string(), e))?;
+                }
+                (None, None) => {}
+            }
             if !(0.0 < b.floor && b.floor <= b.ceiling && b.ceiling <= 1.0) {
                 return err("budget", "need 0 < floor <= ceiling <= 1");
             }

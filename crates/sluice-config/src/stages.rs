@@ -55,8 +55,8 @@ pub enum BudgetClock {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetWindow {
-    /// Windows start at multiples of their length in `utc_offset` (a day
-    /// budget resets at local midnight).
+    /// Windows start at multiples of their length in local time of
+    /// `timezone` or `utc_offset` (a day budget resets at local midnight).
     #[default]
     Calendar,
     /// Windows start when a service is first seen.
@@ -87,9 +87,16 @@ pub struct BudgetConfig {
     /// Calendar or rolling windows.
     #[serde(default)]
     pub window: BudgetWindow,
-    /// UTC offset of calendar windows (`"+09:00"` for Asia/Seoul).
-    #[serde(default = "default_offset")]
-    pub utc_offset: String,
+    /// Fixed UTC offset of calendar windows (`"+09:00"`); `+00:00` when
+    /// neither this nor `timezone` is set.
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+    /// IANA time zone of calendar windows (`"Asia/Seoul"`,
+    /// `"Europe/Berlin"`): days start at its local midnight, so a day
+    /// across a daylight-saving change is 23 or 25 hours. Instead of
+    /// `utc_offset`.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// `duration_ms` at or above which a request is slow (kept whole).
     #[serde(default = "default_slow_ms")]
     pub slow_ms: f64,
@@ -158,9 +165,6 @@ fn default_lookback_bytes() -> ByteSize {
 fn default_budget() -> String {
     "1GiB/day".into()
 }
-fn default_offset() -> String {
-    "+00:00".into()
-}
 fn default_slow_ms() -> f64 {
     1000.0
 }
@@ -204,6 +208,12 @@ impl Budget {
             period_secs,
         })
     }
+}
+
+/// The IANA time zone `name` (`"Asia/Seoul"`), from the system's database
+/// or the bundled one.
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(name).map_err(|_| format!("`{name}` is not a known IANA time zone (like \"Asia/Seoul\")"))
 }
 
 /// Parse `"+09:00"` / `"-05:30"` into seconds east of UTC.

@@ -150,6 +150,27 @@ fn the_service_cap_is_at_least_one_and_ten_thousand_by_default() {
 }
 
 #[test]
+fn calendar_windows_take_a_time_zone_or_an_offset_not_both() {
+    let budget = |extra: &str| parse_str(&format!("{MINIMAL}\n[budget]\n{extra}\n"));
+    let b = budget("timezone = \"Europe/Berlin\"").unwrap().budget.unwrap();
+    assert_eq!((b.timezone.as_deref(), b.utc_offset), (Some("Europe/Berlin"), None));
+    assert_eq!(
+        budget("timezone = \"Europe/Berln\"").unwrap_err().to_string(),
+        "test.toml: `budget.timezone`: `Europe/Berln` is not a known IANA time zone (like \"Asia/Seoul\")"
+    );
+    assert_eq!(
+        budget("timezone = \"Asia/Seoul\"\nutc_offset = \"+09:00\"")
+            .unwrap_err()
+            .to_string(),
+        "test.toml: `budget`: set `timezone` or `utc_offset`, not both"
+    );
+    assert_eq!(
+        budget("utc_offset = \"+9\"").unwrap_err().to_string(),
+        "test.toml: `budget.utc_offset`: `+9`: expected +HH:MM"
+    );
+}
+
+#[test]
 fn environment_reaches_any_value() {
     let env = |name: &str| match name {
         "CAP" => Some("9".to_string()),
