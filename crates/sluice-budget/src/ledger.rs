@@ -88,8 +88,14 @@ impl WindowRule {
     }
 }
 
-/// Time constant of the rate estimates, in seconds (of the budget clock).
+/// Time constant of the byte rate estimates, in seconds (of the budget
+/// clock): a window is hours or a day, so the spend rate is smoothed over
+/// minutes.
 const TAU_SECS: f64 = 300.0;
+
+/// Time constant of the event rate estimates: an events/s budget is a
+/// rate, so it follows a burst within seconds.
+const EVENTS_TAU_SECS: f64 = 10.0;
 
 /// A rate estimate in bytes per second.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -100,16 +106,18 @@ pub struct Ewma {
 }
 
 impl Ewma {
-    fn observe(&mut self, bytes: f64, dt: f64) {
+    /// Fold in `amount` offered over the last `dt` seconds, with time
+    /// constant `tau`.
+    fn observe(&mut self, amount: f64, dt: f64, tau: f64) {
         if dt <= 0.0 {
             return;
         }
-        let inst = bytes / dt;
+        let inst = amount / dt;
         if !self.primed {
             self.rate = inst;
             self.primed = true;
         } else {
-            let alpha = 1.0 - (-dt / TAU_SECS).exp();
+            let alpha = 1.0 - (-dt / tau).exp();
             self.rate += alpha * (inst - self.rate);
         }
     }
@@ -128,6 +136,13 @@ pub struct LedgerState {
     pub must_rate: Ewma,
     /// Normal bytes per second offered.
     pub normal_rate: Ewma,
+    /// Must-keep events per second offered (absent in states saved before
+    /// events/s budgets).
+    #[serde(default)]
+    pub must_events: Ewma,
+    /// Normal events per second offered.
+    #[serde(default)]
+    pub normal_events: Ewma,
     /// Clock of the last update.
     pub last: f64,
 }
@@ -139,8 +154,9 @@ pub struct BudgetLedger {
     pub state: LedgerState,
     /// The end of the current window (read per event).
     end: f64,
-    /// Bytes offered since the last rate update: `[normal, must-keep]`.
-    pending: [f64; 2],
+    /// Offered since the last rate update: bytes `[normal, must-keep]`,
+    /// then events `[normal, must-keep]`.
+    pending: [f64; 4],
     /// The last batch that touched this ledger (the stage's batch count).
     pub batch: u64,
 }
@@ -157,10 +173,12 @@ impl BudgetLedger {
                 p: ceiling,
                 must_rate: Ewma::default(),
                 normal_rate: Ewma::default(),
+                must_events: Ewma::default(),
+                normal_events: Ewma::default(),
                 last: now,
             },
             end,
-            pending: [0.0; 2],
+            pending: [0.0; 4],
             batch: 0,
         }
     }
@@ -194,10 +212,12 @@ impl BudgetLedger {
         self.state = state;
     }
 
-    /// Record offered bytes (before the decision).
+    /// Record an offered event of `bytes` (before the decision).
     #[inline]
     pub fn offer(&mut self, bytes: f64, must_keep: bool) {
-        self.pending[usize::from(must_keep)] += bytes;
+        let m = usize::from(must_keep);
+        self.pending[m] += bytes;
+        self.pending[2 + m] += 1.0;
     }
 
     /// Record kept bytes.
@@ -210,9 +230,11 @@ impl BudgetLedger {
     pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
         let dt = now - self.state.last;
         if dt > 0.0 {
-            let [normal, must] = std::mem::take(&mut self.pending);
-            self.state.must_rate.observe(must, dt);
-            self.state.normal_rate.observe(normal, dt);
+            let [normal, must, normal_events, must_events] = std::mem::take(&mut self.pending);
+            self.state.must_rate.observe(must, dt, TAU_SECS);
+            self.state.normal_rate.observe(normal, dt, TAU_SECS);
+            self.state.must_events.observe(must_events, dt, EVENTS_TAU_SECS);
+            self.state.normal_events.observe(normal_events, dt, EVENTS_TAU_SECS);
             self.state.last = now;
         }
         let end = self.end;
@@ -220,11 +242,15 @@ impl BudgetLedger {
         let remaining = (self.budget.bytes as f64 - self.state.spent).max(0.0);
         let affordable = remaining / time_left - self.state.must_rate.rate;
         let normal = self.state.normal_rate.rate;
-        self.state.p = if normal <= 0.0 {
-            ceiling
-        } else {
-            (affordable / normal).clamp(floor, ceiling)
-        };
+        let mut p = if normal <= 0.0 { ceiling } else { affordable / normal };
+        if let Some(limit) = self.budget.events_per_sec {
+            // Errors and slow requests count against the rate first too.
+            let normal = self.state.normal_events.rate;
+            if normal > 0.0 {
+                p = p.min((limit - self.state.must_events.rate) / normal);
+            }
+        }
+        self.state.p = p.clamp(floor, ceiling);
     }
 }
 
@@ -239,6 +265,7 @@ mod tests {
         let b = Budget {
             bytes: 100,
             period_secs: 86_400,
+            events_per_sec: None,
         };
         let l = BudgetLedger::new(b, now, &rule(Zone::Offset(9 * 3600)), 1.0);
         assert_eq!(l.state.window_start, now - 0.5 * 3600.0);
@@ -301,6 +328,7 @@ mod tests {
         let b = Budget {
             bytes: 1000,
             period_secs: 86_400,
+            events_per_sec: None,
         };
         let mut l = BudgetLedger::new(b, at("2026-03-29T01:00:00Z"), &berlin, 1.0);
         l.spend(400.0);
@@ -320,10 +348,58 @@ mod tests {
     }
 
     #[test]
+    fn an_events_budget_caps_the_rate_of_normal_events_kept() {
+        // 1000 normal and 20 must-keep events per second, small ones: the
+        // byte budget (none) never binds; 100 events/s leaves 80/s for
+        // the normal ones.
+        let b = Budget::parse("100 events/s").unwrap();
+        let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
+        let mut kept_normal = 0.0;
+        for t in 1..=120 {
+            for _ in 0..1000 {
+                l.offer(200.0, false);
+            }
+            for _ in 0..20 {
+                l.offer(200.0, true);
+            }
+            l.update(f64::from(t), 0.001, 1.0);
+            if t > 60 {
+                kept_normal += 1000.0 * l.state.p;
+            }
+        }
+        let per_second = kept_normal / 60.0;
+        assert!((per_second - 80.0).abs() < 0.01, "{per_second} normal events/s kept");
+        // With a byte budget that binds harder, the tighter one wins.
+        let both = Budget::parse("1GiB/day, 100 events/s").unwrap();
+        let mut l = BudgetLedger::new(both, 0.0, &rule(Zone::Offset(0)), 1.0);
+        for t in 1..=120 {
+            for _ in 0..1000 {
+                l.offer(200.0, false);
+            }
+            l.update(f64::from(t), 0.001, 1.0);
+        }
+        let bytes_p = (1024.0 * 1024.0 * 1024.0 / (86_400.0 - 120.0)) / 200_000.0;
+        assert!(
+            (l.state.p - bytes_p).abs() < bytes_p * 0.01,
+            "{} vs {bytes_p}",
+            l.state.p
+        );
+    }
+
+    #[test]
+    fn a_state_saved_before_event_rates_existed_still_loads() {
+        let saved = r#"{"window_start":86400.0,"spent":12.0,"p":0.5,"must_rate":{"rate":1.0,"primed":true},"normal_rate":{"rate":2.0,"primed":true},"last":90000.0}"#;
+        let state: LedgerState = serde_json::from_str(saved).unwrap();
+        assert_eq!((state.spent, state.p, state.normal_rate.rate), (12.0, 0.5, 2.0));
+        assert_eq!((state.must_events.rate, state.normal_events.rate), (0.0, 0.0));
+    }
+
+    #[test]
     fn a_burst_lowers_the_probability_and_a_lull_raises_it() {
         let b = Budget {
             bytes: 86_400 * 1000,
             period_secs: 86_400,
+            events_per_sec: None,
         };
         let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
         // 10 kB/s offered against 1 kB/s affordable.

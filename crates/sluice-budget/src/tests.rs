@@ -779,3 +779,40 @@ fn a_stamp_past_the_wall_clock_does_not_move_the_event_clock() {
     assert_eq!(spent, bytes as i64);
     assert_eq!(registry.total("budget_future_ts_total"), 1);
 }
+
+#[test]
+fn an_events_per_second_budget_keeps_errors_and_samples_the_rest_to_the_rate() {
+    // Two minutes of `api` at 1000 normal and 20 error events per second
+    // (one trace each), budgeted at 100 events/s: after the rates settle,
+    // ~80 normal events/s are kept, every error, and the kept normal
+    // events re-weight to the truth.
+    let mut json = Vec::new();
+    for t in 0..120 {
+        for i in 0..1020 {
+            let (level, status) = if i % 51 == 50 { ("ERROR", 500) } else { ("INFO", 200) };
+            json.push(format!(
+                r#"{{"ts":"2025-11-25T00:{:02}:{:02}.{:03}Z","level":"{level}","service":"api","status":{status},"trace_id":"{t}-{i}"}}"#,
+                t / 60,
+                t % 60,
+                i * 1000 / 1020
+            ));
+        }
+    }
+    let lines = plain_lines(json.into_iter());
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], "default = \"100 events/s\"\n"), &registry, None).unwrap();
+    let kept = run(&mut stage, &lines, 0);
+    let is_error = |i: usize| i % 1020 % 51 == 50;
+    let errors = kept.iter().filter(|(i, _)| is_error(*i)).count();
+    assert_eq!(errors, 120 * 20, "every error kept");
+    let second_minute: Vec<f64> = kept
+        .iter()
+        .filter(|(i, _)| !is_error(*i) && *i >= 60 * 1020)
+        .map(|(_, rate)| *rate)
+        .collect();
+    let per_second = second_minute.len() as f64 / 60.0;
+    let reweighted = second_minute.iter().sum::<f64>() / (60.0 * 1000.0);
+    eprintln!("normal events kept: {per_second:.1}/s; re-weighted {reweighted:.3} of the truth");
+    assert!((76.0..=84.0).contains(&per_second), "{per_second}/s");
+    assert!((0.97..=1.03).contains(&reweighted), "{reweighted}");
+}

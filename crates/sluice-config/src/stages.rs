@@ -175,22 +175,54 @@ fn default_ceiling() -> f64 {
     1.0
 }
 
-/// A parsed budget: bytes per period.
+/// A parsed budget: bytes per period, events per second, or both.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
-    /// Bytes allowed per window.
+    /// Bytes allowed per window; `u64::MAX` for a budget of events only.
     pub bytes: u64,
-    /// Window length in seconds.
+    /// Window length in seconds (a day for a budget of events only).
     pub period_secs: u64,
+    /// Events per second allowed on average (recent rates, not a window).
+    pub events_per_sec: Option<f64>,
 }
 
 impl Budget {
     /// Parse `<size>/<period>` (`day`/`d`, `h`/`hour`, `m`/`min`, or a
-    /// humantime duration such as `6h`).
+    /// humantime duration such as `6h`), `<N> events/s`, or both separated
+    /// by a comma (`"10GiB/day, 2000 events/s"`: whichever is tighter).
     pub fn parse(s: &str) -> Result<Budget, String> {
+        let mut bytes = None;
+        let mut events = None;
+        for part in s.split(',').map(str::trim) {
+            if let Some(n) = part.strip_suffix("events/s") {
+                let n: f64 = n
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n: &f64| n.is_finite() && *n > 0.0)
+                    .ok_or_else(|| format!("`{part}`: expected a positive number of events/s"))?;
+                if events.replace(n).is_some() {
+                    return Err(format!("`{s}`: two events/s budgets"));
+                }
+            } else if part.contains("event") {
+                return Err(format!("`{part}`: events are budgeted per second (`500 events/s`)"));
+            } else if bytes.replace(Self::parse_bytes(part)?).is_some() {
+                return Err(format!("`{s}`: two byte budgets"));
+            }
+        }
+        let (bytes, period_secs) = bytes.unwrap_or((u64::MAX, 86_400));
+        Ok(Budget {
+            bytes,
+            period_secs,
+            events_per_sec: events,
+        })
+    }
+
+    /// `<size>/<period>`: (bytes, period in seconds).
+    fn parse_bytes(s: &str) -> Result<(u64, u64), String> {
         let (size, period) = s
             .split_once('/')
-            .ok_or_else(|| format!("`{s}`: expected <size>/<period>, e.g. \"20GiB/day\""))?;
+            .ok_or_else(|| format!("`{s}`: expected <size>/<period>, e.g. \"20GiB/day\", or <N> events/s"))?;
         let bytes: ByteSize = size.trim().parse().map_err(|e| format!("`{s}`: size: {e}"))?;
         let period_secs = match period.trim() {
             "day" | "d" => 86_400,
@@ -203,10 +235,7 @@ impl Budget {
         if period_secs == 0 {
             return Err(format!("`{s}`: period must be at least a second"));
         }
-        Ok(Budget {
-            bytes: bytes.0,
-            period_secs,
-        })
+        Ok((bytes.0, period_secs))
     }
 }
 

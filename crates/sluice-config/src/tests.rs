@@ -171,6 +171,66 @@ fn calendar_windows_take_a_time_zone_or_an_offset_not_both() {
 }
 
 #[test]
+fn budgets_are_bytes_per_window_events_per_second_or_both() {
+    let b = |s: &str| Budget::parse(s);
+    let gib = 1024 * 1024 * 1024;
+    assert_eq!(
+        b("20GiB/day"),
+        Ok(Budget {
+            bytes: 20 * gib,
+            period_secs: 86_400,
+            events_per_sec: None
+        })
+    );
+    assert_eq!(
+        b("50MiB/h"),
+        Ok(Budget {
+            bytes: 50 << 20,
+            period_secs: 3600,
+            events_per_sec: None
+        })
+    );
+    assert_eq!(
+        b("1500 events/s"),
+        Ok(Budget {
+            bytes: u64::MAX,
+            period_secs: 86_400,
+            events_per_sec: Some(1500.0)
+        })
+    );
+    assert_eq!(
+        b(" 2000 events/s , 10GiB/6h"),
+        Ok(Budget {
+            bytes: 10 * gib,
+            period_secs: 6 * 3600,
+            events_per_sec: Some(2000.0)
+        })
+    );
+    for (bad, message) in [
+        ("", "``: expected <size>/<period>, e.g. \"20GiB/day\", or <N> events/s"),
+        (
+            "500 events/min",
+            "`500 events/min`: events are budgeted per second (`500 events/s`)",
+        ),
+        ("0 events/s", "`0 events/s`: expected a positive number of events/s"),
+        ("1GiB/day, 2GiB/day", "`1GiB/day, 2GiB/day`: two byte budgets"),
+        (
+            "5 events/s, 6 events/s",
+            "`5 events/s, 6 events/s`: two events/s budgets",
+        ),
+        ("1GiB/0s", "`1GiB/0s`: period must be at least a second"),
+    ] {
+        assert_eq!(b(bad), Err(message.to_string()), "{bad}");
+    }
+    // Named where it is configured.
+    let text = format!("{MINIMAL}\n[budget]\n[budget.services]\napi = \"1GiB/day, 9 events/h\"\n");
+    assert_eq!(
+        parse_str(&text).unwrap_err().to_string(),
+        "test.toml: `budget.services.api`: `9 events/h`: events are budgeted per second (`500 events/s`)"
+    );
+}
+
+#[test]
 fn environment_reaches_any_value() {
     let env = |name: &str| match name {
         "CAP" => Some("9".to_string()),
