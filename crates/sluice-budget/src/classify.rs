@@ -172,20 +172,56 @@ pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Fac
     }
 }
 
-/// The slow thresholds: `slow_ms`, and `slow_routes` by route template.
+/// The slow thresholds: `slow_routes` by route template, else
+/// `slow_services` by service, else `slow_ms`.
 pub struct SlowThresholds {
-    /// `slow_ms`: routes without their own threshold, and events without
-    /// a route.
+    /// `slow_ms`: services and routes without their own threshold.
     pub default_ms: f64,
     /// `slow_routes`: route template → threshold.
     pub routes: HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>,
+    /// `slow_services`, most specific first (see [`by_specificity`]).
+    pub services: Vec<(glob::Pattern, f64)>,
+    /// Each ledger's threshold for routes without their own: its
+    /// service's, else `slow_ms` (resolved once, when the ledger is made).
+    pub by_ledger: Vec<f64>,
 }
 
 impl SlowThresholds {
-    /// The threshold of route template `route`.
-    pub fn of(&self, route: &[u8]) -> f64 {
-        self.routes.get(route).copied().unwrap_or(self.default_ms)
+    /// The threshold of route template `route` of ledger `ledger`.
+    pub fn of(&self, ledger: usize, route: &[u8]) -> f64 {
+        self.routes.get(route).copied().unwrap_or(self.by_ledger[ledger])
     }
+
+    /// Ledger `ledger`'s threshold for events without a route of their own
+    /// threshold.
+    #[inline]
+    pub fn of_ledger(&self, ledger: usize) -> f64 {
+        self.by_ledger[ledger]
+    }
+
+    /// The threshold of service `service`, for a new ledger.
+    pub fn of_service(&self, service: &str) -> f64 {
+        self.services
+            .iter()
+            .find(|(p, _)| p.matches(service))
+            .map_or(self.default_ms, |(_, ms)| *ms)
+    }
+}
+
+/// `(name or glob, value)` entries as patterns, most specific first: exact
+/// names, then globs by their count of literal characters (`legacy-*`
+/// before `*`), ties in name order. A TOML table has no order a user can
+/// rely on (it is read sorted), so `"*"` must not shadow `"checkout"`.
+pub fn by_specificity<'a, T: Copy + 'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a T)>,
+) -> Result<Vec<(glob::Pattern, T)>, String> {
+    let literal = |p: &str| p.chars().filter(|c| !matches!(c, '*' | '?' | '[' | ']')).count();
+    let exact = |p: &str| !p.contains(['*', '?', '[']);
+    let mut out: Vec<(&String, T)> = entries.into_iter().map(|(k, v)| (k, *v)).collect();
+    out.sort_by_key(|(k, _)| (!exact(k), std::cmp::Reverse(literal(k))));
+    out.into_iter()
+        .map(|(k, v)| glob::Pattern::new(k).map(|p| (p, v)).map_err(|e| format!("{k}: {e}")))
+        .collect()
 }
 
 /// The route template of an event: its `route`, else its `path` with ids

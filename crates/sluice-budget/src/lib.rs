@@ -110,12 +110,17 @@ impl BudgetStage {
                 budget: Budget::parse(&o.budget).map_err(BudgetError)?,
             });
         }
-        for (k, v) in &cfg.services {
+        let services: Vec<(String, Budget)> = cfg
+            .services
+            .iter()
+            .map(|(k, v)| Budget::parse(v).map(|b| (k.clone(), b)).map_err(BudgetError))
+            .collect::<Result<_, _>>()?;
+        for (service, budget) in classify::by_specificity(services.iter().map(|(k, b)| (k, b))).map_err(BudgetError)? {
             rules.push(BudgetRule {
-                service: glob(k)?,
+                service,
                 env: None,
                 namespace: None,
-                budget: Budget::parse(v).map_err(BudgetError)?,
+                budget,
             });
         }
         let state_path = state_dir.map(|d| d.join("budget.json"));
@@ -147,6 +152,8 @@ impl BudgetStage {
                     .iter()
                     .map(|(r, ms)| (r.as_bytes().into(), *ms))
                     .collect(),
+                services: classify::by_specificity(&cfg.slow_services).map_err(BudgetError)?,
+                by_ledger: Vec::new(),
             },
             floor: cfg.floor,
             ceiling: cfg.ceiling,
@@ -373,6 +380,7 @@ impl BudgetStage {
         self.ledgers
             .push(BudgetLedger::new(budget, now, &self.windows, self.ceiling));
         self.names.push(service.to_vec());
+        self.slow.by_ledger.push(self.slow.of_service(svc));
         self.ids.insert(service.into(), id);
         if let Some(k) = key {
             self.id_cache.insert(&k, 0, id as u32);
@@ -476,7 +484,7 @@ impl BudgetStage {
             let (stats, slow) = (&self.stats, &self.slow);
             let facts = classify::facts(batch, e, || match hist {
                 Some(h) => stats.slow_ms(id, h),
-                None => route.map_or(slow.default_ms, |(r, _)| slow.of(r)),
+                None => route.map_or(slow.of_ledger(id), |(r, _)| slow.of(id, r)),
             });
             self.stats.record(id, &facts, hist, size);
             let ledger = &mut self.ledgers[id];

@@ -266,7 +266,7 @@ impl Stats {
                 s.hists.push(Hist {
                     pending: [0; 12],
                     pending_sum: 0.0,
-                    slow_ms: slow.of(template.as_bytes()),
+                    slow_ms: slow.of(id, template.as_bytes()),
                     series,
                 });
                 s.routes.insert(template.into_bytes().into(), i);

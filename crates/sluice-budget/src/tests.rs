@@ -816,3 +816,77 @@ fn an_events_per_second_budget_keeps_errors_and_samples_the_rest_to_the_rate() {
     assert!((76.0..=84.0).contains(&per_second), "{per_second}/s");
     assert!((0.97..=1.03).contains(&reweighted), "{reweighted}");
 }
+
+#[test]
+fn an_exact_service_name_wins_over_globs_and_longer_globs_over_shorter() {
+    let extra = "[budget.services]\n\"*\" = \"1MiB/day\"\n\"checkout\" = \"9GiB/day\"\n\"check*\" = \"2MiB/day\"\n\"legacy-*\" = \"3MiB/day\"\n\"c?eckout\" = \"4MiB/day\"\n";
+    let text =
+        format!("[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[budget]\nclock = \"event\"\n{extra}");
+    let cfg = sluice_config::parse(&text, std::path::Path::new("t"), &|_| None)
+        .unwrap()
+        .budget
+        .unwrap();
+    let stage = BudgetStage::new(&cfg, &Registry::new(), None).unwrap();
+    let mib = |b: Budget| b.bytes >> 20;
+    assert_eq!(mib(stage.budget_for("checkout")), 9 * 1024, "exact name");
+    assert_eq!(mib(stage.budget_for("checkpoint")), 2, "check*");
+    assert_eq!(
+        mib(stage.budget_for("cXeckout")),
+        4,
+        "c?eckout: as specific as legacy-*, first by name"
+    );
+    assert_eq!(mib(stage.budget_for("legacy-billing")), 3);
+    assert_eq!(mib(stage.budget_for("search")), 1, "only *");
+}
+
+#[test]
+fn per_service_slow_thresholds_apply_below_per_route_ones() {
+    // `search` is slow from 3000 ms, `batch-*` from 60 s, everything else
+    // from the default 1000 ms; the route `/v1/export` from 200 ms for
+    // every service.
+    let json = [
+        (
+            r#"{"service":"search","duration_ms":2000,"route":"/v1/q"}"#,
+            "search",
+            false,
+        ),
+        (r#"{"service":"search","duration_ms":2000}"#, "search", false),
+        (
+            r#"{"service":"search","duration_ms":3000,"path":"/v1/q/42"}"#,
+            "search",
+            true,
+        ),
+        (
+            r#"{"service":"search","duration_ms":500,"route":"/v1/export"}"#,
+            "search",
+            true,
+        ),
+        (r#"{"service":"batch-7","duration_ms":30000}"#, "batch-7", false),
+        (
+            r#"{"service":"batch-7","duration_ms":60000,"route":"/run"}"#,
+            "batch-7",
+            true,
+        ),
+        (r#"{"service":"api","duration_ms":2000,"route":"/v1/q"}"#, "api", true),
+        (r#"{"service":"api","duration_ms":999}"#, "api", false),
+    ];
+    let registry = Registry::new();
+    let extra =
+        "[budget.slow_routes]\n\"/v1/export\" = 200\n[budget.slow_services]\nsearch = 3000\n\"batch-*\" = 60000\n";
+    let mut stage = BudgetStage::new(&config(&[], extra), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    for (i, (line, service, slow)) in json.iter().enumerate() {
+        let slow_count = |r: &Registry| {
+            r.value(
+                "budget_events_total",
+                &[("service", service), ("class", "slow"), ("level", "none")],
+            )
+            .unwrap_or(0)
+        };
+        let before = slow_count(&registry);
+        let mut b = parsed_batch(&mut parse, &plain_lines(std::iter::once(line.to_string())));
+        stage.decide(&mut b);
+        stage.publish_stats();
+        assert_eq!(slow_count(&registry) - before, i64::from(*slow), "record {i}: {line}");
+    }
+}

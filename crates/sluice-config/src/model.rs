@@ -507,8 +507,19 @@ impl Config {
             if !(0.0 < b.floor && b.floor <= b.ceiling && b.ceiling <= 1.0) {
                 return err("budget", "need 0 < floor <= ceiling <= 1");
             }
-            if b.slow_ms <= 0.0 {
+            if !(b.slow_ms > 0.0 && b.slow_ms.is_finite()) {
                 return err("budget.slow_ms", "must be positive");
+            }
+            for (table, thresholds) in [("slow_routes", &b.slow_routes), ("slow_services", &b.slow_services)] {
+                for (k, ms) in thresholds {
+                    if !(*ms > 0.0 && ms.is_finite()) {
+                        return err(&format!("budget.{table}.{k}"), "must be positive");
+                    }
+                }
+            }
+            for k in b.slow_services.keys() {
+                glob::Pattern::new(k)
+                    .map_err(|e| (format!("budget.slow_services.{k}"), format!("not a valid glob: {e}")))?;
             }
             if b.max_services == 0 {
                 return err("budget.max_services", "must be at least 1");

@@ -71,7 +71,8 @@ pub struct BudgetConfig {
     /// `"50MiB/h"`).
     #[serde(default = "default_budget")]
     pub default: String,
-    /// Budgets by service name or glob.
+    /// Budgets by service name or glob: an exact name first, then the
+    /// glob with the most literal characters (`legacy-*` before `*`).
     #[serde(default)]
     pub services: BTreeMap<String, String>,
     /// Budgets by env or namespace as well as service (`[[budget.overrides]]`),
@@ -100,9 +101,14 @@ pub struct BudgetConfig {
     /// `duration_ms` at or above which a request is slow (kept whole).
     #[serde(default = "default_slow_ms")]
     pub slow_ms: f64,
-    /// Per-route slow thresholds (route template → ms).
+    /// Per-route slow thresholds (route template → ms), before
+    /// `slow_services`.
     #[serde(default)]
     pub slow_routes: BTreeMap<String, f64>,
+    /// Per-service slow thresholds (service name or glob → ms): an exact
+    /// name first, then the glob with the most literal characters.
+    #[serde(default)]
+    pub slow_services: BTreeMap<String, f64>,
     /// Lowest keep-probability for normal events.
     #[serde(default = "default_floor")]
     pub floor: f64,

@@ -231,6 +231,32 @@ fn budgets_are_bytes_per_window_events_per_second_or_both() {
 }
 
 #[test]
+fn slow_thresholds_are_positive_and_service_globs_valid() {
+    let budget = |extra: &str| parse_str(&format!("{MINIMAL}\n[budget]\n{extra}\n"));
+    let b = budget("[budget.slow_services]\nsearch = 3000\n\"batch-*\" = 60000")
+        .unwrap()
+        .budget
+        .unwrap();
+    assert_eq!(b.slow_services.get("batch-*"), Some(&60000.0));
+    for (extra, message) in [
+        (
+            "[budget.slow_services]\nsearch = 0",
+            "test.toml: `budget.slow_services.search`: must be positive",
+        ),
+        (
+            "[budget.slow_routes]\n\"/v1/x\" = -5",
+            "test.toml: `budget.slow_routes./v1/x`: must be positive",
+        ),
+        (
+            "[budget.slow_services]\n\"[abc\" = 10",
+            "test.toml: `budget.slow_services.[abc`: not a valid glob: Pattern syntax error near position 0: invalid range pattern",
+        ),
+    ] {
+        assert_eq!(budget(extra).unwrap_err().to_string(), message, "{extra}");
+    }
+}
+
+#[test]
 fn environment_reaches_any_value() {
     let env = |name: &str| match name {
         "CAP" => Some("9".to_string()),
