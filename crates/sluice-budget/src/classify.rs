@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 
+use sluice_core::event::FLAG_STACK_TRACE;
 use sluice_core::{Batch, Event, Field, FieldValue};
 
 /// The budget class of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
-    /// ERROR/FATAL/CRITICAL level, status >= 500, an `error_type`, or a
-    /// stitched stack trace: always kept.
+    /// ERROR/FATAL/CRITICAL level, status >= 500, an `error_type`, a
+    /// `stacktrace`, or a stack trace the multiline stage stitched: always
+    /// kept.
     Error,
     /// `duration_ms` at or above the threshold: always kept.
     Slow,
@@ -154,16 +156,21 @@ pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Fac
     let (level, error_level) = batch.str_field(e, Field::Level).map_or((LEVEL_NONE, false), level_code);
     let (status, error_status) = status(batch, e);
     let duration_ms = number(batch, e, Field::DurationMs);
-    let class =
-        if error_level || error_status || !matches!(e.field(Field::ErrorType), FieldValue::Absent | FieldValue::Null) {
-            Class::Error
-        } else if duration_ms.is_some_and(|d| d >= slow_ms_for()) {
-            Class::Slow
-        } else if level <= 1 {
-            Class::Debug
-        } else {
-            Class::Normal
-        };
+    let present = |f: Field| !matches!(e.field(f), FieldValue::Absent | FieldValue::Null);
+    let class = if error_level
+        || error_status
+        || present(Field::ErrorType)
+        || present(Field::Stacktrace)
+        || e.flags & FLAG_STACK_TRACE != 0
+    {
+        Class::Error
+    } else if duration_ms.is_some_and(|d| d >= slow_ms_for()) {
+        Class::Slow
+    } else if level <= 1 {
+        Class::Debug
+    } else {
+        Class::Normal
+    };
     Facts {
         class,
         level,

@@ -890,3 +890,58 @@ fn per_service_slow_thresholds_apply_below_per_route_ones() {
         assert_eq!(slow_count(&registry) - before, i64::from(*slow), "record {i}: {line}");
     }
 }
+
+#[test]
+fn a_stack_trace_is_an_error_with_or_without_an_exception_type() {
+    // With p at the floor (a 1-byte budget), only errors stay: a record
+    // with a `stacktrace` (no `error_type` readable from it), and a text
+    // event the multiline stage flagged as a stitched trace.
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[], "default = \"1B/day\"\nfloor = 0.0001\n"), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    let records = [
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","level":"INFO","trace_id":"a1","stacktrace":"at frame 1\nat frame 2"}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","level":"INFO","trace_id":"a2","stacktrace":["f1","f2"]}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","level":"INFO","trace_id":"a3","stacktrace":null}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","level":"INFO","trace_id":"a4","msg":"stitched"}"#,
+        r#"{"ts":"2025-11-25T00:00:01Z","service":"api","level":"INFO","trace_id":"a5","msg":"plain"}"#,
+    ];
+    let mut kept = Vec::new();
+    // p follows the rates observed up to the batch before: the third
+    // round is the first judged at the floor.
+    for round in 0..3 {
+        // New trace ids each round: a trace keeps its first decision's p.
+        // And a later second: the rates (and p) move with the clock.
+        let lines = plain_lines(records.iter().map(|r| {
+            r.replace("\"trace_id\":\"a", &format!("\"trace_id\":\"r{round}a"))
+                .replace(":01Z", &format!(":0{}Z", 1 + 4 * round))
+        }));
+        let mut b = parsed_batch(&mut parse, &lines);
+        b.events_mut()[3].flags |= sluice_core::event::FLAG_STACK_TRACE;
+        stage.decide(&mut b);
+        let mut out = Vec::new();
+        sluice_core::encode::write_batch(&b, &mut out);
+        if round == 2 {
+            kept = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["trace_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+        }
+    }
+    // `a3` (a null stacktrace) and `a5` are normal.
+    assert_eq!(kept, ["r2a1", "r2a2", "r2a4"]);
+    stage.publish_stats();
+    let errors = registry
+        .value(
+            "budget_events_total",
+            &[("service", "api"), ("class", "error"), ("level", "info")],
+        )
+        .unwrap();
+    assert_eq!(errors, 9);
+}

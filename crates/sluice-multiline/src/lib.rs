@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use sluice_config::MultilineConfig;
 use sluice_core::encode::write_json_string;
-use sluice_core::event::FLAG_TRUNCATED;
+use sluice_core::event::{FLAG_STACK_TRACE, FLAG_TRUNCATED};
 use sluice_core::{AckToken, Batch, Counter, Event, EventKind, Field, FieldValue, Origin, Registry, Span, Stage};
 
 use detect::{Class, Detector, Langs, PatternError};
@@ -237,6 +237,7 @@ impl MultilineStage {
             e.rewrite = Some(batch.push_arena(&json));
             return e;
         }
+        e.flags |= FLAG_STACK_TRACE;
         let text = String::from_utf8_lossy(&g.text);
         let lines: Vec<&str> = text.split('\n').collect();
         let info = describe::describe(&lines, g.langs, g.header);
