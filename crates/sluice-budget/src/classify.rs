@@ -149,6 +149,42 @@ fn status_of_number(s: Option<f64>) -> (u8, bool) {
     (class, s.is_some_and(|s| s >= 500.0))
 }
 
+/// The literal characters of glob `p`: all but `*`, `?` and `[...]`
+/// classes (a `]` first in a class is part of it, as glob reads it).
+fn literal(p: &str) -> usize {
+    let mut n = 0;
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' => {}
+            '[' => {
+                // `[!` negates; a `]` right after the opening is a member.
+                chars.next_if_eq(&'!');
+                chars.next_if_eq(&']');
+                for c in chars.by_ref() {
+                    if c == ']' {
+                        break;
+                    }
+                }
+            }
+            _ => n += 1,
+        }
+    }
+    n
+}
+
+/// Whether a `stacktrace` field holds a trace: a non-empty string, or
+/// frames (an array or object). Loggers that always write the field leave
+/// it empty, `null` or `false` on records without one.
+#[inline]
+fn has_stacktrace(v: FieldValue) -> bool {
+    match v {
+        FieldValue::Str(s) | FieldValue::Decoded(s) => s.len > 0,
+        FieldValue::Composite => true,
+        _ => false,
+    }
+}
+
 /// Classify one event. `slow_ms_for` gives the slow threshold of the
 /// event's route (asked only when the record has a duration).
 #[inline]
@@ -156,11 +192,10 @@ pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Fac
     let (level, error_level) = batch.str_field(e, Field::Level).map_or((LEVEL_NONE, false), level_code);
     let (status, error_status) = status(batch, e);
     let duration_ms = number(batch, e, Field::DurationMs);
-    let present = |f: Field| !matches!(e.field(f), FieldValue::Absent | FieldValue::Null);
     let class = if error_level
         || error_status
-        || present(Field::ErrorType)
-        || present(Field::Stacktrace)
+        || !matches!(e.field(Field::ErrorType), FieldValue::Absent | FieldValue::Null)
+        || has_stacktrace(e.field(Field::Stacktrace))
         || e.flags & FLAG_STACK_TRACE != 0
     {
         Class::Error
@@ -217,12 +252,12 @@ impl SlowThresholds {
 
 /// `(name or glob, value)` entries as patterns, most specific first: exact
 /// names, then globs by their count of literal characters (`legacy-*`
-/// before `*`), ties in name order. A TOML table has no order a user can
-/// rely on (it is read sorted), so `"*"` must not shadow `"checkout"`.
+/// before `*`; a `[...]` class counts as none, like `?`), ties in name
+/// order. A TOML table has no order a user can rely on (it is read
+/// sorted), so `"*"` must not shadow `"checkout"`.
 pub fn by_specificity<'a, T: Copy + 'a>(
     entries: impl IntoIterator<Item = (&'a String, &'a T)>,
 ) -> Result<Vec<(glob::Pattern, T)>, String> {
-    let literal = |p: &str| p.chars().filter(|c| !matches!(c, '*' | '?' | '[' | ']')).count();
     let exact = |p: &str| !p.contains(['*', '?', '[']);
     let mut out: Vec<(&String, T)> = entries.into_iter().map(|(k, v)| (k, *v)).collect();
     out.sort_by_key(|(k, _)| (!exact(k), std::cmp::Reverse(literal(k))));
@@ -392,6 +427,22 @@ impl TsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specificity_counts_literal_characters_only() {
+        assert_eq!(
+            ["checkout", "legacy-*", "*", "c?eck*", "[a-z]*", "[!]x]y", "ab[]-]*"].map(literal),
+            [8, 7, 0, 4, 0, 1, 2]
+        );
+        let entries: std::collections::BTreeMap<String, u8> =
+            [("*", 0), ("[a-z]*", 1), ("ab*", 2), ("a*", 3), ("*b", 4), ("abc", 5)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        let order: Vec<u8> = by_specificity(&entries).unwrap().into_iter().map(|(_, v)| v).collect();
+        // Exact, then 2 literals, then 1 (`*b` and `a*` tie: name order), then none.
+        assert_eq!(order, [5, 2, 4, 3, 0, 1]);
+    }
 
     #[test]
     fn templates_never_keep_ids() {

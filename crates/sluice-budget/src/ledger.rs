@@ -43,35 +43,38 @@ impl Zone {
     }
 }
 
-/// The instant local day `day` (days since 1970-01-01, local) begins in
-/// `tz`: its midnight, or the first instant after it where midnight is
-/// skipped by a transition.
-fn local_midnight(tz: &jiff::tz::TimeZone, day: i64) -> Option<f64> {
-    let span = jiff::Span::new().try_days(day).ok()?;
-    let date = jiff::civil::date(1970, 1, 1).checked_add(span).ok()?;
-    Some(date.to_zoned(tz.clone()).ok()?.timestamp().as_second() as f64)
+/// The instant local (civil) time `local` of `tz` begins, `local` counted
+/// in seconds from 1970-01-01T00:00 local: a time a transition skips maps
+/// to the instant after the gap, a repeated one to its first occurrence.
+fn local_instant(tz: &jiff::tz::TimeZone, local: i64) -> Option<f64> {
+    let civil = jiff::Timestamp::from_second(local)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .datetime();
+    Some(civil.to_zoned(tz.clone()).ok()?.timestamp().as_second() as f64)
 }
 
 impl WindowRule {
-    /// The calendar window of `period` seconds that holds `now`: (start, end).
+    /// The calendar window of `period` seconds that holds `now`: (start,
+    /// end). Windows are slots of local time, `period` long from the local
+    /// epoch (a day: midnight to midnight).
     pub fn calendar_window(&self, now: f64, period: u64) -> (f64, f64) {
-        let off = self.zone.offset_at(now);
+        let off = self.zone.offset_at(now) as f64;
+        let p = period as f64;
+        let local_start = ((now + off) / p).floor() * p;
         if let Zone::Tz(tz) = &self.zone {
-            // Whole days follow the zone's calendar: a day across a
-            // daylight-saving change is 23 or 25 hours.
-            if period.is_multiple_of(86_400) {
-                let days = (period / 86_400) as i64;
-                let first = (((now + off as f64) / 86_400.0).floor() as i64).div_euclid(days) * days;
-                if let (Some(start), Some(end)) = (local_midnight(tz, first), local_midnight(tz, first + days)) {
-                    if start <= now && now < end {
-                        return (start, end);
-                    }
+            // In a zone the slots are of civil time, so consecutive windows
+            // meet exactly: a day across a daylight-saving change is 23 or
+            // 25 hours, a 6-hour window 5 or 7.
+            let start = local_instant(tz, local_start as i64);
+            let end = local_instant(tz, (local_start + p) as i64);
+            if let (Some(start), Some(end)) = (start, end) {
+                if start <= now && now < end {
+                    return (start, end);
                 }
             }
         }
-        let p = period as f64;
-        let start = ((now + off as f64) / p).floor() * p - off as f64;
-        (start, start + p)
+        (local_start - off, local_start - off + p)
     }
 
     /// The window of `period` seconds that holds `now` for a ledger whose
@@ -97,7 +100,7 @@ const TAU_SECS: f64 = 300.0;
 /// rate, so it follows a burst within seconds.
 const EVENTS_TAU_SECS: f64 = 10.0;
 
-/// A rate estimate in bytes per second.
+/// A rate estimate per second (of bytes or of events).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Ewma {
     /// Current estimate.
@@ -309,8 +312,7 @@ mod tests {
         // Two-day windows: local days paired from 1970-01-01.
         let two = berlin.calendar_window(at("2026-10-25T12:00:00Z"), 2 * 86_400);
         assert_eq!(two.1 - two.0, 49.0 * 3600.0);
-        // Hour windows follow the offset in force: on the hour in Berlin,
-        // on the half hour in Kolkata.
+        // Hour windows: on the hour in Berlin, on the half hour in Kolkata.
         assert_eq!(
             berlin.calendar_window(at("2026-10-25T12:34:00Z"), 3600).0,
             at("2026-10-25T12:00:00Z")
@@ -320,6 +322,39 @@ mod tests {
             kolkata.calendar_window(at("2026-10-25T12:34:00Z"), 3600),
             (at("2026-10-25T12:30:00Z"), at("2026-10-25T13:30:00Z"))
         );
+    }
+
+    #[test]
+    fn windows_shorter_than_a_day_meet_exactly_across_a_change() {
+        let berlin = rule(zone("Europe/Berlin"));
+        let six = |t: &str| berlin.calendar_window(at(t), 6 * 3600);
+        // Fall back on 2026-10-25: local 00:00-06:00 is seven hours, the
+        // same window before and after the change.
+        let long = (at("2026-10-24T22:00:00Z"), at("2026-10-25T05:00:00Z"));
+        assert_eq!(six("2026-10-24T22:00:00Z"), long);
+        assert_eq!(six("2026-10-25T04:00:00Z"), long);
+        assert_eq!(six("2026-10-25T05:00:00Z").0, long.1);
+        // Spring forward on 2026-03-29: local 00:00-06:00 is five hours.
+        let short = (at("2026-03-28T23:00:00Z"), at("2026-03-29T04:00:00Z"));
+        assert_eq!(six("2026-03-29T01:30:00Z"), short);
+        assert_eq!(six("2026-03-28T23:00:00Z"), short);
+        // The repeated hour of 2026-10-25 (02:00-03:00, twice): one window
+        // of two hours.
+        let hour = |t: &str| berlin.calendar_window(at(t), 3600);
+        let repeated = (at("2026-10-25T00:00:00Z"), at("2026-10-25T02:00:00Z"));
+        assert_eq!(hour("2026-10-25T00:30:00Z"), repeated);
+        assert_eq!(hour("2026-10-25T01:30:00Z"), repeated);
+        // A ledger restored from the short window's start keeps its end.
+        let b = Budget {
+            bytes: 1000,
+            period_secs: 6 * 3600,
+            events_per_sec: None,
+        };
+        let l = BudgetLedger::new(b, at("2026-03-29T01:30:00Z"), &berlin, 1.0);
+        assert_eq!((l.state.window_start, l.end), short);
+        let mut again = BudgetLedger::new(b, at("2026-01-01T00:00:00Z"), &berlin, 1.0);
+        again.restore(l.state.clone(), &berlin);
+        assert_eq!(again.end, short.1);
     }
 
     #[test]

@@ -67,8 +67,9 @@ pub enum BudgetWindow {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
-    /// Budget of services not listed: `<size>/<period>` (`"1GiB/day"`,
-    /// `"50MiB/h"`).
+    /// Budget of services not listed, as [`Budget::parse`] reads it:
+    /// `<size>/<period>` (`"1GiB/day"`, `"50MiB/h"`), `<N> events/s`, or
+    /// both (`"1GiB/day, 500 events/s"`).
     #[serde(default = "default_budget")]
     pub default: String,
     /// Budgets by service name or glob: an exact name first, then the
@@ -153,7 +154,8 @@ pub struct BudgetOverride {
     /// namespace of its log file); absent: any namespace.
     #[serde(default)]
     pub namespace: Option<String>,
-    /// The budget, `<size>/<period>`.
+    /// The budget, as [`Budget::parse`] reads it (`"200MiB/day"`,
+    /// `"500 events/s"`, or both).
     pub budget: String,
 }
 

@@ -165,8 +165,9 @@ impl FieldValue {
 pub const FLAG_TRUNCATED: u8 = 1;
 /// Flag: the line was not valid UTF-8 (it became a text event).
 pub const FLAG_INVALID_UTF8: u8 = 2;
-/// Flag: the event is a stack trace stitched from several lines (an error
-/// to the budget even when no exception type could be read from it).
+/// Flag: the event is a stack trace of a known language stitched from
+/// several lines (an error to the budget even when no exception type could
+/// be read from it; a custom multiline rule's groups are not flagged).
 pub const FLAG_STACK_TRACE: u8 = 4;
 
 /// One record: where its bytes are, what it is, and its routing fields.

@@ -152,7 +152,9 @@ impl Registry {
     /// The counter `name{labels}`, created on first use.
     pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
         let mut entries = self.entries.lock().expect("metrics lock");
-        if let Some(Metric::Counter(c)) = entries.find(name, labels).map(|e| &e.metric) {
+        // A histogram's `_count` (or `_sum`, `_bucket`) asked for as a
+        // counter is that series, not a second one of the same name.
+        if let Some(Metric::Counter(c) | Metric::HistogramPart(c)) = entries.find(name, labels).map(|e| &e.metric) {
             return c.clone();
         }
         let c = Counter::default();
@@ -386,6 +388,9 @@ mod tests {
             Some(2)
         );
         assert_eq!(r.value("latency_ms", &[("route", "/b")]), None);
+        // The same series asked for as a counter is the histogram's.
+        r.counter("latency_ms_count", "Latency.", &[("route", "/b")]).add(5);
+        assert_eq!(r.value("latency_ms_count", &[("route", "/b")]), Some(7));
         assert_eq!(r.total("latency_ms_sum"), 9);
         assert_eq!(r.snapshot().len(), 11);
     }

@@ -237,7 +237,11 @@ impl MultilineStage {
             e.rewrite = Some(batch.push_arena(&json));
             return e;
         }
-        e.flags |= FLAG_STACK_TRACE;
+        // A trace of a known language; a custom rule's group may join any
+        // multi-line record, which says nothing about an error.
+        if g.lines > 1 && !g.langs.and(Langs::ALL_BUILTIN).is_empty() {
+            e.flags |= FLAG_STACK_TRACE;
+        }
         let text = String::from_utf8_lossy(&g.text);
         let lines: Vec<&str> = text.split('\n').collect();
         let info = describe::describe(&lines, g.langs, g.header);

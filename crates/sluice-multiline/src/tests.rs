@@ -288,61 +288,65 @@ fn custom_rules() {
     assert_eq!(msgs, ["BEGIN job\n| step 1\n| step 2", "END"]);
 }
 
-#[test]
-fn a_stitched_trace_is_flagged_for_the_budget_and_a_lone_header_is_not() {
-    let mut st = stage();
+/// Each output event's first line and whether it is flagged a stack trace.
+fn flagged(st: &mut MultilineStage, lines: &[(u64, &str)]) -> Vec<(String, bool)> {
     let mut parse = ParseStage::new(&Registry::new());
-    let mut origins = HashMap::new();
-    let mut b = batch(
-        &[
-            (1, "2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - failed"),
-            (1, "java.lang.IllegalStateException: total mismatch"),
-            (1, "\tat c.e.Svc.bill(Svc.java:10)"),
-            (2, "Traceback (most recent call last):"),
-            (2, "  File \"w.py\", line 3, in <module>"),
-            // A trace whose exception line is missing: no type to read.
-            (2, "    run()"),
-            (3, "2026-11-25 01:02:05.000 INFO [main] c.e.Svc - started"),
-            (3, "plain text"),
-        ],
-        &mut origins,
-    );
+    let mut b = batch(lines, &mut HashMap::new());
     parse.parse_batch(&mut b);
     let mut out = Vec::new();
     st.process(b, &mut out);
     st.finish(&mut out);
-    let mut events: Vec<(String, bool)> = Vec::new();
+    let mut events = Vec::new();
     for b in &out {
         for e in b.events() {
             let mut line = Vec::new();
             sluice_core::encode::write_event(b, e, &mut line);
             let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-            events.push((
-                v["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                e.flags & sluice_core::event::FLAG_STACK_TRACE != 0,
-            ));
+            let first = v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default();
+            events.push((first.to_string(), e.flags & sluice_core::event::FLAG_STACK_TRACE != 0));
         }
     }
     events.sort();
+    events
+}
+
+#[test]
+fn a_stitched_trace_is_flagged_for_the_budget_and_a_lone_header_is_not() {
+    let lines = [
+        (1, "2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - failed"),
+        (1, "java.lang.IllegalStateException: total mismatch"),
+        (1, "\tat c.e.Svc.bill(Svc.java:10)"),
+        (2, "Traceback (most recent call last):"),
+        (2, "  File \"w.py\", line 3, in <module>"),
+        // A trace whose exception line is missing: no type to read.
+        (2, "    run()"),
+        // A header that introduces no trace stays a line of its own.
+        (3, "2026-11-25 01:02:05.000 ERROR [main] c.e.Svc - retrying"),
+        (3, "plain text"),
+    ];
+    let flag = |first: &str, f: bool| (first.to_string(), f);
     assert_eq!(
-        events,
+        flagged(&mut stage(), &lines),
         [
-            (
-                "2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - failed".to_string(),
-                true
-            ),
-            (
-                "2026-11-25 01:02:05.000 INFO [main] c.e.Svc - started".to_string(),
-                false
-            ),
-            ("Traceback (most recent call last):".to_string(), true),
-            ("plain text".to_string(), false),
+            flag("2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - failed", true),
+            flag("2026-11-25 01:02:05.000 ERROR [main] c.e.Svc - retrying", false),
+            flag("Traceback (most recent call last):", true),
+            flag("plain text", false),
         ]
+    );
+    // A custom rule joins records, not necessarily traces.
+    let mut custom = MultilineStage::new(
+        &toml_config("languages = []\nstart_pattern = 'BEGIN'\ncontinue_pattern = '\\| '"),
+        &Registry::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        flagged(&mut custom, &[(1, "BEGIN job"), (1, "| step 1"), (1, "END")]),
+        [flag("BEGIN job", false), flag("END", false)]
     );
 }
