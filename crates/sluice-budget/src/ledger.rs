@@ -96,6 +96,10 @@ impl WindowRule {
 /// minutes.
 const TAU_SECS: f64 = 300.0;
 
+/// The budget clock time a ledger's offers are gathered over before its
+/// rates are first estimated.
+const FIRST_READING_SECS: f64 = 1.0;
+
 /// Time constant of the event rate estimates: an events/s budget is a
 /// rate, so it follows a burst within seconds.
 const EVENTS_TAU_SECS: f64 = 10.0;
@@ -232,7 +236,13 @@ impl BudgetLedger {
     /// Fold what was offered into the rates and re-derive the probability.
     pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
         let dt = now - self.state.last;
-        if dt > 0.0 {
+        // The first reading waits for a second of traffic: a new service's
+        // first batch spans microseconds of wall time, and a rate primed
+        // from it reads a thousand times too high (p sat near the floor
+        // for tens of minutes: the byte rates forget over 5). Until then p
+        // stays where it started.
+        let primed = self.state.normal_rate.primed || self.state.must_rate.primed;
+        if dt >= FIRST_READING_SECS || (primed && dt > 0.0) {
             let [normal, must, normal_events, must_events] = std::mem::take(&mut self.pending);
             self.state.must_rate.observe(must, dt, TAU_SECS);
             self.state.normal_rate.observe(normal, dt, TAU_SECS);

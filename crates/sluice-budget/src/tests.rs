@@ -944,3 +944,39 @@ fn a_stack_trace_is_an_error_with_or_without_an_exception_type() {
         .unwrap();
     assert_eq!(errors, 9);
 }
+
+#[test]
+fn a_new_service_on_the_wall_clock_starts_unsampled_when_under_budget() {
+    // 20 events of ~120 bytes every 25 ms (~100 kB/s, ~8 GB/day) against
+    // 100 GiB/day for 1.5 s (past the first rate reading): nothing should
+    // be sampled. The first batch alone spans microseconds of wall time; a
+    // rate primed from it read ~1000x too high and held p near the floor
+    // for tens of minutes (266 of these 1200 events were kept).
+    let text = "[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[budget]\nclock = \"wall\"\ndefault = \"100GiB/day\"\n";
+    let cfg = sluice_config::parse(text, std::path::Path::new("t"), &|_| None)
+        .unwrap()
+        .budget
+        .unwrap();
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&cfg, &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut kept = 0;
+    for round in 0..60 {
+        let lines = plain_lines((0..20).map(|i| {
+            format!(
+                r#"{{"level":"INFO","service":"api","status":200,"trace_id":"r{round}-{i}","msg":"{}"}}"#,
+                "x".repeat(40)
+            )
+        }));
+        let mut b = parsed_batch(&mut parse, &lines);
+        stage.decide(&mut b);
+        kept += b.events().len();
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    stage.publish_stats();
+    assert_eq!(kept, 1200);
+    assert_eq!(
+        registry.value("budget_keep_probability_ppm", &[("service", "api")]),
+        Some(1_000_000)
+    );
+}
