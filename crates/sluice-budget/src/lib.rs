@@ -290,8 +290,10 @@ impl BudgetStage {
     }
 
     fn restore(&mut self) -> Result<(), BudgetError> {
-        let Some(path) = &self.state_path else { return Ok(()) };
-        let bytes = match std::fs::read(path) {
+        let Some(path) = self.state_path.clone() else {
+            return Ok(());
+        };
+        let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(BudgetError(format!("reading {}: {e}", path.display()))),
@@ -301,7 +303,7 @@ impl BudgetStage {
             Err(e) => {
                 // Never block the pipeline on a bad state file: keep it aside.
                 let aside = path.with_extension("json.corrupt");
-                let _ = std::fs::rename(path, &aside);
+                let _ = std::fs::rename(&path, &aside);
                 eprintln!("budget: state file unreadable ({e}); moved to {}", aside.display());
                 return Ok(());
             }
@@ -312,8 +314,9 @@ impl BudgetStage {
             // added or removed since) match no event any more.
             if name.split(KEY_SEPARATOR).count() != parts {
                 eprintln!(
-                    "budget: not restoring ledger `{}`: the configuration keys ledgers differently now",
-                    name.replace(KEY_SEPARATOR, "/")
+                    "budget: not restoring ledger `{}` from {}: the configuration keys ledgers differently now (by env or namespace)",
+                    name.replace(KEY_SEPARATOR, "/"),
+                    path.display()
                 );
                 continue;
             }
