@@ -185,10 +185,9 @@ fn has_stacktrace(v: FieldValue) -> bool {
     }
 }
 
-/// Classify one event. `slow_ms_for` gives the slow threshold of the
-/// event's route (asked only when the record has a duration).
+/// Classify one event; `slow_ms` is the slow threshold of its route.
 #[inline]
-pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Facts {
+pub fn facts(batch: &Batch, e: &Event, slow_ms: f64) -> Facts {
     let (level, error_level) = batch.str_field(e, Field::Level).map_or((LEVEL_NONE, false), level_code);
     let (status, error_status) = status(batch, e);
     let duration_ms = number(batch, e, Field::DurationMs);
@@ -199,7 +198,7 @@ pub fn facts(batch: &Batch, e: &Event, slow_ms_for: impl FnOnce() -> f64) -> Fac
         || e.flags & FLAG_STACK_TRACE != 0
     {
         Class::Error
-    } else if duration_ms.is_some_and(|d| d >= slow_ms_for()) {
+    } else if duration_ms.is_some_and(|d| d >= slow_ms) {
         Class::Slow
     } else if level <= 1 {
         Class::Debug

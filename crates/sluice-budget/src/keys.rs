@@ -93,14 +93,18 @@ struct Slot {
 /// service a route belongs to). `SLOTS` is a power of two, sized for the
 /// keys in use (a key that misses only costs the map lookup).
 pub struct KeyCache<const SLOTS: usize = 256> {
-    slots: Box<[Slot]>,
+    /// A fixed-size array: a masked index needs no bounds check.
+    slots: Box<[Slot; SLOTS]>,
 }
 
 impl<const SLOTS: usize> Default for KeyCache<SLOTS> {
     fn default() -> Self {
         assert!(SLOTS.is_power_of_two());
         KeyCache {
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+            slots: vec![Slot::default(); SLOTS]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("SLOTS slots")),
         }
     }
 }
@@ -174,30 +178,37 @@ struct PairSlot {
     ledger: u32,
     /// [`NO_ROUTE`] for none.
     route: u32,
+    /// The slow threshold of the pair's events.
+    slow_ms: f64,
 }
 
 const NO_ROUTE: u32 = u32::MAX;
 
-/// (service, route template) → (ledger id, route statistics index), in
-/// front of both lookups: an event's two keys in one probe. Like
+/// (service, route template) → (ledger id, route statistics index, slow
+/// threshold), in front of those lookups: an event's two keys in one probe. Like
 /// [`KeyCache`], a miss just takes the maps, and a hit is exact.
 pub struct PairCache<const SLOTS: usize = 1024> {
-    slots: Box<[PairSlot]>,
+    /// A fixed-size array: a masked index needs no bounds check.
+    slots: Box<[PairSlot; SLOTS]>,
 }
 
 impl<const SLOTS: usize> Default for PairCache<SLOTS> {
     fn default() -> Self {
         assert!(SLOTS.is_power_of_two());
         PairCache {
-            slots: vec![PairSlot::default(); SLOTS].into_boxed_slice(),
+            slots: vec![PairSlot::default(); SLOTS]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("SLOTS slots")),
         }
     }
 }
 
 impl<const SLOTS: usize> PairCache<SLOTS> {
-    /// The ledger and route index cached for `service` and `route`.
+    /// The ledger, route index and slow threshold cached for `service` and
+    /// `route`.
     #[inline]
-    pub fn get(&self, service: &Key, route: Option<&Key>) -> Option<(u32, Option<u32>)> {
+    pub fn get(&self, service: &Key, route: Option<&Key>) -> Option<(u32, Option<u32>, f64)> {
         let k = Pair::new(service, route);
         let s = &self.slots[k.slot::<SLOTS>()];
         // One branch: every word, both lengths and the route flag at once.
@@ -206,17 +217,18 @@ impl<const SLOTS: usize> PairCache<SLOTS> {
             .iter()
             .zip(&k.words)
             .fold(s.meta ^ k.meta, |d, (a, b)| d | (a ^ b));
-        (diff == 0).then_some((s.ledger, (s.route != NO_ROUTE).then_some(s.route)))
+        (diff == 0).then_some((s.ledger, (s.route != NO_ROUTE).then_some(s.route), s.slow_ms))
     }
 
-    /// Remember `service` and `route` as `ledger` and `index`.
-    pub fn insert(&mut self, service: &Key, route: Option<&Key>, ledger: u32, index: Option<u32>) {
+    /// Remember `service` and `route` as `ledger`, `index` and `slow_ms`.
+    pub fn insert(&mut self, service: &Key, route: Option<&Key>, ledger: u32, index: Option<u32>, slow_ms: f64) {
         let k = Pair::new(service, route);
         self.slots[k.slot::<SLOTS>()] = PairSlot {
             words: k.words,
             meta: k.meta,
             ledger,
             route: index.unwrap_or(NO_ROUTE),
+            slow_ms,
         };
     }
 }
@@ -229,12 +241,12 @@ mod tests {
     fn pairs_are_told_apart_by_either_key_and_by_a_missing_route() {
         let k = |s: &str| Key::of(s.as_bytes()).unwrap();
         let mut c = PairCache::<1024>::default();
-        c.insert(&k("api"), Some(&k("/v1/users/{id}")), 3, Some(7));
-        c.insert(&k("api"), None, 3, None);
-        c.insert(&k("api"), Some(&k("")), 3, Some(9));
-        assert_eq!(c.get(&k("api"), Some(&k("/v1/users/{id}"))), Some((3, Some(7))));
-        assert_eq!(c.get(&k("api"), None), Some((3, None)));
-        assert_eq!(c.get(&k("api"), Some(&k(""))), Some((3, Some(9))));
+        c.insert(&k("api"), Some(&k("/v1/users/{id}")), 3, Some(7), 250.0);
+        c.insert(&k("api"), None, 3, None, 1000.0);
+        c.insert(&k("api"), Some(&k("")), 3, Some(9), 500.0);
+        assert_eq!(c.get(&k("api"), Some(&k("/v1/users/{id}"))), Some((3, Some(7), 250.0)));
+        assert_eq!(c.get(&k("api"), None), Some((3, None, 1000.0)));
+        assert_eq!(c.get(&k("api"), Some(&k(""))), Some((3, Some(9), 500.0)));
         assert_eq!(c.get(&k("web"), Some(&k("/v1/users/{id}"))), None);
         assert_eq!(c.get(&k("api"), Some(&k("/v1/users/{id]"))), None);
         assert_eq!(

@@ -243,9 +243,35 @@ impl BudgetStage {
         id
     }
 
-    /// An event's ledger and the histogram index of its route template
-    /// (`route`: the template and its cache key), registering either on
-    /// first sight. One probe of the pair cache in the common case.
+    /// [`BudgetStage::ids_of`] for the common event, read in place: a
+    /// service and (with a duration) a `route` without escapes, both of 32
+    /// bytes at most, seen together before. `None` sends the event the
+    /// general way, which templates a `path`, registers what is new and
+    /// fills the pair cache.
+    #[inline]
+    fn pair_probe(&self, data: &[u8], e: &sluice_core::Event) -> Option<(usize, Option<u32>, f64)> {
+        if self.split_env || self.split_namespace {
+            return None;
+        }
+        let FieldValue::Str(s) = e.field(Field::Service) else {
+            return None;
+        };
+        let service = keys::Key::in_buf(data, s)?;
+        let route = match e.field(Field::DurationMs) {
+            FieldValue::Absent | FieldValue::Null => None,
+            _ => match e.field(Field::Route) {
+                FieldValue::Str(r) => Some(keys::Key::in_buf(data, r)?),
+                _ => return None,
+            },
+        };
+        let (id, hist, slow_ms) = self.pairs.get(&service, route.as_ref())?;
+        Some((id as usize, hist, slow_ms))
+    }
+
+    /// An event's ledger, the histogram index of its route template
+    /// (`route`: the template and its cache key) and its slow threshold,
+    /// registering the ledger or the route on first sight. One probe of the
+    /// pair cache in the common case.
     #[inline]
     fn ids_of(
         &mut self,
@@ -253,7 +279,7 @@ impl BudgetStage {
         e: &sluice_core::Event,
         route: Option<(&[u8], Option<keys::Key>)>,
         now: f64,
-    ) -> (usize, Option<u32>) {
+    ) -> (usize, Option<u32>, f64) {
         let service = match e.field(Field::Service) {
             FieldValue::Str(s) if !self.split_env && !self.split_namespace => keys::Key::in_buf(batch.data(), s),
             _ => None,
@@ -265,8 +291,8 @@ impl BudgetStage {
             Some((_, k)) => k.map(Some),
         };
         if let (Some(service), Some(r)) = (&service, &pair_route) {
-            if let Some((id, hist)) = self.pairs.get(service, r.as_ref()) {
-                return (id as usize, hist);
+            if let Some((id, hist, slow_ms)) = self.pairs.get(service, r.as_ref()) {
+                return (id as usize, hist, slow_ms);
             }
         }
         self.ids_of_slow(batch, e, route, service.zip(pair_route), now)
@@ -280,13 +306,20 @@ impl BudgetStage {
         route: Option<(&[u8], Option<keys::Key>)>,
         pair: Option<(keys::Key, Option<keys::Key>)>,
         now: f64,
-    ) -> (usize, Option<u32>) {
+    ) -> (usize, Option<u32>, f64) {
         let id = self.ledger_of(batch, e, now);
         let hist = route.and_then(|(r, k)| self.stats.route_index(id, r, k, &self.slow));
+        // The threshold was looked up once, by template, when the route's
+        // histogram was registered; past the template cap, by the route as
+        // read.
+        let slow_ms = match hist {
+            Some(h) => self.stats.slow_ms(id, h),
+            None => route.map_or(self.slow.of_ledger(id), |(r, _)| self.slow.of(id, r)),
+        };
         if let Some((service, r)) = pair {
-            self.pairs.insert(&service, r.as_ref(), id as u32, hist);
+            self.pairs.insert(&service, r.as_ref(), id as u32, hist, slow_ms);
         }
-        (id, hist)
+        (id, hist, slow_ms)
     }
 
     fn restore(&mut self) -> Result<(), BudgetError> {
@@ -426,7 +459,7 @@ impl BudgetStage {
     /// Decide every event of a batch; dropped events leave the batch.
     pub fn decide(&mut self, batch: &mut Batch) {
         let mut sc = std::mem::take(&mut self.scratch);
-        sc.keep.clear();
+        sc.kept.clear();
         sc.rates.clear();
         // (position, lines) released by lookback, inserted before the event
         // that made the trace worth keeping.
@@ -434,16 +467,20 @@ impl BudgetStage {
         // Hash every event's trace first (prefetching its memory slot), so
         // the decisions below find the slots in cache.
         sc.hashes.clear();
-        for e in batch.events() {
-            let h = batch
+        let (seed, recent) = (self.seed, &self.recent);
+        sc.hashes.extend(batch.events().iter().map(|e| {
+            match batch
                 .str_field(e, Field::TraceId)
                 .or_else(|| batch.str_field(e, Field::RequestId))
-                .map(|k| xxhash_rust::xxh3::xxh3_64_with_seed(k, self.seed));
-            if let Some(h) = h {
-                self.recent.prefetch(h);
+            {
+                Some(k) => {
+                    let h = trace_hash(k, seed);
+                    recent.prefetch(h);
+                    h
+                }
+                None => NO_TRACE,
             }
-            sc.hashes.push(h);
-        }
+        }));
         let mut now = self.now();
         let event_clock = self.clock == BudgetClock::Event;
         // The latest `ts` the event clock may take (read once per batch).
@@ -456,7 +493,8 @@ impl BudgetStage {
         let lookback = self.lookback.enabled();
         self.batch_seq += 1;
         let data = batch.data();
-        for (i, (e, &key)) in batch.events().iter().zip(&sc.hashes).enumerate() {
+        for (i, (e, &h)) in batch.events().iter().zip(&sc.hashes).enumerate() {
+            let key = (h != NO_TRACE).then_some(h);
             if event_clock {
                 if let Some(t) = batch.str_field(e, Field::Ts).and_then(|ts| self.ts_cache.parse(ts)) {
                     if t > self.event_now {
@@ -470,25 +508,24 @@ impl BudgetStage {
                 now = self.event_now;
             }
             let size = e.rewrite.map_or(e.line.len, |r| r.len) as u64 + 1;
-            // The route matters only to latency statistics and per-route
-            // slow thresholds, both of which need a duration.
-            let route = match e.field(Field::DurationMs) {
-                FieldValue::Absent | FieldValue::Null => None,
-                _ => classify::route_key(batch, e, &mut sc.route),
+            let (id, hist, slow_ms) = match self.pair_probe(data, e) {
+                Some(hit) => hit,
+                None => {
+                    // The route matters only to latency statistics and
+                    // per-route slow thresholds, both of which need a
+                    // duration.
+                    let route = match e.field(Field::DurationMs) {
+                        FieldValue::Absent | FieldValue::Null => None,
+                        _ => classify::route_key(batch, e, &mut sc.route),
+                    };
+                    let route = route.map(|r| match e.field(Field::Route) {
+                        FieldValue::Str(s) => (r, keys::Key::in_buf(data, s)),
+                        _ => (r, keys::Key::of(r)),
+                    });
+                    self.ids_of(batch, e, route, now)
+                }
             };
-            let route = route.map(|r| match e.field(Field::Route) {
-                FieldValue::Str(s) => (r, keys::Key::in_buf(data, s)),
-                _ => (r, keys::Key::of(r)),
-            });
-            let (id, hist) = self.ids_of(batch, e, route, now);
-            // The threshold was looked up once, by template, when the
-            // route's histogram was registered; past the template cap, by
-            // the route as read.
-            let (stats, slow) = (&self.stats, &self.slow);
-            let facts = classify::facts(batch, e, || match hist {
-                Some(h) => stats.slow_ms(id, h),
-                None => route.map_or(slow.of_ledger(id), |(r, _)| slow.of(id, r)),
-            });
+            let facts = classify::facts(batch, e, slow_ms);
             self.stats.record(id, &facts, hist, size);
             let ledger = &mut self.ledgers[id];
             if ledger.batch != self.batch_seq {
@@ -540,8 +577,8 @@ impl BudgetStage {
             };
             if kept {
                 ledger.spend(size as f64);
+                sc.kept.push(i);
             }
-            sc.keep.push(kept);
             self.stats.decided(id, size, kept);
         }
         if future > 0 {
@@ -565,16 +602,20 @@ impl BudgetStage {
             self.lookback.expire(now);
         }
         if releases.is_empty() {
-            let mut idx = 0;
-            batch.events_mut().retain(|_| {
-                idx += 1;
-                sc.keep[idx - 1]
-            });
+            // Most events are dropped: move the kept ones down, in order.
+            let events = batch.events_mut();
+            for (to, &from) in sc.kept.iter().enumerate() {
+                if to != from {
+                    events[to] = events[from].clone();
+                }
+            }
+            events.truncate(sc.kept.len());
         } else {
             // Rebuild with the released lines before the line that freed them.
             let events = std::mem::take(batch.events_mut());
             let mut out = Vec::with_capacity(events.len());
             let mut releases = releases.into_iter().peekable();
+            let mut kept = sc.kept.iter().copied().peekable();
             for (i, e) in events.into_iter().enumerate() {
                 while let Some((_, lines)) = releases.next_if(|(at, _)| *at == i) {
                     for l in lines {
@@ -587,7 +628,7 @@ impl BudgetStage {
                         out.push(held);
                     }
                 }
-                if sc.keep[i] {
+                if kept.next_if_eq(&i).is_some() {
                     out.push(e);
                 }
             }
@@ -629,10 +670,11 @@ struct BudgetRule {
 /// Buffers `decide` needs per batch, kept between batches.
 #[derive(Default)]
 struct Scratch {
-    /// Whether each event of the batch stays.
-    keep: Vec<bool>,
-    /// The hash of each event's trace (`trace_id`, else `request_id`).
-    hashes: Vec<Option<u64>>,
+    /// The events that stay, in order.
+    kept: Vec<usize>,
+    /// The hash of each event's trace (`trace_id`, else `request_id`), or
+    /// [`NO_TRACE`].
+    hashes: Vec<u64>,
     /// (event, sample rate) of kept sampled events.
     rates: Vec<(usize, f64)>,
     /// Services seen in the batch.
@@ -640,6 +682,16 @@ struct Scratch {
     /// A templated path.
     route: String,
 }
+
+/// The hash of a trace's id with the configured seed (never [`NO_TRACE`]).
+#[inline]
+fn trace_hash(id: &[u8], seed: u64) -> u64 {
+    // 0 becomes 1: the same top 53 bits, so the same decision at every p.
+    xxhash_rust::xxh3::xxh3_64_with_seed(id, seed).max(1)
+}
+
+/// An event without a `trace_id` or `request_id`, among trace hashes.
+const NO_TRACE: u64 = 0;
 
 /// Whether a normal event with trace hash `h` is kept at probability `p`:
 /// the hash's top 53 bits as a fraction of one, against `p` (an exact

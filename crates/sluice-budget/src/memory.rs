@@ -13,14 +13,15 @@ const SLOTS: usize = 1 << 15;
 
 /// See the module docs.
 pub struct TraceMemory {
-    /// `tag << 32 | p as f32 bits`; 0 is an empty slot.
-    slots: Box<[u64]>,
+    /// `tag << 32 | p as f32 bits`; 0 is an empty slot. A fixed-size array,
+    /// so a masked index needs no bounds check.
+    slots: Box<[u64; SLOTS]>,
 }
 
 impl Default for TraceMemory {
     fn default() -> TraceMemory {
         TraceMemory {
-            slots: vec![0; SLOTS].into_boxed_slice(),
+            slots: vec![0; SLOTS].into_boxed_slice().try_into().expect("SLOTS slots"),
         }
     }
 }
