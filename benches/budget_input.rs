@@ -12,6 +12,12 @@ use sluice_parse::ParseStage;
 pub const CONFIG: &str =
     "[sources.i]\ntype=\"stdin\"\n[sinks.o]\ntype=\"stdout\"\n[budget]\nclock=\"event\"\ndefault=\"10MiB/day\"\n";
 
+/// The same on the wall clock, the default outside replays: no `ts` is
+/// read per event (and the probabilities follow the bench's own pace, so
+/// its decisions are not the event clock's).
+pub const WALL_CLOCK_CONFIG: &str =
+    "[sources.i]\ntype=\"stdin\"\n[sinks.o]\ntype=\"stdout\"\n[budget]\nclock=\"wall\"\ndefault=\"10MiB/day\"\n";
+
 /// 8 MiB of generator output (20 services), parsed, in whole batches.
 pub fn generator_batches() -> Vec<Batch> {
     let mut w = Workload::new(WorkloadSettings::default());

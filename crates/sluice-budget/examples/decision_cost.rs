@@ -11,12 +11,14 @@
 //! event clock, 256 KiB batches), the first `BATCHES` (default 30) of them;
 //! one untimed pass first, so services and routes are registered, then
 //! `PASSES` (default 7) passes over fresh copies, which alone callgrind
-//! counts. Divide its `Collected` by the decisions this prints.
+//! counts. Divide its `Collected` by the decisions this prints. `CLOCK=wall`
+//! runs the wall-clock configuration instead of the event clock's (its
+//! decisions follow the run's pace, so they vary from run to run).
 
 #[path = "../../../benches/budget_input.rs"]
 mod budget_input;
 
-use budget_input::{fresh_copy, generator_batches, CONFIG};
+use budget_input::{fresh_copy, generator_batches, CONFIG, WALL_CLOCK_CONFIG};
 use sluice_budget::BudgetStage;
 use sluice_core::{Batch, Registry};
 
@@ -37,7 +39,12 @@ fn main() {
     let mut input = generator_batches();
     input.truncate(setting("BATCHES", 30));
     let passes = setting("PASSES", 7);
-    let cfg: sluice_config::Config = sluice_config::parse(CONFIG, std::path::Path::new("decision_cost"), &|_| None)
+    let text = if std::env::var("CLOCK").as_deref() == Ok("wall") {
+        WALL_CLOCK_CONFIG
+    } else {
+        CONFIG
+    };
+    let cfg: sluice_config::Config = sluice_config::parse(text, std::path::Path::new("decision_cost"), &|_| None)
         .expect("the embedded config is valid");
     let mut stage = BudgetStage::new(cfg.budget.as_ref().expect("it has a budget"), &Registry::new(), None)
         .expect("the budget is valid");
