@@ -307,6 +307,9 @@ impl BudgetStage {
         pair: Option<(keys::Key, Option<keys::Key>)>,
         now: f64,
     ) -> (usize, Option<u32>, f64) {
+        if let Some(hit) = pair.as_ref().and_then(|(s, r)| self.pairs.get_second(s, r.as_ref())) {
+            return (hit.0 as usize, hit.1, hit.2);
+        }
         let id = self.ledger_of(batch, e, now);
         let hist = route.and_then(|(r, k)| self.stats.route_index(id, r, k, &self.slow));
         // The threshold was looked up once, by template, when the route's
