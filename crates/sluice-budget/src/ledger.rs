@@ -100,6 +100,10 @@ const TAU_SECS: f64 = 300.0;
 /// rates are first estimated.
 const FIRST_READING_SECS: f64 = 1.0;
 
+/// A ledger not updated for this long (a restart that restored an older
+/// state, a service that was silent) measures its rates afresh.
+const SILENCE_SECS: f64 = TAU_SECS;
+
 /// Time constant of the event rate estimates: an events/s budget is a
 /// rate, so it follows a burst within seconds.
 const EVENTS_TAU_SECS: f64 = 10.0;
@@ -166,6 +170,9 @@ pub struct BudgetLedger {
     pending: [f64; 4],
     /// The last batch that touched this ledger (the stage's batch count).
     pub batch: u64,
+    /// When the current batch first offered to it ([`BudgetLedger::touch`]):
+    /// a silence since the last update ends there.
+    first_offer: f64,
 }
 
 impl BudgetLedger {
@@ -187,6 +194,7 @@ impl BudgetLedger {
             end,
             pending: [0.0; 4],
             batch: 0,
+            first_offer: now,
         }
     }
 
@@ -227,6 +235,12 @@ impl BudgetLedger {
         self.pending[2 + m] += 1.0;
     }
 
+    /// The first offer of a batch, at `now` (before [`BudgetLedger::offer`]).
+    #[inline]
+    pub fn touch(&mut self, now: f64) {
+        self.first_offer = now;
+    }
+
     /// Record kept bytes.
     #[inline]
     pub fn spend(&mut self, bytes: f64) {
@@ -235,6 +249,25 @@ impl BudgetLedger {
 
     /// Fold what was offered into the rates and re-derive the probability.
     pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
+        if self.first_offer - self.state.last > SILENCE_SECS
+            && (self.state.normal_rate.primed || self.state.must_rate.primed)
+        {
+            // After a silence (a restart that restored a state saved hours
+            // ago, a service idle since), rates averaged over it read near
+            // zero, and the traffic that follows would take minutes to
+            // pull them back up, all the while kept at the ceiling. They
+            // are measured afresh from where the traffic resumed, as a new
+            // service's are; the old estimates set p until then.
+            for r in [
+                &mut self.state.must_rate,
+                &mut self.state.normal_rate,
+                &mut self.state.must_events,
+                &mut self.state.normal_events,
+            ] {
+                r.primed = false;
+            }
+            self.state.last = self.first_offer;
+        }
         let dt = now - self.state.last;
         // The first reading waits for a second of traffic: a new service's
         // first batch spans microseconds of wall time, and a rate primed
@@ -437,6 +470,44 @@ mod tests {
         let state: LedgerState = serde_json::from_str(saved).unwrap();
         assert_eq!((state.spent, state.p, state.normal_rate.rate), (12.0, 0.5, 2.0));
         assert_eq!((state.must_events.rate, state.normal_events.rate), (0.0, 0.0));
+    }
+
+    #[test]
+    fn rates_are_measured_afresh_after_a_silence() {
+        // 2 kB/s offered against 1 kB/s affordable: p settles near 0.5.
+        let b = Budget {
+            bytes: 86_400 * 1000,
+            period_secs: 86_400,
+            events_per_sec: None,
+        };
+        let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
+        let second = |l: &mut BudgetLedger, t: f64| {
+            l.touch(t - 1.0);
+            l.offer(2000.0, false);
+            l.spend(2000.0 * l.state.p);
+            l.update(t, 0.01, 1.0);
+        };
+        for t in 1..=3000 {
+            second(&mut l, f64::from(t));
+        }
+        let before = l.state.p;
+        assert!((0.45..0.55).contains(&before), "{before}");
+        // Three hours without an update (a restart restoring the saved
+        // state), then the same traffic: averaged over the silence, the
+        // rate read ~0.2 B/s and p sat at 1.0 for minutes.
+        let resumed = 3000.0 + 3.0 * 3600.0;
+        let mut ps = Vec::new();
+        for t in 0..5 {
+            second(&mut l, resumed + f64::from(t));
+            ps.push(l.state.p);
+        }
+        assert!(ps.iter().all(|&p| (0.4..0.6).contains(&p)), "{ps:?} after {before}");
+        assert!(l.state.normal_rate.primed, "measured again");
+        assert!(
+            (l.state.normal_rate.rate - 2000.0).abs() < 100.0,
+            "{}",
+            l.state.normal_rate.rate
+        );
     }
 
     #[test]
