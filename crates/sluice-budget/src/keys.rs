@@ -5,7 +5,10 @@
 //! inline, with no branch on the key's length: the maps' byte-slice keys
 //! went through a `memcmp` call per lookup, 13% of the decisions. A miss
 //! (a longer key, a new one, a collision) just takes the map; the cache
-//! never decides anything the map would not.
+//! never decides anything the map would not. The decision loop's probe of
+//! the (service, route) cache reads, hashes and compares both keys in SSE2
+//! registers (`mod sse2`, the only SIMD code here, with a portable
+//! fallback); the same hash is computed in plain words everywhere else.
 
 use sluice_core::Span;
 
@@ -155,21 +158,55 @@ impl Pair {
         let [a, b, c, d] = service.words;
         Pair {
             words: [a, b, c, d, r[0], r[1], r[2], r[3]],
-            // Both lengths, whether there is a route, and a top bit so no
-            // empty slot (all zero) ever matches.
-            meta: u64::from(service.len) | route.map_or(0, |r| u64::from(r.len) << 8 | 1 << 16) | 1 << 63,
+            meta: pair_meta(u64::from(service.len), route.map(|r| u64::from(r.len))),
         }
     }
 
     /// The pair's two slots (from independent bits of one hash).
     #[inline]
     fn slots<const SLOTS: usize>(&self) -> (usize, usize) {
-        let w = &self.words;
-        let h = (w[0] ^ w[1].rotate_left(11) ^ w[2].rotate_left(23) ^ w[3].rotate_left(37))
-            .wrapping_add(w[4] ^ w[5].rotate_left(13) ^ w[6].rotate_left(29) ^ w[7].rotate_left(41) ^ self.meta)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        ((h >> 40) as usize & (SLOTS - 1), (h >> 20) as usize & (SLOTS - 1))
+        slots_of::<SLOTS>(pair_hash(&self.words, self.meta))
     }
+}
+
+/// The hash of a pair's words and meta. Its 64 bytes are four 16-byte
+/// lanes of four 32-bit parts; the lanes are XORed with their parts turned
+/// 0, 2, 3 and 1 places (one shuffle each, as [`PairCache::probe`] does it
+/// in SIMD registers), the halves of the result XORed, the meta mixed in
+/// and the whole mixed ([`mix`]). A weak hash is enough: a pair collides only
+/// in its slot, and the compare that follows is exact.
+#[inline]
+fn pair_hash(words: &[u64; 8], meta: u64) -> u64 {
+    let lane = |i: usize| {
+        let (a, b) = (words[2 * i], words[2 * i + 1]);
+        [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32]
+    };
+    let (v0, v1, v2, v3) = (lane(0), lane(1), lane(2), lane(3));
+    let x: [u32; 4] = std::array::from_fn(|i| v0[i] ^ v1[(i + 2) % 4] ^ v2[(i + 3) % 4] ^ v3[(i + 1) % 4]);
+    let folded = (u64::from(x[0]) | u64::from(x[1]) << 32) ^ (u64::from(x[2]) | u64::from(x[3]) << 32);
+    mix(folded ^ meta)
+}
+
+/// Spread every bit of `x` over the high and the middle bits the slots
+/// are taken from (a product alone carries a difference only upwards:
+/// routes that differ in one late byte shared both slots).
+#[inline]
+fn mix(x: u64) -> u64 {
+    let x = (x ^ x >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^ x >> 29
+}
+
+/// A pair hash's two slots.
+#[inline]
+fn slots_of<const SLOTS: usize>(h: u64) -> (usize, usize) {
+    ((h >> 40) as usize & (SLOTS - 1), (h >> 20) as usize & (SLOTS - 1))
+}
+
+/// A pair's meta: both lengths, whether there is a route, and a top bit so
+/// no empty slot (all zero) ever matches.
+#[inline]
+fn pair_meta(service_len: u64, route_len: Option<u64>) -> u64 {
+    service_len | route_len.map_or(0, |r| r << 8 | 1 << 16) | 1 << 63
 }
 
 #[derive(Clone, Copy, Default)]
@@ -214,6 +251,31 @@ impl<const SLOTS: usize> PairCache<SLOTS> {
         self.slots[k.slots::<SLOTS>().0].answer(&k)
     }
 
+    /// [`PairCache::get`] for the keys `service` and `route` cover in
+    /// `buf`, read there: in SSE2 registers on x86_64, each key one masked
+    /// 32-byte window, hashed and compared against the slot in a few vector
+    /// instructions (as 64-bit words, the keys' hash and compare were the
+    /// largest part of a decision). `None` also where a key is over 32 bytes
+    /// or ends within 32 bytes of the buffer's end: the caller then takes
+    /// the general way.
+    #[inline]
+    pub fn probe(&self, buf: &[u8], service: Span, route: Option<Span>) -> Option<(u32, Option<u32>, f64)> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: SSE2 is part of the x86_64 baseline: every CPU this
+            // target runs on has it.
+            unsafe { sse2::probe(&self.slots, buf, service, route) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let route = match route {
+                Some(r) => Some(Key::in_buf(buf, r)?),
+                None => None,
+            };
+            self.get(&Key::in_buf(buf, service)?, route.as_ref())
+        }
+    }
+
     /// [`PairCache::get`] in the pair's second slot, where a pair goes whose
     /// first is taken: asked after a miss, off the hot path (the pairs
     /// there are few).
@@ -244,7 +306,105 @@ impl<const SLOTS: usize> PairCache<SLOTS> {
     }
 }
 
+/// [`PairCache::probe`] in SSE2 (part of every x86_64 CPU).
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cvtsi128_si64, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_setzero_si128, _mm_shuffle_epi32, _mm_unpackhi_epi64, _mm_xor_si128,
+    };
+
+    use super::{mix, pair_meta, slots_of, PairSlot, Span, WINDOW_MASKS};
+
+    /// 16 bytes from `b` (16 or more long).
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn load(b: &[u8]) -> __m128i {
+        assert!(b.len() >= 16);
+        // SAFETY: `b` has the 16 bytes read; `loadu` needs no alignment.
+        unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+    }
+
+    /// The key `span` covers in `buf` as two zero-padded lanes, like
+    /// `Key::in_buf`'s words; none past 32 bytes or the buffer's end.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn window(buf: &[u8], span: Span) -> Option<(__m128i, __m128i)> {
+        let (start, len) = (span.start as usize, span.len as usize);
+        let w = buf.get(start..start + 32)?;
+        let at = 32usize.checked_sub(len)?;
+        let m = &WINDOW_MASKS[at..at + 32];
+        Some((
+            _mm_and_si128(load(w), load(m)),
+            _mm_and_si128(load(&w[16..]), load(&m[16..])),
+        ))
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    pub(super) fn probe<const SLOTS: usize>(
+        slots: &[PairSlot; SLOTS],
+        buf: &[u8],
+        service: Span,
+        route: Option<Span>,
+    ) -> Option<(u32, Option<u32>, f64)> {
+        let (s0, s1) = window(buf, service)?;
+        let (r0, r1) = match route {
+            Some(r) => window(buf, r)?,
+            None => (_mm_setzero_si128(), _mm_setzero_si128()),
+        };
+        let meta = pair_meta(u64::from(service.len), route.map(|r| u64::from(r.len)));
+        // `pair_hash`, lane by lane.
+        let x = _mm_xor_si128(
+            _mm_xor_si128(s0, _mm_shuffle_epi32::<0x4e>(s1)),
+            _mm_xor_si128(_mm_shuffle_epi32::<0x93>(r0), _mm_shuffle_epi32::<0x39>(r1)),
+        );
+        let folded = (_mm_cvtsi128_si64(x) ^ _mm_cvtsi128_si64(_mm_unpackhi_epi64(x, x))) as u64;
+        let holds = |slot: &PairSlot| {
+            // The slot's words in memory are the key's bytes (little-endian).
+            let words: &[u8; 64] = bytemuck_words(&slot.words);
+            let eq = _mm_and_si128(
+                _mm_and_si128(
+                    _mm_cmpeq_epi8(s0, load(&words[..16])),
+                    _mm_cmpeq_epi8(s1, load(&words[16..32])),
+                ),
+                _mm_and_si128(
+                    _mm_cmpeq_epi8(r0, load(&words[32..48])),
+                    _mm_cmpeq_epi8(r1, load(&words[48..])),
+                ),
+            );
+            _mm_movemask_epi8(eq) == 0xffff && slot.meta == meta
+        };
+        let (first, second) = slots_of::<SLOTS>(mix(folded ^ meta));
+        let (first, second) = (&slots[first], &slots[second]);
+        // Both slots here, where the keys are in registers already.
+        if holds(first) {
+            first.answer_if(true)
+        } else {
+            second.answer_if(holds(second))
+        }
+    }
+
+    /// The bytes of eight words, as they lie in memory.
+    #[inline]
+    fn bytemuck_words(words: &[u64; 8]) -> &[u8; 64] {
+        // SAFETY: [u64; 8] and [u8; 64] have the same size, every byte of a
+        // u64 is initialized, and u8 has no alignment to respect.
+        unsafe { &*(words as *const [u64; 8]).cast::<[u8; 64]>() }
+    }
+}
+
 impl PairSlot {
+    /// What the slot holds, where `hit`.
+    #[inline]
+    fn answer_if(&self, hit: bool) -> Option<(u32, Option<u32>, f64)> {
+        hit.then_some((
+            self.ledger,
+            (self.route != NO_ROUTE).then_some(self.route),
+            self.slow_ms,
+        ))
+    }
+
     /// What the slot holds for pair `k`, if it holds `k`.
     #[inline]
     fn answer(&self, k: &Pair) -> Option<(u32, Option<u32>, f64)> {
@@ -254,11 +414,7 @@ impl PairSlot {
             .iter()
             .zip(&k.words)
             .fold(self.meta ^ k.meta, |d, (a, b)| d | (a ^ b));
-        (diff == 0).then_some((
-            self.ledger,
-            (self.route != NO_ROUTE).then_some(self.route),
-            self.slow_ms,
-        ))
+        self.answer_if(diff == 0)
     }
 }
 
@@ -305,6 +461,70 @@ mod tests {
         assert_eq!(c.get(&k("api"), Some(b)), None, "not in its first slot");
         assert_eq!(c.get_second(&k("api"), Some(b)), Some((2, Some(20), 200.0)));
         assert_eq!(c.get_second(&k("api"), Some(a)), None);
+    }
+
+    #[test]
+    fn a_probe_in_the_buffer_answers_as_get_does() {
+        let services = ["api", "checkout", "a-service-name-of-32-bytes-long!", "", "b"];
+        let routes = [
+            None,
+            Some("/v1/users/{id}"),
+            Some("/"),
+            Some("/v1/users/{id}/orders/{id}/items"),
+            Some("/v1/users/{id}/orders/{id}/items/"),
+            Some(""),
+        ];
+        // Each key in a buffer with other bytes around it (the probe masks
+        // them off), then 40 bytes so every window fits.
+        let mut buf = b"xx".to_vec();
+        let mut place = |k: &str| {
+            let span = Span::new(buf.len(), k.len());
+            buf.extend_from_slice(k.as_bytes());
+            buf.extend_from_slice(b"\",\"zz");
+            span
+        };
+        let s_spans: Vec<Span> = services.iter().map(|s| place(s)).collect();
+        let r_spans: Vec<Option<Span>> = routes.iter().map(|r| r.map(&mut place)).collect();
+        buf.extend_from_slice(&[b'#'; 40]);
+        let mut c = PairCache::<1024>::default();
+        let key = |s: Span| Key::in_buf(&buf, s);
+        // No route is a key of its own; a route over 32 bytes has none.
+        let route_key = |r: Option<Span>| match r {
+            None => Some(None),
+            Some(r) => key(r).map(Some),
+        };
+        let mut n = 0;
+        for (si, s) in s_spans.iter().enumerate() {
+            for (ri, r) in r_spans.iter().enumerate() {
+                if let (Some(sk), Some(rk)) = (key(*s), route_key(*r)) {
+                    n += 1;
+                    c.insert(&sk, rk.as_ref(), si as u32, Some(ri as u32), n as f64);
+                }
+            }
+        }
+        let mut hits = 0;
+        for (si, s) in s_spans.iter().enumerate() {
+            for (ri, r) in r_spans.iter().enumerate() {
+                let got = c.probe(&buf, *s, *r);
+                let want = match (key(*s), route_key(*r)) {
+                    (Some(sk), Some(rk)) => c.get(&sk, rk.as_ref()),
+                    _ => None,
+                };
+                assert_eq!(got, want, "{:?} {:?}", services[si], routes[ri]);
+                if let Some((ledger, route, _)) = got {
+                    assert_eq!((ledger, route), (si as u32, Some(ri as u32)));
+                    hits += 1;
+                }
+            }
+        }
+        // Every pair of keys of 32 bytes or less is in its first slot here
+        // (1024 slots), and the 33-byte route is never probed.
+        assert_eq!(hits, n);
+        assert_eq!(n, 25, "5 services, 5 routes (one over 32 bytes)");
+        assert_eq!(c.probe(&buf, s_spans[0], r_spans[4]), None, "a 33-byte route");
+        // A key within 32 bytes of the buffer's end is left to `get`.
+        let end = Span::new(buf.len() - 3, 3);
+        assert_eq!(c.probe(&buf, end, None), None);
     }
 
     #[test]

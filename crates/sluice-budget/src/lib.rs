@@ -256,15 +256,14 @@ impl BudgetStage {
         let FieldValue::Str(s) = e.field(Field::Service) else {
             return None;
         };
-        let service = keys::Key::in_buf(data, s)?;
         let route = match e.field(Field::DurationMs) {
             FieldValue::Absent | FieldValue::Null => None,
             _ => match e.field(Field::Route) {
-                FieldValue::Str(r) => Some(keys::Key::in_buf(data, r)?),
+                FieldValue::Str(r) => Some(r),
                 _ => return None,
             },
         };
-        let (id, hist, slow_ms) = self.pairs.get(&service, route.as_ref())?;
+        let (id, hist, slow_ms) = self.pairs.probe(data, s, route)?;
         Some((id as usize, hist, slow_ms))
     }
 
