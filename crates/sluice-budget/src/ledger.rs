@@ -472,15 +472,20 @@ mod tests {
         assert_eq!((state.must_events.rate, state.normal_events.rate), (0.0, 0.0));
     }
 
-    #[test]
-    fn rates_are_measured_afresh_after_a_silence() {
-        // 2 kB/s offered against 1 kB/s affordable: p settles near 0.5.
+    /// A ledger whose budget affords 1 kB/s over a UTC day.
+    fn a_kilobyte_a_second() -> BudgetLedger {
         let b = Budget {
             bytes: 86_400 * 1000,
             period_secs: 86_400,
             events_per_sec: None,
         };
-        let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
+        BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0)
+    }
+
+    #[test]
+    fn rates_are_measured_afresh_after_a_silence() {
+        // 2 kB/s offered against 1 kB/s affordable: p settles near 0.5.
+        let mut l = a_kilobyte_a_second();
         let second = |l: &mut BudgetLedger, t: f64| {
             l.touch(t - 1.0);
             l.offer(2000.0, false);
@@ -512,12 +517,7 @@ mod tests {
 
     #[test]
     fn a_burst_lowers_the_probability_and_a_lull_raises_it() {
-        let b = Budget {
-            bytes: 86_400 * 1000,
-            period_secs: 86_400,
-            events_per_sec: None,
-        };
-        let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
+        let mut l = a_kilobyte_a_second();
         // 10 kB/s offered against 1 kB/s affordable.
         for t in 1..600 {
             l.offer(10_000.0, false);
