@@ -100,10 +100,6 @@ const TAU_SECS: f64 = 300.0;
 /// rates are first estimated.
 const FIRST_READING_SECS: f64 = 1.0;
 
-/// A ledger not updated for this long (a restart that restored an older
-/// state, a service that was silent) measures its rates afresh.
-const SILENCE_SECS: f64 = TAU_SECS;
-
 /// Time constant of the event rate estimates: an events/s budget is a
 /// rate, so it follows a burst within seconds.
 const EVENTS_TAU_SECS: f64 = 10.0;
@@ -170,9 +166,11 @@ pub struct BudgetLedger {
     pending: [f64; 4],
     /// The last batch that touched this ledger (the stage's batch count).
     pub batch: u64,
-    /// When the current batch first offered to it ([`BudgetLedger::touch`]):
-    /// a silence since the last update ends there.
+    /// When the current batch first offered to it ([`BudgetLedger::touch`]).
     first_offer: f64,
+    /// The state was restored and not yet updated: the rates resume from
+    /// the first offer, not from the saved clock.
+    resumed: bool,
 }
 
 impl BudgetLedger {
@@ -195,6 +193,7 @@ impl BudgetLedger {
             pending: [0.0; 4],
             batch: 0,
             first_offer: now,
+            resumed: false,
         }
     }
 
@@ -225,6 +224,7 @@ impl BudgetLedger {
             BudgetWindow::Rolling => start + self.budget.period_secs as f64,
         };
         self.state = state;
+        self.resumed = true;
     }
 
     /// Record an offered event of `bytes` (before the decision).
@@ -249,23 +249,16 @@ impl BudgetLedger {
 
     /// Fold what was offered into the rates and re-derive the probability.
     pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
-        if self.first_offer - self.state.last > SILENCE_SECS
-            && (self.state.normal_rate.primed || self.state.must_rate.primed)
-        {
-            // After a silence (a restart that restored a state saved hours
-            // ago, a service idle since), rates averaged over it read near
-            // zero, and the traffic that follows would take minutes to
-            // pull them back up, all the while kept at the ceiling. They
-            // are measured afresh from where the traffic resumed, as a new
-            // service's are; the old estimates set p until then.
-            for r in [
-                &mut self.state.must_rate,
-                &mut self.state.normal_rate,
-                &mut self.state.must_events,
-                &mut self.state.normal_events,
-            ] {
-                r.primed = false;
-            }
+        if std::mem::take(&mut self.resumed) {
+            // The time between the saved state and the first offer since
+            // the restart is downtime, not a lull: averaged over it the
+            // rates would read near zero, and p would sit at the ceiling
+            // for minutes (the byte rates forget over 5) while the
+            // service's usual traffic flowed. The saved rates carry on
+            // from where traffic resumed. A service that merely went quiet
+            // is measured over its silence: that is its rate (a job that
+            // logs a burst every ten minutes averages the burst over ten
+            // minutes).
             self.state.last = self.first_offer;
         }
         let dt = now - self.state.last;
@@ -482,37 +475,75 @@ mod tests {
         BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0)
     }
 
+    /// One batch of `bytes` normal bytes offered at `t`, spent at `p`, and
+    /// the ledger updated a millisecond later.
+    fn a_batch(l: &mut BudgetLedger, t: f64, bytes: f64) {
+        l.touch(t);
+        l.offer(bytes, false);
+        l.spend(bytes * l.state.p);
+        l.update(t + 0.001, 0.01, 1.0);
+    }
+
     #[test]
-    fn rates_are_measured_afresh_after_a_silence() {
+    fn after_a_restart_the_saved_rates_carry_on_from_where_traffic_resumed() {
         // 2 kB/s offered against 1 kB/s affordable: p settles near 0.5.
         let mut l = a_kilobyte_a_second();
-        let second = |l: &mut BudgetLedger, t: f64| {
-            l.touch(t - 1.0);
-            l.offer(2000.0, false);
-            l.spend(2000.0 * l.state.p);
-            l.update(t, 0.01, 1.0);
-        };
-        for t in 1..=3000 {
-            second(&mut l, f64::from(t));
+        for t in 0..3000 {
+            a_batch(&mut l, f64::from(t), 2000.0);
         }
         let before = l.state.p;
         assert!((0.45..0.55).contains(&before), "{before}");
-        // Three hours without an update (a restart restoring the saved
-        // state), then the same traffic: averaged over the silence, the
-        // rate read ~0.2 B/s and p sat at 1.0 for minutes.
+        // Restarted three hours later with the saved state, the same
+        // traffic: averaged over the downtime the rate read ~0.4 B/s and p
+        // sat at 1.0 for minutes.
         let resumed = 3000.0 + 3.0 * 3600.0;
+        let mut again = a_kilobyte_a_second();
+        again.restore(l.state.clone(), &rule(Zone::Offset(0)));
         let mut ps = Vec::new();
         for t in 0..5 {
-            second(&mut l, resumed + f64::from(t));
-            ps.push(l.state.p);
+            a_batch(&mut again, resumed + f64::from(t), 2000.0);
+            ps.push(again.state.p);
         }
         assert!(ps.iter().all(|&p| (0.4..0.6).contains(&p)), "{ps:?} after {before}");
-        assert!(l.state.normal_rate.primed, "measured again");
-        assert!(
-            (l.state.normal_rate.rate - 2000.0).abs() < 100.0,
-            "{}",
-            l.state.normal_rate.rate
-        );
+        let rate = again.state.normal_rate.rate;
+        assert!((rate - 2000.0).abs() < 50.0, "{rate}");
+    }
+
+    #[test]
+    fn a_state_saved_before_its_first_reading_is_measured_from_the_restart() {
+        // Half a second of traffic, too little for a first reading, saved;
+        // three hours later the traffic resumes. The first reading spans
+        // the second after the restart, not the downtime.
+        let mut l = a_kilobyte_a_second();
+        a_batch(&mut l, 0.0, 1000.0);
+        a_batch(&mut l, 0.5, 1000.0);
+        assert!(!l.state.normal_rate.primed);
+        let resumed = 3.0 * 3600.0;
+        let mut again = a_kilobyte_a_second();
+        again.restore(l.state.clone(), &rule(Zone::Offset(0)));
+        for t in [0.0, 0.5, 1.0] {
+            a_batch(&mut again, resumed + t, 1000.0);
+        }
+        assert!(again.state.normal_rate.primed);
+        // Three kilobytes offered from the first offer to the update a
+        // second and a millisecond later.
+        let rate = again.state.normal_rate.rate;
+        assert!((rate - 3000.0 / 1.001).abs() < 1e-6, "{rate}");
+    }
+
+    #[test]
+    fn a_service_that_logs_a_burst_every_ten_minutes_is_averaged_over_its_gaps() {
+        // 600 kB every 600 s is 1 kB/s: the budget's rate, so p settles at
+        // the ceiling. Measured afresh at each burst instead, the rate read
+        // the burst's own (or twice the average, every other burst).
+        let mut l = a_kilobyte_a_second();
+        let mut rates = Vec::new();
+        for k in 1..=20 {
+            a_batch(&mut l, f64::from(k) * 600.0, 600_000.0);
+            rates.push(l.state.normal_rate.rate);
+        }
+        assert!(rates[1..].iter().all(|r| (r - 1000.0).abs() < 1.0), "{rates:?}");
+        assert!(l.state.p > 0.95, "{}", l.state.p);
     }
 
     #[test]
