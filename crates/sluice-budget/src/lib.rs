@@ -54,9 +54,10 @@ pub struct BudgetStage {
     ids: FastMap<Box<[u8]>, usize>,
     /// In front of `ids`.
     id_cache: keys::KeyCache,
-    /// (service, route template) → (ledger id, histogram index), in front
-    /// of `id_cache` and the statistics' route lookup, when ledgers are
-    /// not split by env or namespace.
+    /// (service, route template) → (ledger id, histogram index, slow
+    /// threshold), in front of `id_cache`, the statistics' route lookup and
+    /// the per-route thresholds, when ledgers are not split by env or
+    /// namespace.
     pairs: keys::PairCache,
     /// A ledger key being built.
     key: Vec<u8>,
