@@ -268,14 +268,20 @@ impl<const SLOTS: usize> PairCache<SLOTS> {
         }
         #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
         {
-            let route = match route {
-                Some(r) => Some(Key::in_buf(buf, r)?),
-                None => None,
-            };
-            let service = Key::in_buf(buf, service)?;
-            self.get(&service, route.as_ref())
-                .or_else(|| self.get_second(&service, route.as_ref()))
+            self.probe_portable(buf, service, route)
         }
+    }
+
+    /// [`PairCache::probe`] without SIMD: the keys as words, both slots.
+    #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+    fn probe_portable(&self, buf: &[u8], service: Span, route: Option<Span>) -> Option<(u32, Option<u32>, f64)> {
+        let route = match route {
+            Some(r) => Some(Key::in_buf(buf, r)?),
+            None => None,
+        };
+        let service = Key::in_buf(buf, service)?;
+        self.get(&service, route.as_ref())
+            .or_else(|| self.get_second(&service, route.as_ref()))
     }
 
     /// [`PairCache::get`] in the pair's second slot, where a pair goes whose
@@ -473,7 +479,11 @@ mod tests {
         };
         let (api, a, b) = (place("api"), place(a), place(b));
         buf.extend_from_slice(&[b'#'; 40]);
-        let probe = |r: Span| c.probe(&buf, api, Some(r));
+        let probe = |r: Span| {
+            let portable = c.probe_portable(&buf, api, Some(r));
+            assert_eq!(c.probe(&buf, api, Some(r)), portable, "SIMD and portable agree");
+            portable
+        };
         assert_eq!(probe(a), Some((1, Some(10), 100.0)));
         assert_eq!(probe(b), Some((2, Some(20), 200.0)));
     }
@@ -526,6 +536,7 @@ mod tests {
                     _ => None,
                 };
                 assert_eq!(got, want, "{:?} {:?}", services[si], routes[ri]);
+                assert_eq!(c.probe_portable(&buf, *s, *r), want, "portable");
                 if let Some((ledger, route, _)) = got {
                     assert_eq!((ledger, route), (si as u32, Some(ri as u32)));
                     hits += 1;

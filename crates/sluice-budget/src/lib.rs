@@ -533,7 +533,6 @@ impl BudgetStage {
             let ledger = &mut self.ledgers[id];
             if ledger.batch != self.batch_seq {
                 ledger.batch = self.batch_seq;
-                ledger.touch(now);
                 sc.touched.push(id);
                 self.stats.touched(id);
             }
