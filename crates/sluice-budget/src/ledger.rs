@@ -166,9 +166,11 @@ pub struct BudgetLedger {
     pending: [f64; 4],
     /// The last batch that touched this ledger (the stage's batch count).
     pub batch: u64,
-    /// The state was restored and not yet updated: the first batch after
-    /// the restart re-anchors the rates' clock (see `update`).
+    /// The state was restored and not yet updated (see `update`).
     resumed: bool,
+    /// The end of the first second after a restart, whose offers are not
+    /// measured (see `update`).
+    unmeasured_until: f64,
 }
 
 impl BudgetLedger {
@@ -191,6 +193,7 @@ impl BudgetLedger {
             pending: [0.0; 4],
             batch: 0,
             resumed: false,
+            unmeasured_until: f64::NEG_INFINITY,
         }
     }
 
@@ -238,21 +241,24 @@ impl BudgetLedger {
         self.state.spent += bytes;
     }
 
-    /// Fold what was offered into the rates and re-derive the probability.
+    /// Fold what was offered into the rates and re-derive the probability
+    /// (what a restored ledger is offered in its first second is not
+    /// measured).
     pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
         if std::mem::take(&mut self.resumed) {
-            // The first batch after a restart re-anchors the rates' clock;
-            // the saved rates and p carry through it. Measured from the
-            // saved clock, the downtime would be averaged in as a lull
-            // (the rates read near zero and p sat at the ceiling for
-            // minutes: the byte rates forget over 5). Measured over the
-            // batch's own span, a service's usual burst would read as a
-            // rate its gaps never show (a job logging every ten minutes
-            // read three times its average, its events/s sixty times).
-            // How long the service was quiet across the restart is not
-            // known, so that batch is not measured at all. A service that
-            // merely went quiet while running is measured over its
-            // silence: that is its rate.
+            self.unmeasured_until = now + FIRST_READING_SECS;
+        }
+        if now < self.unmeasured_until {
+            // The first second of a service's traffic after a restart only
+            // re-anchors the rates' clock; the saved rates and p carry
+            // through it. Measured from the saved clock, the downtime would
+            // be averaged in as a lull (the rates read near zero and p sat
+            // at the ceiling for minutes: the byte rates forget over 5).
+            // Measured from the restart, a burst ending a silence of
+            // unknown length would read as a rate its gaps never show (a
+            // job logging every ten minutes read three times its bytes and
+            // sixty times its events/s). A service that merely went quiet
+            // while running is measured over its silence: that is its rate.
             self.pending = [0.0; 4];
             self.state.last = now;
         }
@@ -470,8 +476,8 @@ mod tests {
         BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0)
     }
 
-    /// One batch of `bytes` normal bytes (one event) offered at `t`, spent
-    /// at `p`, and the ledger updated a millisecond later.
+    /// One batch of `bytes` normal bytes (one event), spent at `p`, and the
+    /// ledger updated at `t` plus a millisecond.
     fn a_batch(l: &mut BudgetLedger, t: f64, bytes: f64) {
         l.offer(bytes, false);
         l.spend(bytes * l.state.p);
@@ -492,19 +498,26 @@ mod tests {
         for t in 0..3000 {
             a_batch(&mut l, f64::from(t), 2000.0);
         }
-        let before = l.state.p;
+        let (before, saved_rate) = (l.state.p, l.state.normal_rate.rate);
         assert!((0.45..0.55).contains(&before), "{before}");
         // Restarted three hours later, the same traffic: averaged over the
-        // downtime the rate read ~0.4 B/s and p sat at 1.0 for minutes.
-        // The budget left unspent meanwhile affords more: ~1150 B/s of the
-        // 2000 offered.
+        // downtime the rate read ~0.19 B/s and p sat at 1.0 for minutes.
+        // The budget left unspent meanwhile affords more: 83.6 MB over the
+        // 72,600 s left, 1151.5 B/s of the ~2000 offered.
         let resumed = 3000.0 + 3.0 * 3600.0;
         let mut again = restarted(&l);
-        for t in 0..5 {
+        a_batch(&mut again, resumed, 2000.0);
+        assert_eq!(
+            again.state.normal_rate.rate, saved_rate,
+            "carried through the first second"
+        );
+        let want = (86_400_000.0 - again.state.spent) / (86_400.0 - resumed - 0.001) / saved_rate;
+        assert!((again.state.p - want).abs() < 1e-12, "{} vs {want}", again.state.p);
+        assert!((0.575..0.577).contains(&want), "{want}");
+        for t in 1..5 {
             a_batch(&mut again, resumed + f64::from(t), 2000.0);
-            let (p, rate) = (again.state.p, again.state.normal_rate.rate);
-            assert!((rate - 2000.0).abs() < 0.5, "{rate} B/s at {t}");
-            assert!((0.55..0.60).contains(&p), "p {p} at {t}, {before} before");
+            let rate = again.state.normal_rate.rate;
+            assert!((rate - 2000.0).abs() < 0.1, "{rate} B/s at {t}");
         }
     }
 
@@ -512,7 +525,7 @@ mod tests {
     fn a_state_saved_before_its_first_reading_is_read_after_the_restart() {
         // Half a second of traffic, too little for a first reading, saved;
         // three hours later the traffic resumes. The first reading spans a
-        // second after the restart's first batch, not the downtime.
+        // second after the restart's first second, not the downtime.
         let mut l = a_kilobyte_a_second();
         a_batch(&mut l, 0.0, 1000.0);
         a_batch(&mut l, 0.5, 1000.0);
@@ -521,36 +534,64 @@ mod tests {
         let mut again = restarted(&l);
         for t in [0.0, 0.5, 1.0] {
             a_batch(&mut again, resumed + t, 1000.0);
+            assert!(!again.state.normal_rate.primed, "at {t}");
         }
-        assert!(again.state.normal_rate.primed);
-        // Two kilobytes over the second from the first batch's update.
+        a_batch(&mut again, resumed + 1.75, 1000.0);
+        // The batches at 1.0 and 1.75 s, over the 1.25 s since the first
+        // second's last update (at 0.5 s).
         let rate = again.state.normal_rate.rate;
-        assert!((rate - 2000.0).abs() < 1e-6, "{rate}");
+        assert!((rate - 1600.0).abs() < 1e-6, "{rate}");
+    }
+
+    /// Bursts `ks` of 600 kB every 600 s (1 kB/s, the budget's rate), each
+    /// in `batches` batches a millisecond apart; the byte and event rates
+    /// and p after each.
+    fn bursts(l: &mut BudgetLedger, ks: std::ops::RangeInclusive<u32>, batches: u32) -> Vec<(f64, f64, f64)> {
+        ks.map(|k| {
+            for j in 0..batches {
+                let bytes = 600_000.0 / f64::from(batches);
+                a_batch(l, f64::from(k) * 600.0 + f64::from(j) * 0.001, bytes);
+            }
+            (l.state.normal_rate.rate, l.state.normal_events.rate, l.state.p)
+        })
+        .collect()
     }
 
     #[test]
     fn a_service_that_logs_a_burst_every_ten_minutes_is_averaged_over_its_gaps() {
-        // 600 kB every 600 s is 1 kB/s, the budget's rate: p settles at the
-        // ceiling. Measured afresh at each burst instead, the rate read
-        // the burst's own (or twice the average, every other burst).
+        // Measured afresh at each burst (the 5-minute silence rule this
+        // replaced), every other burst read twice the average.
         let mut l = a_kilobyte_a_second();
-        let burst = |l: &mut BudgetLedger, k: u32| {
-            a_batch(l, f64::from(k) * 600.0, 600_000.0);
-            let (bytes, events) = (l.state.normal_rate.rate, l.state.normal_events.rate);
-            assert!((bytes - 1000.0).abs() < 1.0, "{bytes} B/s at burst {k}");
-            assert!((events * 600.0 - 1.0).abs() < 0.01, "{events} events/s at burst {k}");
-            assert!(l.state.p > 0.95, "p {} at burst {k}", l.state.p);
+        let check = |(bytes, events, p): (f64, f64, f64)| {
+            assert!((bytes - 1000.0).abs() < 1.0, "{bytes} B/s");
+            assert!((events * 600.0 - 1.0).abs() < 0.01, "{events} events/s");
+            assert!(p > 0.95, "p {p}");
         };
-        a_batch(&mut l, 600.0, 600_000.0);
-        for k in 2..=10 {
-            burst(&mut l, k);
-        }
-        // Restarted between two bursts: measured over its own span, the
-        // first burst after it read three times the average bytes and
-        // sixty times the events.
+        bursts(&mut l, 1..=10, 1)[1..].iter().copied().for_each(check);
+        // Restarted, the bursts resuming after three hours: from the saved
+        // clock the first one read 50 B/s, from the restart three times
+        // the average bytes and sixty times the events.
         let mut again = restarted(&l);
-        for k in 11..=20 {
-            burst(&mut again, k);
+        bursts(&mut again, 30..=40, 1).into_iter().for_each(check);
+    }
+
+    #[test]
+    fn a_restart_does_not_inflate_a_burst_spread_over_batches() {
+        // Three batches a burst: right after each the rates read above the
+        // average (a burst adds itself over the 5-minute time constant),
+        // the same each time. A restart leaves that as it was.
+        let mut l = a_kilobyte_a_second();
+        let steady = bursts(&mut l, 1..=10, 3)[9];
+        let mut again = restarted(&l);
+        for (k, (bytes, events, p)) in bursts(&mut again, 30..=40, 3).into_iter().enumerate() {
+            // Re-anchored by the first batch only, the rest of the first
+            // burst read 3209 B/s (p 0.32).
+            assert!(bytes <= steady.0 * 1.001, "{bytes} B/s at {k} against {steady:?}");
+            assert!(
+                events <= steady.1 * 1.001,
+                "{events} events/s at {k} against {steady:?}"
+            );
+            assert!(p >= steady.2 * 0.999, "p {p} at {k} against {steady:?}");
         }
     }
 

@@ -356,6 +356,12 @@ impl BudgetStage {
                 );
                 continue;
             }
+            if self.clock == BudgetClock::Event {
+                // The event clock resumes where it stopped: from zero, a
+                // first batch without a `ts` rolled every restored window
+                // back to 1970, its spend lost.
+                self.event_now = self.event_now.max(state.last);
+            }
             let id = self.service_id(name.as_bytes(), state.window_start);
             self.ledgers[id].restore(state, &self.windows);
         }

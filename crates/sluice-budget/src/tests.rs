@@ -220,17 +220,58 @@ fn a_simulated_day_spends_each_budget_and_keeps_every_error() {
     check(&lines, &kept, &budgets);
 }
 
-#[test]
-fn spend_survives_a_restart() {
+/// A stage keeping its state in `dir`.
+fn saving_stage(budgets: &[(usize, u64)], registry: &Registry, dir: &tempfile::TempDir) -> BudgetStage {
+    BudgetStage::new(&config(budgets, ""), registry, Some(dir.path().to_owned())).unwrap()
+}
+
+/// Lines, budgets, and the kept lines of the first half.
+type HalfDay = (Vec<Line>, Vec<(usize, u64)>, Vec<(usize, f64)>);
+
+/// A simulated day and its budgets, its first half decided by a stage
+/// that saved its state in `dir` and published to `registry`.
+fn first_half_saved(dir: &tempfile::TempDir, registry: &Registry) -> HalfDay {
     let lines = day(86_400);
     let budgets = budgets_for(&lines);
-    let dir = tempfile::tempdir().unwrap();
-    let half = lines.len() / 2;
-    let mut first = BudgetStage::new(&config(&budgets, ""), &Registry::new(), Some(dir.path().to_owned())).unwrap();
-    let mut kept = run(&mut first, &lines[..half], 0);
+    let mut first = saving_stage(&budgets, registry, dir);
+    let kept = run(&mut first, &lines[..lines.len() / 2], 0);
     first.finish(&mut Vec::new());
-    drop(first);
-    let mut second = BudgetStage::new(&config(&budgets, ""), &Registry::new(), Some(dir.path().to_owned())).unwrap();
+    (lines, budgets, kept)
+}
+
+#[test]
+fn spend_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, budgets, mut kept) = first_half_saved(&dir, &Registry::new());
+    let mut second = saving_stage(&budgets, &Registry::new(), &dir);
+    let half = lines.len() / 2;
+    kept.extend(run(&mut second, &lines[half..], half));
+    check(&lines, &kept, &budgets);
+}
+
+#[test]
+fn the_event_clock_resumes_where_it_stopped() {
+    // Half a day, saved; after the restart, a first batch with no `ts`.
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let (lines, budgets, mut kept) = first_half_saved(&dir, &registry);
+    let spent = |r: &Registry| r.value("budget_spent_bytes", &[("service", "svc00")]).unwrap();
+    let before = spent(&registry);
+    assert!(before > 100_000, "{before}");
+    let registry = Registry::new();
+    let mut second = saving_stage(&budgets, &registry, &dir);
+    // An error line is kept whatever p says: its bytes add to the spend.
+    let no_clock = r#"{"level":"ERROR","service":"svc00","msg":"no ts"}"#;
+    let unclocked = run(
+        &mut second,
+        &plain_lines(std::iter::once(no_clock.to_owned())),
+        lines.len(),
+    );
+    assert_eq!(unclocked.len(), 1);
+    second.publish_stats();
+    // From a clock at zero its window was 1970's, the day's spend lost.
+    assert_eq!(spent(&registry), before + no_clock.len() as i64 + 1);
+    let half = lines.len() / 2;
     kept.extend(run(&mut second, &lines[half..], half));
     check(&lines, &kept, &budgets);
 }
