@@ -74,8 +74,11 @@ pub struct BudgetStage {
     stats: Stats,
     state_path: Option<PathBuf>,
     last_save: Instant,
-    /// Event clock: the newest `ts` seen (events without one use it).
+    /// Event clock: the newest `ts` seen (events without one use it); until
+    /// the first, the newest clock restored.
     event_now: f64,
+    /// No `ts` was read yet: the first sets the clock, older or not.
+    event_clock_unread: bool,
     ts_cache: classify::TsCache,
     unkeyed: u64,
     /// Counts batches: a ledger whose `batch` differs was not yet touched
@@ -172,6 +175,7 @@ impl BudgetStage {
             state_path,
             last_save: Instant::now(),
             event_now: 0.0,
+            event_clock_unread: true,
             ts_cache: classify::TsCache::default(),
             unkeyed: 0,
             batch_seq: 0,
@@ -357,9 +361,12 @@ impl BudgetStage {
                 continue;
             }
             if self.clock == BudgetClock::Event {
-                // The event clock resumes where it stopped: from zero, a
-                // first batch without a `ts` rolled every restored window
-                // back to 1970, its spend lost.
+                // Records before the first `ts` are judged where the last
+                // run stopped: from zero, a first batch without one rolled
+                // every restored window back to 1970, its spend lost. The
+                // first `ts` then sets the clock, older or not (a backfill
+                // of an earlier day after a restart opens that day's
+                // window, as it always did).
                 self.event_now = self.event_now.max(state.last);
             }
             let id = self.service_id(name.as_bytes(), state.window_start);
@@ -506,9 +513,10 @@ impl BudgetStage {
             let key = (h != NO_TRACE).then_some(h);
             if event_clock {
                 if let Some(t) = batch.str_field(e, Field::Ts).and_then(|ts| self.ts_cache.parse(ts)) {
-                    if t > self.event_now {
+                    if t > self.event_now || self.event_clock_unread {
                         if t <= latest {
                             self.event_now = t;
+                            self.event_clock_unread = false;
                         } else {
                             future += 1;
                         }

@@ -277,6 +277,26 @@ fn the_event_clock_resumes_where_it_stopped() {
 }
 
 #[test]
+fn a_backfill_after_a_restart_opens_its_own_day() {
+    // Half a day, saved; after the restart, an error of two days before:
+    // the first `ts` sets the clock, there.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, budgets, _) = first_half_saved(&dir, &Registry::new());
+    let registry = Registry::new();
+    let mut second = saving_stage(&budgets, &registry, &dir);
+    let old = r#"{"ts":"2025-11-23T10:00:00.000Z","level":"ERROR","service":"svc00","msg":"backfill"}"#;
+    assert_eq!(
+        run(&mut second, &plain_lines(std::iter::once(old.to_owned())), 0).len(),
+        1
+    );
+    second.publish_stats();
+    assert_eq!(
+        registry.value("budget_spent_bytes", &[("service", "svc00")]),
+        Some(old.len() as i64 + 1)
+    );
+}
+
+#[test]
 fn the_floor_holds_for_a_starved_service() {
     let lines = day(6 * 3600);
     // svc00 may keep nothing beyond its errors: its normal lines still pass at 1%.
