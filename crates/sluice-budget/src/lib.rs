@@ -472,6 +472,21 @@ impl BudgetStage {
         self.stats.publish();
     }
 
+    /// Set the event clock to the batch's first `ts` (not past `latest`),
+    /// older than the clock or not; until one is read, the clock is the one
+    /// restored.
+    #[cold]
+    fn set_event_clock(&mut self, batch: &Batch, latest: f64) {
+        let first = batch.events().iter().find_map(|e| {
+            let t = batch.str_field(e, Field::Ts).and_then(|ts| self.ts_cache.parse(ts))?;
+            (t <= latest).then_some(t)
+        });
+        if let Some(t) = first {
+            self.event_now = t;
+            self.event_clock_unread = false;
+        }
+    }
+
     /// Decide every event of a batch; dropped events leave the batch.
     pub fn decide(&mut self, batch: &mut Batch) {
         let mut sc = std::mem::take(&mut self.scratch);
@@ -507,16 +522,18 @@ impl BudgetStage {
         };
         let mut future = 0;
         let lookback = self.lookback.enabled();
+        if event_clock && self.event_clock_unread {
+            self.set_event_clock(batch, latest);
+        }
         self.batch_seq += 1;
         let data = batch.data();
         for (i, (e, &h)) in batch.events().iter().zip(&sc.hashes).enumerate() {
             let key = (h != NO_TRACE).then_some(h);
             if event_clock {
                 if let Some(t) = batch.str_field(e, Field::Ts).and_then(|ts| self.ts_cache.parse(ts)) {
-                    if t > self.event_now || self.event_clock_unread {
+                    if t > self.event_now {
                         if t <= latest {
                             self.event_now = t;
-                            self.event_clock_unread = false;
                         } else {
                             future += 1;
                         }
