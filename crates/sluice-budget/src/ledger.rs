@@ -198,13 +198,19 @@ impl BudgetLedger {
     }
 
     /// Start a new window when `now` has left the current one (a clock
-    /// stepped back by more than a window starts one too).
+    /// stepped back by more than a window starts one too); whether it did.
+    /// The caller then re-derives p ([`BudgetLedger::derive_p`]), so the
+    /// rest of the batch is decided in the new window, not at the p its
+    /// spent predecessor set.
     #[inline]
-    pub fn roll(&mut self, now: f64, rule: &WindowRule) {
+    #[must_use]
+    pub fn roll(&mut self, now: f64, rule: &WindowRule) -> bool {
         let (start, end) = (self.state.window_start, self.end);
-        if now >= end || now < start - (end - start) {
+        let leaves = now >= end || now < start - (end - start);
+        if leaves {
             self.start_window(now, rule);
         }
+        leaves
     }
 
     #[cold]
@@ -277,6 +283,14 @@ impl BudgetLedger {
             self.state.normal_events.observe(normal_events, dt, EVENTS_TAU_SECS);
             self.state.last = now;
         }
+        self.derive_p(now, floor, ceiling);
+    }
+
+    /// The keep-probability that lands the window's spend on its budget at
+    /// the rates measured, within `floor` and `ceiling`. Once a batch or a
+    /// window, never per event: kept out of the decision loop.
+    #[cold]
+    pub fn derive_p(&mut self, now: f64, floor: f64, ceiling: f64) {
         let end = self.end;
         let time_left = (end - now).max(1.0);
         let remaining = (self.budget.bytes as f64 - self.state.spent).max(0.0);
@@ -404,9 +418,9 @@ mod tests {
         };
         let mut l = BudgetLedger::new(b, at("2026-03-29T01:00:00Z"), &berlin, 1.0);
         l.spend(400.0);
-        l.roll(at("2026-03-29T21:59:59Z"), &berlin);
+        assert!(!l.roll(at("2026-03-29T21:59:59Z"), &berlin));
         assert_eq!(l.state.spent, 400.0, "still 2026-03-29 in Berlin");
-        l.roll(at("2026-03-29T22:00:00Z"), &berlin);
+        assert!(l.roll(at("2026-03-29T22:00:00Z"), &berlin));
         assert_eq!(
             l.state.spent, 0.0,
             "midnight of the 30th, 23 hours after the 29th began"
@@ -593,6 +607,30 @@ mod tests {
             );
             assert!(p >= steady.2 * 0.999, "p {p} at {k} against {steady:?}");
         }
+    }
+
+    #[test]
+    fn a_new_window_re_derives_p_at_once() {
+        // 2 kB/s offered against 1 kB/s a day, the day's budget spent:
+        // p at the floor. Past midnight it is 0.5 from the first event
+        // on, not at the floor until the batch ends.
+        let mut l = a_kilobyte_a_second();
+        for t in 0..3000 {
+            a_batch(&mut l, f64::from(t), 2000.0);
+        }
+        l.state.spent = 86_400_000.0;
+        l.update(3000.5, 0.01, 1.0);
+        assert_eq!(l.state.p, 0.01);
+        assert!(l.roll(86_400.0, &rule(Zone::Offset(0))));
+        l.derive_p(86_400.0, 0.01, 1.0);
+        assert_eq!((l.state.window_start, l.state.spent), (86_400.0, 0.0));
+        let rate = l.state.normal_rate.rate;
+        assert!(
+            (l.state.p - 1000.0 / rate).abs() < 1e-12,
+            "p {} at {rate} B/s",
+            l.state.p
+        );
+        assert!((0.45..0.55).contains(&l.state.p), "{}", l.state.p);
     }
 
     #[test]

@@ -567,7 +567,9 @@ impl BudgetStage {
                 sc.touched.push(id);
                 self.stats.touched(id);
             }
-            ledger.roll(now, &self.windows);
+            if ledger.roll(now, &self.windows) {
+                ledger.derive_p(now, self.floor, self.ceiling);
+            }
             let must = facts.class.must_keep();
             ledger.offer(size as f64, must);
             let kept = if must {

@@ -277,6 +277,33 @@ fn the_event_clock_resumes_where_it_stopped() {
 }
 
 #[test]
+fn a_new_day_is_decided_at_its_own_probability_from_its_first_event() {
+    // svc00 spent yesterday's 43.2 MB by midnight (p at the floor) at 1 kB/s
+    // of normal lines; today the same rate affords p 0.5. The first batch
+    // of the day was decided at yesterday's floor: 23 of 2,000 kept.
+    let dir = tempfile::tempdir().unwrap();
+    let yesterday = (DAY_START - 86_400) as f64;
+    let rate = r#"{"rate":1000.0,"primed":true}"#;
+    let none = r#"{"rate":0.0,"primed":true}"#;
+    let state = format!(
+        r#"{{"svc00":{{"window_start":{yesterday},"spent":43200000.0,"p":0.01,"must_rate":{none},"normal_rate":{rate},"must_events":{none},"normal_events":{none},"last":{}}}}}"#,
+        DAY_START - 1
+    );
+    std::fs::write(dir.path().join("budget.json"), state).unwrap();
+    let budgets = [(0, 43_200_000)];
+    let mut stage = saving_stage(&budgets, &Registry::new(), &dir);
+    let lines = plain_lines((0..2000u64).map(|n| {
+        format!(
+            r#"{{"ts":"2025-11-25T00:00:{:02}.{:03}Z","level":"INFO","service":"svc00","trace_id":"{n:032x}","msg":"m"}}"#,
+            n / 1000,
+            n % 1000
+        )
+    }));
+    let kept = run(&mut stage, &lines, 0).len();
+    assert!((900..1100).contains(&kept), "{kept} of 2000 kept");
+}
+
+#[test]
 fn a_backfill_after_a_restart_opens_its_own_day() {
     // Half a day, saved; after the restart, an error of two days before:
     // the first `ts` sets the clock, there.
