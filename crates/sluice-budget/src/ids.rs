@@ -170,7 +170,7 @@ impl BudgetStage {
         labels.extend(namespace.map(|v| ("namespace", v.to_string())));
         let id = self.ledgers.len();
         self.ledgers
-            .push(BudgetLedger::new(budget, now, &self.windows, self.ceiling));
+            .push(BudgetLedger::new(budget, now, &self.windows, self.floor, self.ceiling));
         self.names.push(service.to_vec());
         self.slow.by_ledger.push(self.slow.of_service(svc));
         self.ids.insert(service.into(), id);

@@ -166,16 +166,19 @@ pub struct BudgetLedger {
     pending: [f64; 4],
     /// The last batch that touched this ledger (the stage's batch count).
     pub batch: u64,
-    /// The state was restored and not yet updated (see `update`).
-    resumed: bool,
     /// The end of the first second after a restart, whose offers are not
-    /// measured (see `update`).
+    /// measured (see `update`): infinite from the restore to the first
+    /// update, which sets it.
     unmeasured_until: f64,
+    /// The keep-probability's floor and ceiling.
+    floor: f64,
+    ceiling: f64,
 }
 
 impl BudgetLedger {
-    /// A ledger whose first window holds `now` (starts at `now`, rolling).
-    pub fn new(budget: Budget, now: f64, rule: &WindowRule, ceiling: f64) -> BudgetLedger {
+    /// A ledger whose first window holds `now` (starts at `now`, rolling),
+    /// its keep-probability within `floor` and `ceiling`.
+    pub fn new(budget: Budget, now: f64, rule: &WindowRule, floor: f64, ceiling: f64) -> BudgetLedger {
         let (start, end) = rule.window(now, now, budget.period_secs);
         BudgetLedger {
             budget,
@@ -192,18 +195,17 @@ impl BudgetLedger {
             end,
             pending: [0.0; 4],
             batch: 0,
-            resumed: false,
             unmeasured_until: f64::NEG_INFINITY,
+            floor,
+            ceiling,
         }
     }
 
     /// Start a new window when `now` has left the current one (a clock
-    /// stepped back by more than a window starts one too); whether it did.
-    /// The caller then re-derives p ([`BudgetLedger::derive_p`]), so the
-    /// rest of the batch is decided in the new window, not at the p its
-    /// spent predecessor set.
+    /// stepped back by more than a window starts one too), with p
+    /// re-derived at once, so the rest of the batch is decided in the new
+    /// window, not at the p its spent predecessor set; whether it did.
     #[inline]
-    #[must_use]
     pub fn roll(&mut self, now: f64, rule: &WindowRule) -> bool {
         let (start, end) = (self.state.window_start, self.end);
         let leaves = now >= end || now < start - (end - start);
@@ -217,6 +219,7 @@ impl BudgetLedger {
     fn start_window(&mut self, now: f64, rule: &WindowRule) {
         (self.state.window_start, self.end) = rule.window(now, self.state.window_start, self.budget.period_secs);
         self.state.spent = 0.0;
+        self.derive_p(now);
     }
 
     /// Take up `state` saved by an earlier run (its window's end follows
@@ -230,7 +233,7 @@ impl BudgetLedger {
             BudgetWindow::Rolling => start + self.budget.period_secs as f64,
         };
         self.state = state;
-        self.resumed = true;
+        self.unmeasured_until = f64::INFINITY;
     }
 
     /// Record an offered event of `bytes` (before the decision).
@@ -250,8 +253,8 @@ impl BudgetLedger {
     /// Fold what was offered into the rates and re-derive the probability
     /// (what a restored ledger is offered in its first second is not
     /// measured).
-    pub fn update(&mut self, now: f64, floor: f64, ceiling: f64) {
-        if std::mem::take(&mut self.resumed) {
+    pub fn update(&mut self, now: f64) {
+        if self.unmeasured_until == f64::INFINITY {
             self.unmeasured_until = now + FIRST_READING_SECS;
         }
         if now < self.unmeasured_until {
@@ -283,14 +286,15 @@ impl BudgetLedger {
             self.state.normal_events.observe(normal_events, dt, EVENTS_TAU_SECS);
             self.state.last = now;
         }
-        self.derive_p(now, floor, ceiling);
+        self.derive_p(now);
     }
 
     /// The keep-probability that lands the window's spend on its budget at
-    /// the rates measured, within `floor` and `ceiling`. Once a batch or a
-    /// window, never per event: kept out of the decision loop.
+    /// the rates measured, within the floor and the ceiling. Once a batch or
+    /// a window, never per event: kept out of the decision loop.
     #[cold]
-    pub fn derive_p(&mut self, now: f64, floor: f64, ceiling: f64) {
+    fn derive_p(&mut self, now: f64) {
+        let (floor, ceiling) = (self.floor, self.ceiling);
         let end = self.end;
         let time_left = (end - now).max(1.0);
         let remaining = (self.budget.bytes as f64 - self.state.spent).max(0.0);

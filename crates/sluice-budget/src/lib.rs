@@ -310,9 +310,7 @@ impl BudgetStage {
                 sc.touched.push(id);
                 self.stats.touched(id);
             }
-            if ledger.roll(now, &self.windows) {
-                ledger.derive_p(now, self.floor, self.ceiling);
-            }
+            ledger.roll(now, &self.windows);
             let must = facts.class.must_keep();
             ledger.offer(size as f64, must);
             let kept = if must {
@@ -366,7 +364,7 @@ impl BudgetStage {
         let now = self.now();
         for &id in &sc.touched {
             let l = &mut self.ledgers[id];
-            l.update(now, self.floor, self.ceiling);
+            l.update(now);
             self.stats.probability(id, l.state.p, l.state.spent);
         }
         self.stats.publish_if_due();

@@ -12,11 +12,11 @@ fn calendar_days_start_at_local_midnight() {
         period_secs: 86_400,
         events_per_sec: None,
     };
-    let l = BudgetLedger::new(b, now, &rule(Zone::Offset(9 * 3600)), 1.0);
+    let l = BudgetLedger::new(b, now, &rule(Zone::Offset(9 * 3600)), 0.01, 1.0);
     assert_eq!(l.state.window_start, now - 0.5 * 3600.0);
     assert_eq!(l.end, l.state.window_start + 86_400.0);
     // Asia/Seoul (no daylight saving) is the same window.
-    let seoul = BudgetLedger::new(b, now, &rule(zone("Asia/Seoul")), 1.0);
+    let seoul = BudgetLedger::new(b, now, &rule(zone("Asia/Seoul")), 0.01, 1.0);
     assert_eq!((seoul.state.window_start, seoul.end), (l.state.window_start, l.end));
 }
 
@@ -92,9 +92,9 @@ fn windows_shorter_than_a_day_meet_exactly_across_a_change() {
         period_secs: 6 * 3600,
         events_per_sec: None,
     };
-    let l = BudgetLedger::new(b, at("2026-03-29T01:30:00Z"), &berlin, 1.0);
+    let l = BudgetLedger::new(b, at("2026-03-29T01:30:00Z"), &berlin, 0.01, 1.0);
     assert_eq!((l.state.window_start, l.end), short);
-    let mut again = BudgetLedger::new(b, at("2026-01-01T00:00:00Z"), &berlin, 1.0);
+    let mut again = BudgetLedger::new(b, at("2026-01-01T00:00:00Z"), &berlin, 0.01, 1.0);
     again.restore(l.state.clone(), &berlin);
     assert_eq!(again.end, short.1);
 }
@@ -107,7 +107,7 @@ fn spend_resets_at_the_zones_midnight_after_a_short_day() {
         period_secs: 86_400,
         events_per_sec: None,
     };
-    let mut l = BudgetLedger::new(b, at("2026-03-29T01:00:00Z"), &berlin, 1.0);
+    let mut l = BudgetLedger::new(b, at("2026-03-29T01:00:00Z"), &berlin, 0.01, 1.0);
     l.spend(400.0);
     assert!(!l.roll(at("2026-03-29T21:59:59Z"), &berlin));
     assert_eq!(l.state.spent, 400.0, "still 2026-03-29 in Berlin");
@@ -119,7 +119,7 @@ fn spend_resets_at_the_zones_midnight_after_a_short_day() {
     assert_eq!(l.state.window_start, at("2026-03-29T22:00:00Z"));
     assert_eq!(l.end, at("2026-03-30T22:00:00Z"));
     // A restored ledger finds its window's end from its start.
-    let mut again = BudgetLedger::new(b, at("2026-01-01T00:00:00Z"), &berlin, 1.0);
+    let mut again = BudgetLedger::new(b, at("2026-01-01T00:00:00Z"), &berlin, 0.01, 1.0);
     again.restore(l.state.clone(), &berlin);
     assert_eq!(again.end, l.end);
 }
@@ -130,7 +130,7 @@ fn an_events_budget_caps_the_rate_of_normal_events_kept() {
     // byte budget (none) never binds; 100 events/s leaves 80/s for
     // the normal ones.
     let b = Budget::parse("100 events/s").unwrap();
-    let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0);
+    let mut l = BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 0.001, 1.0);
     let mut kept_normal = 0.0;
     for t in 1..=120 {
         for _ in 0..1000 {
@@ -139,7 +139,7 @@ fn an_events_budget_caps_the_rate_of_normal_events_kept() {
         for _ in 0..20 {
             l.offer(200.0, true);
         }
-        l.update(f64::from(t), 0.001, 1.0);
+        l.update(f64::from(t));
         if t > 60 {
             kept_normal += 1000.0 * l.state.p;
         }
@@ -148,12 +148,12 @@ fn an_events_budget_caps_the_rate_of_normal_events_kept() {
     assert!((per_second - 80.0).abs() < 0.01, "{per_second} normal events/s kept");
     // With a byte budget that binds harder, the tighter one wins.
     let both = Budget::parse("1GiB/day, 100 events/s").unwrap();
-    let mut l = BudgetLedger::new(both, 0.0, &rule(Zone::Offset(0)), 1.0);
+    let mut l = BudgetLedger::new(both, 0.0, &rule(Zone::Offset(0)), 0.001, 1.0);
     for t in 1..=120 {
         for _ in 0..1000 {
             l.offer(200.0, false);
         }
-        l.update(f64::from(t), 0.001, 1.0);
+        l.update(f64::from(t));
     }
     let bytes_p = (1024.0 * 1024.0 * 1024.0 / (86_400.0 - 120.0)) / 200_000.0;
     assert!(
@@ -178,7 +178,7 @@ fn a_kilobyte_a_second() -> BudgetLedger {
         period_secs: 86_400,
         events_per_sec: None,
     };
-    BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 1.0)
+    BudgetLedger::new(b, 0.0, &rule(Zone::Offset(0)), 0.01, 1.0)
 }
 
 /// One batch of `bytes` normal bytes (one event), spent at `p`, and the
@@ -186,7 +186,7 @@ fn a_kilobyte_a_second() -> BudgetLedger {
 fn a_batch(l: &mut BudgetLedger, t: f64, bytes: f64) {
     l.offer(bytes, false);
     l.spend(bytes * l.state.p);
-    l.update(t + 0.001, 0.01, 1.0);
+    l.update(t + 0.001);
 }
 
 /// A ledger like `l`, restarted with `l`'s saved state.
@@ -310,10 +310,9 @@ fn a_new_window_re_derives_p_at_once() {
         a_batch(&mut l, f64::from(t), 2000.0);
     }
     l.state.spent = 86_400_000.0;
-    l.update(3000.5, 0.01, 1.0);
+    l.update(3000.5);
     assert_eq!(l.state.p, 0.01);
     assert!(l.roll(86_400.0, &rule(Zone::Offset(0))));
-    l.derive_p(86_400.0, 0.01, 1.0);
     assert_eq!((l.state.window_start, l.state.spent), (86_400.0, 0.0));
     let rate = l.state.normal_rate.rate;
     assert!(
@@ -331,14 +330,14 @@ fn a_burst_lowers_the_probability_and_a_lull_raises_it() {
     for t in 1..600 {
         l.offer(10_000.0, false);
         l.spend(10_000.0 * l.state.p);
-        l.update(t as f64, 0.01, 1.0);
+        l.update(t as f64);
     }
     let burst_p = l.state.p;
     assert!(burst_p < 0.15, "{burst_p}");
     for t in 600..3000 {
         l.offer(100.0, false);
         l.spend(100.0 * l.state.p);
-        l.update(t as f64, 0.01, 1.0);
+        l.update(t as f64);
     }
     assert!(l.state.p > 0.9, "{}", l.state.p);
 }
