@@ -15,7 +15,7 @@ use sluice_config::KafkaSinkConfig;
 use sluice_core::encode::write_event;
 use sluice_core::{Batch, Field};
 use sluice_io::{SinkContext, SinkError, SinkSummary};
-use sluice_ship::{run_sink, Encoder, Frame, SendResult, SinkParts, Transport};
+use sluice_ship::{run_sink, Encoder, Failure, FailureKind, Frame, SendResult, SinkParts, Transport};
 use tokio::task::JoinHandle;
 
 /// Encodes events as keyed records. See the module docs.
@@ -110,6 +110,29 @@ fn error_code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
     e.rdkafka_error_code()
 }
 
+/// What a failed delivery says about the cluster: every one of these is
+/// retried, none dead-letters.
+fn failure_kind(code: Option<RDKafkaErrorCode>) -> FailureKind {
+    use RDKafkaErrorCode as C;
+    match code {
+        Some(
+            C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication,
+        ) => FailureKind::Auth,
+        Some(C::UnknownTopicOrPartition | C::UnknownTopic | C::UnknownPartition | C::UnknownTopicId) => {
+            FailureKind::Missing
+        }
+        Some(C::MessageTimedOut | C::RequestTimedOut) => FailureKind::Timeout,
+        Some(C::PolicyViolation | C::NotEnoughReplicas | C::NotEnoughReplicasAfterAppend) => FailureKind::Refusing,
+        Some(C::ThrottlingQuotaExceeded) => FailureKind::Throttled,
+        Some(C::AllBrokersDown | C::BrokerTransportFailure | C::BrokerNotAvailable) => FailureKind::Connection,
+        _ => FailureKind::Server,
+    }
+}
+
 impl Transport for KafkaTransport {
     async fn send(&mut self, records: &[&[u8]]) -> SendResult {
         let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
@@ -161,26 +184,36 @@ impl Transport for KafkaTransport {
         if failures.is_empty() {
             return SendResult::Accepted;
         }
-        let mut timeouts = 0;
+        // The first failure that is not a record's own stands for the rest.
+        let mut failure: Option<Failure> = None;
         for (i, e) in failures {
-            match e.as_ref().and_then(error_code) {
+            let code = e.as_ref().and_then(error_code);
+            match code {
                 Some(code) if is_record_error(code) => rejected.push((i, format!("Kafka: {code}"))),
-                code => {
-                    if code == Some(RDKafkaErrorCode::MessageTimedOut) {
-                        timeouts += 1;
-                    }
+                _ => {
                     retry.push(i);
+                    failure.get_or_insert_with(|| Failure {
+                        kind: failure_kind(code),
+                        reason: match &e {
+                            Some(e) => format!("Kafka topic {}: {e}", self.topic),
+                            None => format!("Kafka topic {}: delivery canceled", self.topic),
+                        },
+                    });
                 }
             }
         }
         retry.sort_unstable();
-        if rejected.is_empty() && retry.len() == records.len() {
-            return SendResult::Failed {
-                reason: format!("Kafka: no record of {} was acknowledged by the brokers", records.len()),
-                timeout: timeouts > 0,
-            };
+        match failure {
+            Some(failure) if rejected.is_empty() && retry.len() == records.len() => SendResult::Failed(Failure {
+                reason: format!("no record of {} acknowledged: {}", records.len(), failure.reason),
+                ..failure
+            }),
+            failure => SendResult::Partial {
+                retry,
+                rejected,
+                failure,
+            },
         }
-        SendResult::Partial { retry, rejected }
     }
 
     fn describe<'a>(&self, record: &'a [u8]) -> &'a [u8] {

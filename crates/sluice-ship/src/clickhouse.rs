@@ -16,10 +16,11 @@ use sluice_config::ClickhouseSinkConfig;
 use sluice_core::encode::{write_event, write_json_string};
 use sluice_core::{Batch, Event, EventKind, Field};
 
-use crate::driver::{Encoder, SendResult, Transport};
+use crate::driver::{Encoder, Transport};
 use crate::fields::{self, OriginFields};
 use crate::frame::Frame;
 use crate::http;
+use crate::outcome::{Blame, FailureKind, SendResult};
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone)]
@@ -232,35 +233,80 @@ impl Transport for ClickhouseTransport {
         }
         let req = req.body(body);
         match http::execute(req).await {
-            Ok((status, body)) => classify(status, &body),
+            Ok(answer) => classify(&answer),
             Err(failed) => failed,
         }
     }
 }
 
-/// ClickHouse answers a row it cannot parse with 400 in current releases
-/// but with 500 in older ones; its exception code says which it is.
-fn classify(status: u16, body: &[u8]) -> SendResult {
-    let result = http::classify(status, body);
-    if status == 500 && is_data_error(body) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string();
-        return SendResult::Rejected(format!("HTTP {status}: {text}"));
+/// Read an answer by ClickHouse's exception code (the
+/// `X-ClickHouse-Exception-Code` header, else the `Code: N` the body starts
+/// with) before its HTTP status: a row it cannot parse is a 400 in current
+/// releases but a 500 in older ones, and a 200 whose body carries an
+/// exception (the error came after the headers were sent) is no success.
+fn classify(answer: &http::Answer) -> SendResult {
+    let code = answer
+        .headers
+        .get("x-clickhouse-exception-code")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| exception_code(&answer.body));
+    let reason = || format!("HTTP {}: {}", answer.status, answer.text());
+    match code.map(code_says) {
+        Some(Says::Data) => SendResult::rejected(Blame::Record, reason()),
+        Some(Says::Target(kind)) => SendResult::failed(kind, reason()),
+        // An exception in a 200: whatever it was, the rows may not be stored.
+        Some(Says::Nothing) if (200..300).contains(&answer.status) => SendResult::failed(FailureKind::Server, reason()),
+        _ => http::classify(answer.status, &answer.body),
     }
-    result
 }
 
-/// Exception codes that blame the data, not the server: CANNOT_PARSE_*,
-/// TYPE_MISMATCH, INCORRECT_DATA and friends.
-fn is_data_error(body: &[u8]) -> bool {
-    const CODES: &[&str] = &[
-        "6", "26", "27", "32", "33", "38", "41", "53", "69", "70", "72", "117", "131", "321",
-    ];
-    let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
-    let Some(rest) = text.strip_prefix("Code: ") else {
-        return false;
-    };
-    let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    CODES.contains(&code.as_str())
+/// What an exception code tells about an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Says {
+    /// A row is at fault: dead-letter it once found.
+    Data,
+    /// The server refuses everyone, for this reason.
+    Target(FailureKind),
+    /// Nothing certain: read the HTTP status.
+    Nothing,
+}
+
+/// The codes, from ClickHouse's `ErrorCodes.cpp` (README, "When a target
+/// refuses", has the table).
+fn code_says(code: u32) -> Says {
+    match code {
+        // CANNOT_PARSE_TEXT, CANNOT_PARSE_ESCAPE_SEQUENCE,
+        // CANNOT_PARSE_QUOTED_STRING, CANNOT_PARSE_INPUT_ASSERTION_FAILED,
+        // ATTEMPT_TO_READ_AFTER_EOF, CANNOT_READ_ALL_DATA, CANNOT_PARSE_DATE,
+        // CANNOT_PARSE_DATETIME, TYPE_MISMATCH, ARGUMENT_OUT_OF_BOUND,
+        // CANNOT_CONVERT_TYPE, CANNOT_PARSE_NUMBER, INCORRECT_DATA,
+        // TOO_LARGE_STRING_SIZE, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
+        // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN.
+        6 | 25 | 26 | 27 | 32 | 33 | 38 | 41 | 53 | 69 | 70 | 72 | 117 | 131 | 321 | 349 => Says::Data,
+        // UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD,
+        // IP_ADDRESS_NOT_ALLOWED, DATABASE_ACCESS_DENIED, ACCESS_DENIED,
+        // AUTHENTICATION_FAILED.
+        192 | 193 | 194 | 195 | 291 | 497 | 516 => Says::Target(FailureKind::Auth),
+        // UNKNOWN_TABLE, UNKNOWN_DATABASE.
+        60 | 81 => Says::Target(FailureKind::Missing),
+        // NO_SUCH_COLUMN_IN_TABLE, SYNTAX_ERROR, UNKNOWN_FORMAT,
+        // UNKNOWN_SETTING, READONLY, QUOTA_EXPIRED, TABLE_IS_READ_ONLY,
+        // NOT_ENOUGH_SPACE, TOO_MANY_PARTS.
+        16 | 62 | 73 | 115 | 164 | 201 | 242 | 243 | 252 => Says::Target(FailureKind::Refusing),
+        // TOO_MANY_SIMULTANEOUS_QUERIES.
+        202 => Says::Target(FailureKind::Throttled),
+        _ => Says::Nothing,
+    }
+}
+
+/// The code of a `Code: N, ...` (18.16) or `Code: N. DB::Exception`
+/// (later releases) body.
+fn exception_code(body: &[u8]) -> Option<u32> {
+    let head = &body[..body.len().min(256)];
+    let at = memchr::memmem::find(head, b"Code: ")? + 6;
+    let digits = head[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&head[at..at + digits]).ok()?.parse().ok()
 }
 
 fn quote_ident(name: &str) -> String {
@@ -349,15 +395,103 @@ mod tests {
         );
     }
 
+    fn answer(status: u16, code_header: Option<&str>, body: &str) -> http::Answer {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(code) = code_header {
+            headers.insert("x-clickhouse-exception-code", code.parse().unwrap());
+        }
+        http::Answer {
+            status,
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     #[test]
-    fn old_servers_parse_errors_are_rejections_not_outages() {
-        let body = b"Code: 41, e.displayText() = DB::Exception: Cannot read DateTime";
-        assert!(matches!(classify(500, body), SendResult::Rejected(_)));
-        assert!(matches!(
-            classify(500, b"Code: 241, Memory limit"),
-            SendResult::Failed { .. }
-        ));
-        assert!(matches!(classify(400, body), SendResult::Rejected(_)));
+    fn exception_codes_decide_before_statuses() {
+        let parse = "Code: 41, e.displayText() = DB::Exception: Cannot read DateTime";
+        // 18.16 answers a bad row with a 500, later releases with a 400.
+        for status in [400, 500] {
+            assert_eq!(
+                classify(&answer(status, None, parse)),
+                SendResult::rejected(Blame::Record, format!("HTTP {status}: {parse}"))
+            );
+        }
+        let cases = [
+            (
+                404,
+                "Code: 60, e.displayText() = DB::Exception: Table default.logs doesn't exist.",
+                FailureKind::Missing,
+            ),
+            (
+                404,
+                "Code: 81. DB::Exception: Database nope doesn't exist. (UNKNOWN_DATABASE)",
+                FailureKind::Missing,
+            ),
+            (
+                401,
+                "Code: 193, e.displayText() = DB::Exception: Wrong password for user default",
+                FailureKind::Auth,
+            ),
+            (
+                500,
+                "Code: 193, e.displayText() = DB::Exception: Wrong password for user default",
+                FailureKind::Auth,
+            ),
+            (
+                403,
+                "Code: 497. DB::Exception: sluice: Not enough privileges. (ACCESS_DENIED)",
+                FailureKind::Auth,
+            ),
+            (
+                500,
+                "Code: 164, e.displayText() = DB::Exception: Cannot insert: readonly mode",
+                FailureKind::Refusing,
+            ),
+            (
+                500,
+                "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS)",
+                FailureKind::Refusing,
+            ),
+            (
+                500,
+                "Code: 202. DB::Exception: Too many simultaneous queries",
+                FailureKind::Throttled,
+            ),
+            (
+                500,
+                "Code: 241, e.displayText() = DB::Exception: Memory limit exceeded",
+                FailureKind::Server,
+            ),
+            // An exception after the headers went out: a 200 that stored nothing.
+            (
+                200,
+                "Code: 999. Coordination::Exception: Connection loss. (KEEPER_EXCEPTION)",
+                FailureKind::Server,
+            ),
+        ];
+        for (status, body, kind) in cases {
+            assert_eq!(
+                classify(&answer(status, None, body)),
+                SendResult::failed(kind, format!("HTTP {status}: {body}")),
+                "{body}"
+            );
+        }
+        // The header wins over the body, and an empty 200 is a success.
+        assert_eq!(
+            classify(&answer(200, Some("60"), "")),
+            SendResult::failed(FailureKind::Missing, "HTTP 200: ")
+        );
+        assert_eq!(classify(&answer(200, None, "")), SendResult::Accepted);
+        // No code: the status decides.
+        assert_eq!(
+            classify(&answer(401, None, "Unauthorized")),
+            SendResult::failed(FailureKind::Auth, "HTTP 401: Unauthorized")
+        );
+        assert_eq!(
+            classify(&answer(502, None, "bad gateway")),
+            SendResult::failed(FailureKind::Server, "HTTP 502: bad gateway")
+        );
     }
 
     #[test]

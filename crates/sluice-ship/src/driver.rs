@@ -3,7 +3,9 @@
 //! frames, sends it through the sink's [`Transport`] with retries, backoff
 //! and the circuit breaker, splits a request the target refuses as bad data
 //! until the refusing record is found and dead-lettered, and commits what
-//! was delivered.
+//! was delivered. A target that refuses everyone (see [`crate::outcome`])
+//! is retried like an outage: its data waits in the buffer, never in the
+//! dead-letter file.
 //!
 //! At the end of the input the buffer is drained; if the target stays down,
 //! delivery gives up after `shutdown_timeout`: a memory buffer reports its
@@ -22,34 +24,9 @@ use sluice_io::{SinkContext, SinkError, SinkSummary};
 
 use crate::buffer::{Buffer, Pushed};
 use crate::frame::Frame;
+use crate::outcome::TargetHealth;
+pub use crate::outcome::{Blame, Failure, FailureKind, Rejection, SendResult};
 use crate::resilience::{Backoff, Breaker};
-
-/// What a target said about one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendResult {
-    /// Every record was stored.
-    Accepted,
-    /// The target judged record by record (Elasticsearch `_bulk`, Kafka):
-    /// records at the indices in `retry` failed transiently, those in
-    /// `rejected` were refused for themselves (with the reason); the rest
-    /// were stored.
-    Partial {
-        /// Indices (into the request's records) to send again.
-        retry: Vec<usize>,
-        /// Indices refused for good, with the target's reason.
-        rejected: Vec<(usize, String)>,
-    },
-    /// The target refused the whole request as bad data (a 4xx); some record
-    /// in it is at fault.
-    Rejected(String),
-    /// The request failed transiently (connection, 5xx, 429, timeout).
-    Failed {
-        /// Why.
-        reason: String,
-        /// It was a timeout.
-        timeout: bool,
-    },
-}
 
 /// Sends requests to one target.
 pub trait Transport: Send + 'static {
@@ -74,7 +51,15 @@ struct DeadLetters {
     file: Option<std::fs::File>,
     sink: String,
     counter: Counter,
+    /// When a dead letter was last logged, and how many were written since
+    /// without a line of their own: one line per record would bury the
+    /// log under a burst of refusals.
+    logged_at: Option<Instant>,
+    unlogged: u64,
 }
+
+/// How often dead-lettering is logged at most.
+const DEAD_LETTER_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl DeadLetters {
     fn write(&mut self, record: &[u8], reason: &str) -> std::io::Result<()> {
@@ -95,7 +80,18 @@ impl DeadLetters {
         line.extend_from_slice(b"}\n");
         self.file.as_mut().expect("opened above").write_all(&line)?;
         self.counter.inc();
-        tracing::warn!(sink = %self.sink, reason, path = %self.path.display(), "record rejected by the target, dead-lettered");
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|t| now.duration_since(t) < DEAD_LETTER_LOG_EVERY)
+        {
+            self.unlogged += 1;
+        } else {
+            let also = std::mem::take(&mut self.unlogged);
+            self.logged_at = Some(now);
+            tracing::warn!(sink = %self.sink, reason, path = %self.path.display(), more_since_last_line = also,
+                "record refused by the target for itself, dead-lettered");
+        }
         Ok(())
     }
 }
@@ -115,6 +111,11 @@ struct Delivery<T> {
     backoff: Backoff,
     dead: DeadLetters,
     counters: Counters,
+    health: TargetHealth,
+    /// An unexplained refusal that every record of a request got: while the
+    /// target answers with it, it is refusing everyone (no bisection, no
+    /// dead letters). Cleared once the target stores anything.
+    refuses_everyone: Option<String>,
     summary: SinkSummary,
 }
 
@@ -125,9 +126,35 @@ impl<T: Transport> Delivery<T> {
     /// Send `records` until each is stored or dead-lettered; `Err` when the
     /// shutdown deadline passed first.
     async fn deliver(&mut self, records: &[&[u8]], buffer: &Buffer) -> Result<(), GaveUp> {
-        let mut groups: Vec<Vec<usize>> = vec![(0..records.len()).collect()];
+        let whole: Vec<usize> = (0..records.len()).collect();
+        let mut groups: Vec<Vec<usize>> = vec![whole.clone()];
+        // Single records refused for an unclear reason: dead-lettered once
+        // the request is settled, unless every record of it was refused for
+        // that same reason (then the target refuses everyone).
+        let mut doubtful: Vec<(usize, String)> = Vec::new();
         let mut request: Vec<&[u8]> = Vec::new();
-        while let Some(mut group) = groups.pop() {
+        loop {
+            let deadline = buffer.closed_at().map(|t| t + self.cfg.shutdown_timeout);
+            let Some(mut group) = groups.pop() else {
+                if let Some(reason) = refused_alike(&doubtful, records.len()) {
+                    let failure = Failure {
+                        kind: FailureKind::Refusing,
+                        reason: format!(
+                            "all {} records of a request refused for one reason: {reason}",
+                            records.len()
+                        ),
+                    };
+                    self.refuses_everyone = Some(reason);
+                    doubtful.clear();
+                    self.failed(&failure, deadline).await;
+                    groups.push(whole.clone());
+                    continue;
+                }
+                for (i, reason) in doubtful.drain(..) {
+                    self.dead_letter(records[i], &reason);
+                }
+                return Ok(());
+            };
             loop {
                 let now = Instant::now();
                 let deadline = buffer.closed_at().map(|t| t + self.cfg.shutdown_timeout);
@@ -149,21 +176,38 @@ impl<T: Transport> Delivery<T> {
                         self.stored(&request);
                         break;
                     }
-                    SendResult::Rejected(_) if group.len() > 1 => {
-                        // The target is up; find the record at fault.
+                    SendResult::Rejected(r)
+                        if r.blame == Blame::Unclear && self.refuses_everyone.as_ref() == Some(&r.reason) =>
+                    {
+                        let failure = Failure {
+                            kind: FailureKind::Refusing,
+                            reason: format!("every record refused for one reason: {}", r.reason),
+                        };
+                        self.failed(&failure, deadline).await;
+                    }
+                    SendResult::Rejected(r) => {
+                        // The target is up and judging the data.
                         self.breaker.success();
-                        let second = group.split_off(group.len() / 2);
-                        groups.push(second);
-                        groups.push(group);
+                        if r.blame == Blame::Record {
+                            self.health.answered(Instant::now());
+                        }
+                        if group.len() > 1 {
+                            // Find the record at fault.
+                            let second = group.split_off(group.len() / 2);
+                            groups.push(second);
+                            groups.push(group);
+                        } else if r.blame == Blame::Record {
+                            self.dead_letter(records[group[0]], &r.reason);
+                        } else {
+                            doubtful.push((group[0], r.reason));
+                        }
                         break;
                     }
-                    SendResult::Rejected(reason) => {
-                        self.breaker.success();
-                        self.dead_letter(records[group[0]], &reason);
-                        break;
-                    }
-                    SendResult::Partial { retry, rejected } => {
-                        self.breaker.success();
+                    SendResult::Partial {
+                        retry,
+                        rejected,
+                        failure,
+                    } => {
                         for (i, reason) in &rejected {
                             self.dead_letter(request[*i], reason);
                         }
@@ -171,34 +215,57 @@ impl<T: Transport> Delivery<T> {
                             .filter(|i| !retry.contains(i) && !rejected.iter().any(|(r, _)| r == i))
                             .map(|i| request[i])
                             .collect();
-                        self.stored(&stored);
+                        match &failure {
+                            // The target is judging the records one by one.
+                            None if stored.is_empty() => self.breaker.success(),
+                            None => self.stored(&stored),
+                            // Some went in, but the rest fail for the
+                            // target's reasons: the episode (and the
+                            // growing backoff) goes on.
+                            Some(_) => self.count_stored(&stored),
+                        }
                         if retry.is_empty() {
                             break;
                         }
                         group = retry.iter().map(|&i| group[i]).collect();
-                        self.counters.retries.inc();
-                        let delay = self.backoff.next_delay();
-                        sleep_until_or(Instant::now() + delay, deadline).await;
-                    }
-                    SendResult::Failed { reason, timeout } => {
-                        self.counters.retries.inc();
-                        if timeout {
-                            self.counters.timeouts.inc();
+                        match failure {
+                            Some(failure) => self.failed(&failure, deadline).await,
+                            None => {
+                                self.counters.retries.inc();
+                                let delay = self.backoff.next_delay();
+                                sleep_until_or(Instant::now() + delay, deadline).await;
+                            }
                         }
-                        self.breaker.failure(Instant::now());
-                        let delay = self.backoff.next_delay();
-                        tracing::warn!(reason, retry_in = ?delay, "sink request failed");
-                        sleep_until_or(Instant::now() + delay, deadline).await;
                     }
+                    SendResult::Failed(failure) => self.failed(&failure, deadline).await,
                 }
             }
         }
-        Ok(())
     }
 
+    /// A request failed as a whole: count and report it, pace the retry.
+    async fn failed(&mut self, failure: &Failure, deadline: Option<Instant>) {
+        self.counters.retries.inc();
+        if failure.kind == FailureKind::Timeout {
+            self.counters.timeouts.inc();
+        }
+        let now = Instant::now();
+        self.breaker.failure(now);
+        let delay = self.backoff.next_delay();
+        self.health.failed(failure, delay, now);
+        sleep_until_or(now + delay, deadline).await;
+    }
+
+    /// The target stored `records`: it is taking requests.
     fn stored(&mut self, records: &[&[u8]]) {
         self.breaker.success();
         self.backoff.reset();
+        self.health.answered(Instant::now());
+        self.refuses_everyone = None;
+        self.count_stored(records);
+    }
+
+    fn count_stored(&mut self, records: &[&[u8]]) {
         let bytes: usize = records.iter().map(|r| r.len()).sum();
         self.counters.sent_events.add(records.len() as u64);
         self.counters.sent_bytes.add(bytes as u64);
@@ -215,6 +282,14 @@ impl<T: Transport> Delivery<T> {
         }
         self.summary.dead_lettered += 1;
     }
+}
+
+/// The reason every one of a request's `n` records was refused for, when
+/// there is one and the request had more than one record (a single record
+/// cannot tell a bad record from a target that refuses everyone).
+fn refused_alike(doubtful: &[(usize, String)], n: usize) -> Option<String> {
+    let (_, first) = doubtful.first()?;
+    (n > 1 && doubtful.len() == n && doubtful.iter().all(|(_, r)| r == first)).then(|| first.clone())
 }
 
 async fn sleep_until_or(until: Instant, deadline: Option<Instant>) {
@@ -264,6 +339,8 @@ pub async fn run_sink<E: Encoder, T: Transport>(
                 .clone()
                 .unwrap_or_else(|| data_dir.join("dead_letter").join(format!("{id}.ndjson"))),
             file: None,
+            logged_at: None,
+            unlogged: 0,
             sink: id.clone(),
             counter: r.counter(
                 "sink_rejected_events_total",
@@ -277,6 +354,8 @@ pub async fn run_sink<E: Encoder, T: Transport>(
             retries: r.counter("sink_retries_total", "Requests sent again after a failure.", &labels),
             timeouts: r.counter("sink_timeouts_total", "Requests that timed out.", &labels),
         },
+        health: TargetHealth::new(r, &id),
+        refuses_everyone: None,
         cfg: cfg.clone(),
         summary: SinkSummary::default(),
     };
@@ -337,15 +416,19 @@ pub async fn run_sink<E: Encoder, T: Transport>(
             }
         }
     }
-    buffer.finish().map_err(io_err("closing the disk buffer"))?;
+    let held = buffer.finish().map_err(io_err("closing the disk buffer"))?;
     let (intake_result, dropped) = intake.await.unwrap_or((Ok(()), 0));
     intake_result?;
     let mut summary = delivery.summary;
     summary.dropped_batches = dropped;
     summary.abandoned_events = abandoned;
+    summary.held_bytes = held;
     Ok(summary)
 }
 
 /// How long an HTTP sink waits for a connection, apart from the request
 /// timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests;

@@ -2,18 +2,22 @@
 //! `{"create":{"_index":"<index>"}}` + the event, the index named per
 //! service and UTC day from a pattern. `create` (not `index`) works for
 //! plain indices and data streams alike. The bulk response is read item by
-//! item: a 429 or 5xx item is retried alone, any other failed item is a
-//! rejection of that record and goes to the dead-letter file.
+//! item: a 429 or 5xx item is retried alone; an item the cluster fails for
+//! reasons of its own (an index that does not exist and may not be
+//! created, a read-only block, credentials) is retried as a target
+//! failure; any other failed item is a rejection of that record and goes
+//! to the dead-letter file.
 
 use serde::Deserialize;
 use sluice_config::ElasticsearchSinkConfig;
 use sluice_core::encode::write_event;
 use sluice_core::{Batch, Event};
 
-use crate::driver::{Encoder, SendResult, Transport};
+use crate::driver::{Encoder, Transport};
 use crate::fields;
 use crate::frame::Frame;
 use crate::http;
+use crate::outcome::{Failure, FailureKind, SendResult};
 
 /// Builds bulk actions. See the module docs.
 pub struct ElasticsearchEncoder {
@@ -133,40 +137,71 @@ struct BulkItem {
 pub fn read_bulk_response(body: &[u8], sent: usize) -> SendResult {
     let parsed: BulkResponse = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(e) => {
-            return SendResult::Failed {
-                reason: format!("unreadable _bulk response: {e}"),
-                timeout: false,
-            }
-        }
+        Err(e) => return SendResult::failed(FailureKind::Server, format!("unreadable _bulk response: {e}")),
     };
     if !parsed.errors {
         return SendResult::Accepted;
     }
     if parsed.items.len() != sent {
-        return SendResult::Failed {
-            reason: format!("_bulk answered {} items for {sent} records", parsed.items.len()),
-            timeout: false,
-        };
+        return SendResult::failed(
+            FailureKind::Server,
+            format!("_bulk answered {} items for {sent} records", parsed.items.len()),
+        );
     }
     let mut retry = Vec::new();
     let mut rejected = Vec::new();
+    let mut failure = None;
     for (i, item) in parsed.items.iter().enumerate() {
         let Some(item) = item.values().next() else { continue };
+        let reason = || {
+            let why = item.error.as_ref().map_or_else(String::new, |e| {
+                let kind = e.get("type").and_then(|t| t.as_str()).unwrap_or("error");
+                let why = e.get("reason").and_then(|t| t.as_str()).unwrap_or("");
+                format!("{kind}: {why}")
+            });
+            format!("HTTP {}: {why}", item.status)
+        };
+        let error_type = item.error.as_ref().and_then(|e| e.get("type")).and_then(|t| t.as_str());
         match item.status {
             200..=299 => {}
             429 | 500..=599 => retry.push(i),
             status => {
-                let reason = item.error.as_ref().map_or_else(String::new, |e| {
-                    let kind = e.get("type").and_then(|t| t.as_str()).unwrap_or("error");
-                    let why = e.get("reason").and_then(|t| t.as_str()).unwrap_or("");
-                    format!("{kind}: {why}")
-                });
-                rejected.push((i, format!("HTTP {status}: {reason}")));
+                let by_status = match status {
+                    401 | 403 => Some(FailureKind::Auth),
+                    404 => Some(FailureKind::Missing),
+                    _ => None,
+                };
+                match error_type.and_then(target_error).or(by_status) {
+                    Some(kind) => {
+                        retry.push(i);
+                        failure.get_or_insert_with(|| Failure { kind, reason: reason() });
+                    }
+                    None => rejected.push((i, reason())),
+                }
             }
         }
     }
-    SendResult::Partial { retry, rejected }
+    if rejected.is_empty() && retry.len() == sent {
+        if let Some(failure) = failure {
+            // Nothing was stored: the whole request failed.
+            return SendResult::Failed(failure);
+        }
+    }
+    SendResult::Partial {
+        retry,
+        rejected,
+        failure,
+    }
+}
+
+/// Item errors that are the cluster's, not the document's.
+fn target_error(error_type: &str) -> Option<FailureKind> {
+    match error_type {
+        "index_not_found_exception" => Some(FailureKind::Missing),
+        "security_exception" => Some(FailureKind::Auth),
+        "cluster_block_exception" | "index_closed_exception" => Some(FailureKind::Refusing),
+        _ => None,
+    }
 }
 
 impl Transport for ElasticsearchTransport {
@@ -184,8 +219,8 @@ impl Transport for ElasticsearchTransport {
         }
         let req = req.body(body);
         match http::execute(req).await {
-            Ok((status, body)) if (200..300).contains(&status) => read_bulk_response(&body, records.len()),
-            Ok((status, body)) => http::classify(status, &body),
+            Ok(answer) if (200..300).contains(&answer.status) => read_bulk_response(&answer.body, records.len()),
+            Ok(answer) => http::classify(answer.status, &answer.body),
             Err(failed) => failed,
         }
     }
@@ -216,14 +251,43 @@ mod tests {
                 rejected: vec![(
                     2,
                     "HTTP 400: mapper_parsing_exception: failed to parse field [status]".into()
-                )]
+                )],
+                failure: None,
             }
         );
         assert_eq!(
             read_bulk_response(br#"{"took":1,"errors":false,"items":[]}"#, 5),
             SendResult::Accepted
         );
-        assert!(matches!(read_bulk_response(b"<html>", 1), SendResult::Failed { .. }));
+        assert!(matches!(read_bulk_response(b"<html>", 1), SendResult::Failed(_)));
+    }
+
+    #[test]
+    fn items_the_cluster_fails_for_itself_are_retried_not_dead_lettered() {
+        let missing = r#"{"create":{"_index":"logs-pay","status":404,"error":{"type":"index_not_found_exception","reason":"no such index [logs-pay]"}}}"#;
+        let blocked = r#"{"create":{"_index":"logs-api","status":403,"error":{"type":"cluster_block_exception","reason":"index [logs-api] blocked by: [FORBIDDEN/8/index write (api)];"}}}"#;
+        let stored = r#"{"create":{"_index":"logs-web","status":201}}"#;
+        let body = format!(r#"{{"took":1,"errors":true,"items":[{missing},{stored},{blocked}]}}"#);
+        assert_eq!(
+            read_bulk_response(body.as_bytes(), 3),
+            SendResult::Partial {
+                retry: vec![0, 2],
+                rejected: vec![],
+                failure: Some(Failure {
+                    kind: FailureKind::Missing,
+                    reason: "HTTP 404: index_not_found_exception: no such index [logs-pay]".into()
+                }),
+            }
+        );
+        // Every item failed for the cluster's reasons: the request failed.
+        let body = format!(r#"{{"took":1,"errors":true,"items":[{blocked},{blocked}]}}"#);
+        assert_eq!(
+            read_bulk_response(body.as_bytes(), 2),
+            SendResult::failed(
+                FailureKind::Refusing,
+                "HTTP 403: cluster_block_exception: index [logs-api] blocked by: [FORBIDDEN/8/index write (api)];"
+            )
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::driver::{SendResult, CONNECT_TIMEOUT};
+use crate::driver::CONNECT_TIMEOUT;
+use crate::outcome::{Blame, FailureKind, SendResult};
 
 /// A client for one sink.
 pub fn client(request_timeout: Duration) -> Result<reqwest::Client, String> {
@@ -47,40 +48,75 @@ pub fn records_body(records: &[&[u8]], level: u32, scratch: &mut Vec<u8>) -> (Ve
     (scratch.clone(), true)
 }
 
-/// Send a prepared request and map transport errors; `Ok` carries the
-/// status and body of any response.
-pub async fn execute(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), SendResult> {
-    let response = request.send().await.map_err(transport_failure)?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(transport_failure)?;
-    Ok((status, body.to_vec()))
+/// A target's answer to a request.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The response body.
+    pub body: Vec<u8>,
 }
 
-fn transport_failure(e: reqwest::Error) -> SendResult {
-    SendResult::Failed {
-        timeout: e.is_timeout(),
-        reason: format!(
-            "{e}: {}",
-            std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
-        ),
+impl Answer {
+    /// The start of the body as text, for a reason.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(512)])
+            .trim()
+            .to_string()
     }
 }
 
-/// The usual reading of a whole-request status: 2xx stored; 408, 429 and
-/// 5xx transient; any other 4xx a refusal of the data.
+/// Send a prepared request and map transport errors; `Ok` carries any
+/// answer the server gave.
+pub async fn execute(request: reqwest::RequestBuilder) -> Result<Answer, SendResult> {
+    let response = request.send().await.map_err(transport_failure)?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(transport_failure)?;
+    Ok(Answer {
+        status,
+        headers,
+        body: body.to_vec(),
+    })
+}
+
+fn transport_failure(e: reqwest::Error) -> SendResult {
+    let kind = if e.is_timeout() {
+        FailureKind::Timeout
+    } else {
+        FailureKind::Connection
+    };
+    SendResult::failed(
+        kind,
+        format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+        ),
+    )
+}
+
+/// The usual reading of a whole-request status: 2xx stored; 401 and 403
+/// credentials; 404 a missing endpoint, table or index; 408 a timeout; 429
+/// throttling; 413 a body too large (split until it fits); any other 4xx a
+/// refusal of the data that does not say why; 5xx a server error.
 pub fn classify(status: u16, body: &[u8]) -> SendResult {
-    let text = || String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_string();
+    let text = || {
+        format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(512)]).trim()
+        )
+    };
     match status {
         200..=299 => SendResult::Accepted,
-        408 | 429 => SendResult::Failed {
-            reason: format!("HTTP {status}: {}", text()),
-            timeout: status == 408,
-        },
-        400..=499 => SendResult::Rejected(format!("HTTP {status}: {}", text())),
-        _ => SendResult::Failed {
-            reason: format!("HTTP {status}: {}", text()),
-            timeout: false,
-        },
+        401 | 403 => SendResult::failed(FailureKind::Auth, text()),
+        404 => SendResult::failed(FailureKind::Missing, text()),
+        408 => SendResult::failed(FailureKind::Timeout, text()),
+        429 => SendResult::failed(FailureKind::Throttled, text()),
+        413 => SendResult::rejected(Blame::Record, text()),
+        400..=499 => SendResult::rejected(Blame::Unclear, text()),
+        _ => SendResult::failed(FailureKind::Server, text()),
     }
 }
 
@@ -93,17 +129,36 @@ mod tests {
         assert_eq!(classify(204, b""), SendResult::Accepted);
         assert_eq!(
             classify(400, b"bad row\n"),
-            SendResult::Rejected("HTTP 400: bad row".into())
+            SendResult::rejected(Blame::Unclear, "HTTP 400: bad row")
+        );
+        assert_eq!(
+            classify(413, b"too large"),
+            SendResult::rejected(Blame::Record, "HTTP 413: too large")
         );
         assert_eq!(
             classify(429, b"slow down"),
-            SendResult::Failed {
-                reason: "HTTP 429: slow down".into(),
-                timeout: false
-            }
+            SendResult::failed(FailureKind::Throttled, "HTTP 429: slow down")
         );
-        assert!(matches!(classify(503, b""), SendResult::Failed { timeout: false, .. }));
-        assert!(matches!(classify(408, b""), SendResult::Failed { timeout: true, .. }));
+        assert_eq!(
+            classify(401, b"no"),
+            SendResult::failed(FailureKind::Auth, "HTTP 401: no")
+        );
+        assert_eq!(
+            classify(403, b"no"),
+            SendResult::failed(FailureKind::Auth, "HTTP 403: no")
+        );
+        assert_eq!(
+            classify(404, b"gone"),
+            SendResult::failed(FailureKind::Missing, "HTTP 404: gone")
+        );
+        assert_eq!(
+            classify(503, b""),
+            SendResult::failed(FailureKind::Server, "HTTP 503: ")
+        );
+        assert_eq!(
+            classify(408, b""),
+            SendResult::failed(FailureKind::Timeout, "HTTP 408: ")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod fields;
 pub mod frame;
 pub mod http;
 pub mod loki;
+pub mod outcome;
 pub mod resilience;
 
 use std::path::Path;
@@ -24,8 +25,9 @@ use sluice_config::{ClickhouseSinkConfig, ElasticsearchSinkConfig, LokiSinkConfi
 use sluice_io::{SinkContext, SinkError, SinkSummary};
 use tokio::task::JoinHandle;
 
-pub use driver::{run_sink, Encoder, SendResult, SinkParts, Transport};
+pub use driver::{run_sink, Encoder, SinkParts, Transport};
 pub use frame::Frame;
+pub use outcome::{Blame, Failure, FailureKind, Rejection, SendResult};
 
 type SinkTask = JoinHandle<Result<SinkSummary, SinkError>>;
 

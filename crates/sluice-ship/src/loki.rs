@@ -9,10 +9,11 @@ use sluice_config::LokiSinkConfig;
 use sluice_core::encode::{write_event, write_json_string};
 use sluice_core::{Batch, Event, Field};
 
-use crate::driver::{Encoder, SendResult, Transport};
+use crate::driver::{Encoder, Transport};
 use crate::fields::{self, OriginFields};
 use crate::frame::Frame;
 use crate::http;
+use crate::outcome::{Blame, SendResult};
 
 /// One record is `<labels object>\n<values entry>`; the transport groups
 /// records with equal labels into one stream.
@@ -159,15 +160,59 @@ impl Transport for LokiTransport {
         }
         let req = req.body(body);
         match http::execute(req).await {
-            Ok((status, body)) => http::classify(status, &body),
+            Ok(answer) => classify(answer.status, &answer.body),
             Err(failed) => failed,
         }
+    }
+}
+
+/// Loki refuses entries for themselves with a 400 whose text names the
+/// cause (out of order, too old or too new, a line too long, bad labels);
+/// the rest is read as any HTTP target's answer.
+fn classify(status: u16, body: &[u8]) -> SendResult {
+    const ENTRY_ERRORS: [&str; 7] = [
+        "out of order",
+        "too old",
+        "too new",
+        "too far behind",
+        "line too long",
+        "max line size",
+        "label",
+    ];
+    match http::classify(status, body) {
+        SendResult::Rejected(r) if status == 400 && ENTRY_ERRORS.iter().any(|e| r.reason.contains(e)) => {
+            SendResult::rejected(Blame::Record, r.reason)
+        }
+        other => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::FailureKind;
+
+    #[test]
+    fn entry_errors_blame_the_entry_and_the_rest_the_target() {
+        let old = "entry for stream '{service=\"pay\"}' has timestamp too old: 2020-01-01T00:00:00Z";
+        assert_eq!(
+            classify(400, old.as_bytes()),
+            SendResult::rejected(Blame::Record, format!("HTTP 400: {old}"))
+        );
+        assert_eq!(
+            classify(400, b"something else"),
+            SendResult::rejected(Blame::Unclear, "HTTP 400: something else")
+        );
+        assert_eq!(
+            classify(401, b"no org id"),
+            SendResult::failed(FailureKind::Auth, "HTTP 401: no org id")
+        );
+        assert_eq!(
+            classify(429, b"Ingestion rate limit exceeded"),
+            SendResult::failed(FailureKind::Throttled, "HTTP 429: Ingestion rate limit exceeded")
+        );
+        assert_eq!(classify(204, b""), SendResult::Accepted);
+    }
 
     #[test]
     fn records_with_equal_labels_share_a_stream() {

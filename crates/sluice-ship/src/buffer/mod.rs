@@ -377,14 +377,18 @@ impl Buffer {
     }
 
     /// At the end of a run: fsync a disk buffer, or remove its files when
-    /// everything in it was delivered.
-    pub fn finish(&self) -> io::Result<()> {
-        if let Backend::Disk { queue, .. } = &mut self.lock().backend {
+    /// everything in it was delivered. Returns the bytes a disk buffer
+    /// still holds for the next run.
+    pub fn finish(&self) -> io::Result<u64> {
+        let mut st = self.lock();
+        let held = st.bytes;
+        if let Backend::Disk { queue, .. } = &mut st.backend {
             if !queue.close_if_drained()? {
                 queue.sync()?;
+                return Ok(held);
             }
         }
-        Ok(())
+        Ok(0)
     }
 }
 
