@@ -106,4 +106,7 @@ pub struct SinkSummary {
     /// Events still undelivered when the run ended with the target down
     /// (memory buffer: reported to their sources as not delivered).
     pub abandoned_events: u64,
+    /// Encoded bytes a disk buffer still holds at the end of the run: safe,
+    /// and delivered by the next run, but not delivered by this one.
+    pub held_bytes: u64,
 }

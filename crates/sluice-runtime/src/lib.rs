@@ -39,15 +39,61 @@ pub struct RunReport {
     pub errors: Vec<String>,
 }
 
+/// How a run ended, judged from its report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every component ended cleanly and every emitted event was delivered
+    /// to every sink (or dropped by a rule the operator chose).
+    Clean,
+    /// Nothing was lost, but some data waits in a disk buffer for the next
+    /// start; each entry says where.
+    Held(Vec<String>),
+    /// Something failed or was not delivered; each entry says what.
+    NotClean(Vec<String>),
+}
+
 impl RunReport {
     /// Whether every component ended cleanly and every emitted event was
-    /// acknowledged by every sink.
+    /// delivered to every sink.
     pub fn is_clean(&self) -> bool {
-        self.errors.is_empty()
-            && self
-                .sources
-                .iter()
-                .all(|(_, s)| s.failed_batches == 0 && s.delivered_events == s.emitted_events)
+        self.verdict() == Verdict::Clean
+    }
+
+    /// How the run ended, with every reason it was not clean.
+    pub fn verdict(&self) -> Verdict {
+        let mut lost: Vec<String> = self.errors.clone();
+        for (id, s) in &self.sources {
+            if s.failed_batches > 0 || s.delivered_events != s.emitted_events {
+                lost.push(format!(
+                    "source `{id}`: {} of {} events not delivered to every sink",
+                    s.emitted_events.saturating_sub(s.delivered_events),
+                    s.emitted_events
+                ));
+            }
+        }
+        let mut held = Vec::new();
+        for (id, s) in &self.sinks {
+            if s.abandoned_events > 0 {
+                lost.push(format!(
+                    "sink `{id}`: {} events not delivered, its target still failing at shutdown",
+                    s.abandoned_events
+                ));
+            }
+            if s.held_bytes > 0 {
+                held.push(format!(
+                    "sink `{id}`: {} bytes held in its disk buffer for the next start",
+                    s.held_bytes
+                ));
+            }
+        }
+        if !lost.is_empty() {
+            lost.extend(held);
+            Verdict::NotClean(lost)
+        } else if !held.is_empty() {
+            Verdict::Held(held)
+        } else {
+            Verdict::Clean
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_config::{Config, SourceConfig};
 use sluice_core::{Registry, Shutdown};
+use sluice_runtime::Verdict;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -153,8 +154,11 @@ fn main() -> ExitCode {
 fn init_logging(filter: &str, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: escape codes in a collected
+    // log (a pod's, a file's) are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -263,13 +267,15 @@ fn run(path: Option<&Path>, force_progress: bool, no_progress: bool) -> anyhow::
     if config.report.summary {
         eprint!("{}", summary::render(&report, &registry, &usage));
     }
-    Ok(if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        for e in &report.errors {
-            eprintln!("sluice: {e}");
+    Ok(match report.verdict() {
+        // Held in a disk buffer is safe: the next start delivers it.
+        Verdict::Clean | Verdict::Held(_) => ExitCode::SUCCESS,
+        Verdict::NotClean(_) => {
+            for e in &report.errors {
+                eprintln!("sluice: {e}");
+            }
+            ExitCode::from(1)
         }
-        ExitCode::from(1)
     })
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use indicatif::HumanCount;
 use sluice_core::Registry;
-use sluice_runtime::RunReport;
+use sluice_runtime::{RunReport, Verdict};
 
 use crate::resources::Usage;
 
@@ -20,10 +20,10 @@ fn counter(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
 /// The summary table `sluice run` prints on stderr.
 pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String {
     let mut s = String::new();
-    let verdict = if report.is_clean() {
-        "clean: every event was acknowledged by every sink"
-    } else {
-        "NOT clean: see the errors below"
+    let verdict = match report.verdict() {
+        Verdict::Clean => "clean: every event was delivered to every sink".to_string(),
+        Verdict::Held(why) => format!("nothing lost, not all delivered: {}", why.join("; ")),
+        Verdict::NotClean(why) => format!("NOT clean: {}", why.join("; ")),
     };
     let _ = writeln!(
         s,
@@ -120,7 +120,7 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             let v = |name: &str| registry.value(name, &l).unwrap_or(0);
             let _ = write!(
                 line,
-                "; {} retries, {} timeouts, circuit opened {}x, {} dead-lettered, {} dropped batches, {} undelivered",
+                "; {} retries, {} timeouts, circuit opened {}x, {} dead-lettered, {} dropped batches, {} not delivered",
                 v("sink_retries_total"),
                 v("sink_timeouts_total"),
                 v("circuit_open_total"),
@@ -128,6 +128,9 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
                 sink.dropped_batches,
                 sink.abandoned_events,
             );
+            if sink.held_bytes > 0 {
+                let _ = write!(line, ", {:.1} MB held in the disk buffer", mb(sink.held_bytes));
+            }
         }
         if let Some(disk) = disk {
             let disk = disk.max(1) as u64;
