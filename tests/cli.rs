@@ -103,7 +103,7 @@ fn generator_to_zstd_files_delivers_every_line() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(
-        stderr.contains("clean: every event was acknowledged by every sink"),
+        stderr.contains("clean: every event was delivered to every sink"),
         "{stderr}"
     );
 

@@ -249,7 +249,7 @@ breaker_open_for = "3s"
         "the outage must show as retries: {summary}"
     );
     assert!(number_before("x, ") >= 1, "the breaker must have opened: {summary}");
-    assert!(summary.contains("0 undelivered"), "{summary}");
+    assert!(summary.contains("0 not delivered"), "{summary}");
 }
 
 /// A CRI log file and the lines written to it so far.

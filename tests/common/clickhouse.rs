@@ -54,13 +54,23 @@ impl ClickHouse {
             tcp_port,
         };
         ch.launch();
+        ch.create_table("logs");
+        ch
+    }
+
+    /// Create sluice's table (`deploy/clickhouse/schema.sql`) as
+    /// `qualified` (`logs`, `db.logs`).
+    pub fn create_table(&self, qualified: &str) {
         let schema = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../deploy/clickhouse/schema.sql"
         ))
         .unwrap();
-        ch.query(&schema);
-        ch
+        let schema = schema.replace(
+            "CREATE TABLE IF NOT EXISTS logs",
+            &format!("CREATE TABLE IF NOT EXISTS {qualified}"),
+        );
+        self.query(&schema);
     }
 
     fn launch(&mut self) {
