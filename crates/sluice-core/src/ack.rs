@@ -3,13 +3,17 @@
 //! a Kafka offset only behind delivered data.
 //!
 //! A source numbers what it emits and attaches an [`AckToken`] to each batch.
-//! Stages that split or hold events clone the token; fan-out clones it once
-//! per sink. When the last clone is dropped the source receives one
-//! [`Acknowledgement`]: `Delivered` unless some holder called
-//! [`AckToken::fail`] or dropped it while panicking. Dropping after a sink
-//! accepted the data is the normal path; a sink that could not deliver calls
-//! `fail` first. The source feeds acknowledgements to an [`AckTracker`] to
-//! find the newest checkpoint with nothing unacknowledged before it.
+//! Every clone of a token is an obligation of whoever holds it: it ends
+//! either in [`AckToken::release`] (this holder's part is done: a sink or a
+//! durable buffer took the data, or a stage dropped it on purpose) or in a
+//! plain drop, which **fails** it — a failed write, a batch left in a closed
+//! channel, a shutdown, a panic. Delivered is never the default, so no path
+//! that forgets a batch can tell its source it arrived. Stages that split or
+//! hold events clone the token; fan-out gives each sink its own clone. When
+//! the last clone is gone the source receives one [`Acknowledgement`]:
+//! `Delivered` only if every clone was released. The source feeds
+//! acknowledgements to an [`AckTracker`] to find the newest checkpoint with
+//! nothing unacknowledged before it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,19 +61,48 @@ impl Drop for Inner {
     }
 }
 
-/// A shared handle on one unit of source data. See the module docs.
-#[derive(Debug, Clone)]
-pub struct AckToken(Arc<Inner>);
+/// One holder's claim on one unit of source data. See the module docs:
+/// release it once the data is delivered; dropping it fails it.
+#[derive(Debug)]
+#[must_use = "a token dropped without release() fails its data"]
+pub struct AckToken {
+    inner: Arc<Inner>,
+    released: bool,
+}
+
+impl Clone for AckToken {
+    /// Another holder's claim, which must be released in its own right.
+    fn clone(&self) -> Self {
+        AckToken {
+            inner: Arc::clone(&self.inner),
+            released: false,
+        }
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if !self.released {
+            self.inner.failed.store(true, Ordering::Release);
+        }
+    }
+}
 
 impl AckToken {
     /// Mark the data as not delivered. Idempotent.
     pub fn fail(&self) {
-        self.0.failed.store(true, Ordering::Release);
+        self.inner.failed.store(true, Ordering::Release);
+    }
+
+    /// This holder's part is done: the data reached a sink's target or a
+    /// durable buffer, or was dropped on purpose (sampling, `drop_newest`).
+    pub fn release(mut self) {
+        self.released = true;
     }
 
     /// The sequence number this token acknowledges.
     pub fn seq(&self) -> u64 {
-        self.0.seq
+        self.inner.seq
     }
 }
 
@@ -82,11 +115,14 @@ pub struct AckSender {
 impl AckSender {
     /// A token for the data numbered `seq`.
     pub fn token(&self, seq: u64) -> AckToken {
-        AckToken(Arc::new(Inner {
-            seq,
-            failed: AtomicBool::new(false),
-            tx: self.tx.clone(),
-        }))
+        AckToken {
+            inner: Arc::new(Inner {
+                seq,
+                failed: AtomicBool::new(false),
+                tx: self.tx.clone(),
+            }),
+            released: false,
+        }
     }
 }
 
@@ -208,9 +244,9 @@ mod tests {
         let (tx, mut rx) = channel();
         let t = tx.token(7);
         let t2 = t.clone();
-        drop(t);
+        t.release();
         assert_eq!(rx.try_recv(), None);
-        drop(t2);
+        t2.release();
         assert_eq!(
             rx.try_recv(),
             Some(Acknowledgement {
@@ -219,6 +255,18 @@ mod tests {
             })
         );
         assert_eq!(rx.try_recv(), None);
+    }
+
+    #[test]
+    fn a_token_dropped_without_release_fails_the_unit() {
+        let (tx, mut rx) = channel();
+        let t = tx.token(2);
+        let t2 = t.clone();
+        t.release();
+        // A holder that forgot it (a batch left in a closed channel, a
+        // write that failed): never a delivery.
+        drop(t2);
+        assert_eq!(rx.try_recv().unwrap().status, AckStatus::Failed);
     }
 
     #[test]
@@ -287,5 +335,96 @@ mod tests {
         assert_eq!(tr.checkpoint(), Some(&0));
         assert!(tr.is_blocked());
         assert_eq!(tr.outstanding(), 2);
+    }
+
+    /// What a holder of a token does next.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Hand a clone to a new holder.
+        Clone(usize),
+        /// The holder's part is done.
+        Release(usize),
+        /// The holder lets go without release (an error, a shutdown).
+        Drop(usize),
+        /// The holder marks it failed and keeps it.
+        Fail(usize),
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![
+                (0..64usize).prop_map(Step::Clone),
+                (0..64usize).prop_map(Step::Release),
+                (0..64usize).prop_map(Step::Drop),
+                (0..64usize).prop_map(Step::Fail),
+            ],
+            0..60,
+        )
+    }
+
+    proptest::proptest! {
+        /// Any interleaving of clones, releases, drops and failures over a
+        /// few units settles each unit exactly once, and as delivered only
+        /// when every holder released it and none failed it; whatever is
+        /// still held at the end (a shutdown) is dropped and fails.
+        #[test]
+        fn every_unit_settles_once_and_delivered_only_if_all_released(
+            units in 1..4u64,
+            steps in steps(),
+            release_rest in proptest::bool::ANY,
+        ) {
+            let (tx, mut rx) = channel();
+            // Holders: (unit, token); a slot is None once its holder let go.
+            let mut holders: Vec<Option<(u64, AckToken)>> =
+                (0..units).map(|u| Some((u, tx.token(u)))).collect();
+            let mut spoiled = vec![false; units as usize];
+            for step in steps {
+                let live: Vec<usize> = (0..holders.len()).filter(|&i| holders[i].is_some()).collect();
+                if live.is_empty() {
+                    break;
+                }
+                match step {
+                    Step::Clone(i) => {
+                        let (u, t) = holders[live[i % live.len()]].as_ref().unwrap();
+                        let c = (*u, t.clone());
+                        holders.push(Some(c));
+                    }
+                    Step::Release(i) => {
+                        let (_, t) = holders[live[i % live.len()]].take().unwrap();
+                        t.release();
+                    }
+                    Step::Drop(i) => {
+                        let (u, t) = holders[live[i % live.len()]].take().unwrap();
+                        spoiled[u as usize] = true;
+                        drop(t);
+                    }
+                    Step::Fail(i) => {
+                        let (u, t) = holders[live[i % live.len()]].as_ref().unwrap();
+                        spoiled[*u as usize] = true;
+                        t.fail();
+                    }
+                }
+            }
+            for h in holders.iter_mut() {
+                if let Some((u, t)) = h.take() {
+                    if release_rest {
+                        t.release();
+                    } else {
+                        spoiled[u as usize] = true;
+                        drop(t);
+                    }
+                }
+            }
+            let mut got: Vec<Acknowledgement> = std::iter::from_fn(|| rx.try_recv()).collect();
+            got.sort_by_key(|a| a.seq);
+            let expected: Vec<Acknowledgement> = (0..units)
+                .map(|seq| Acknowledgement {
+                    seq,
+                    status: if spoiled[seq as usize] { AckStatus::Failed } else { AckStatus::Delivered },
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 }

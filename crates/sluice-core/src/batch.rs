@@ -200,11 +200,24 @@ impl Batch {
     }
 
     /// Mark every carried acknowledgement as failed: the data did not reach
-    /// a sink, and its source must not checkpoint past it.
+    /// a sink, and its source must not checkpoint past it. (Dropping the
+    /// batch does the same; this says so where it matters.)
     pub fn fail_acks(&self) {
         for a in &self.acks {
             a.fail();
         }
+    }
+
+    /// The batch's journey ends here on purpose (every event sampled away):
+    /// release its acknowledgements.
+    pub fn release_acks(&mut self) {
+        self.acks.drain(..).for_each(AckToken::release);
+    }
+
+    /// Move the acknowledgement tokens out (fan-out hands each sink its own
+    /// clone of them, see [`SinkBatch`]).
+    pub fn take_acks(&mut self) -> Vec<AckToken> {
+        std::mem::take(&mut self.acks)
     }
 
     /// The acknowledgement tokens carried (a stage holding events past this
@@ -277,5 +290,54 @@ mod tests {
         b.events_mut()[0].origin = 1;
         assert_eq!(b.origin(&b.events()[0]).unwrap().stream_key, 2);
         assert_eq!(b.service(&b.events()[0]), Some(&b"web"[..]));
+    }
+}
+
+/// What a sink receives: the batch, shared with every other sink, and this
+/// sink's own claim on each acknowledgement it carries. The sink calls
+/// [`SinkBatch::delivered`] once its target or a durable buffer holds the
+/// events; dropped any other way (a failed write, a closed channel, a
+/// shutdown, a panic) the claim fails and the source must read the data
+/// again.
+#[derive(Debug)]
+pub struct SinkBatch {
+    batch: Arc<Batch>,
+    acks: Vec<AckToken>,
+}
+
+impl SinkBatch {
+    /// `batch` with the claims `acks`.
+    pub fn new(batch: Arc<Batch>, acks: Vec<AckToken>) -> SinkBatch {
+        SinkBatch { batch, acks }
+    }
+
+    /// A batch for one sink alone: its own tokens are the claims.
+    pub fn sole(mut batch: Batch) -> SinkBatch {
+        let acks = batch.take_acks();
+        SinkBatch::new(Arc::new(batch), acks)
+    }
+
+    /// The events reached the target or a durable buffer: release the claims.
+    pub fn delivered(self) {
+        self.acks.into_iter().for_each(AckToken::release);
+    }
+
+    /// The claims alone, for a sink that keeps them until its target
+    /// answers but no longer needs the events (they are encoded).
+    pub fn into_acks(self) -> Vec<AckToken> {
+        self.acks
+    }
+
+    /// Mark the claims failed (dropping them does the same).
+    pub fn fail(&self) {
+        self.acks.iter().for_each(AckToken::fail);
+    }
+}
+
+impl std::ops::Deref for SinkBatch {
+    type Target = Batch;
+
+    fn deref(&self) -> &Batch {
+        &self.batch
     }
 }

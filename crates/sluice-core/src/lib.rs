@@ -17,7 +17,7 @@ pub mod shutdown;
 pub mod stage;
 
 pub use ack::{AckReceiver, AckSender, AckStatus, AckToken, AckTracker, Acknowledgement};
-pub use batch::{Batch, Origin};
+pub use batch::{Batch, Origin, SinkBatch};
 pub use event::{Event, EventKind, Field, FieldValue, Span, FIELD_COUNT};
 pub use metrics::{Counter, Gauge, HistogramSeries, Registry};
 pub use shutdown::Shutdown;

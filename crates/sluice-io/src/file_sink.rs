@@ -11,11 +11,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use sluice_config::{Compression, FileSinkConfig};
 use sluice_core::encode::write_batch;
-use sluice_core::{Batch, Counter};
+use sluice_core::{Counter, SinkBatch};
 use tokio::task::JoinHandle;
 
 use crate::stdout_sink::fail_all;
@@ -230,7 +229,7 @@ fn run(mut ctx: SinkContext, cfg: FileSinkConfig) -> Result<SinkSummary, SinkErr
     // NDJSON of the batches held since the last flush; one flush is one
     // write (one zstd frame).
     let mut pending = Vec::with_capacity(4 << 20);
-    let mut held: Vec<Arc<Batch>> = Vec::new();
+    let mut held: Vec<SinkBatch> = Vec::new();
     loop {
         let next = ctx.input.blocking_recv();
         let end = next.is_none();
@@ -261,8 +260,8 @@ fn run(mut ctx: SinkContext, cfg: FileSinkConfig) -> Result<SinkSummary, SinkErr
                 });
             }
             pending.clear();
-            // The bytes are with the kernel: release the acknowledgements.
-            held.clear();
+            // The bytes are with the kernel: delivered.
+            held.drain(..).for_each(SinkBatch::delivered);
         }
         if end {
             break;

@@ -13,9 +13,7 @@ pub mod generator_source;
 pub mod stdin_source;
 pub mod stdout_sink;
 
-use std::sync::Arc;
-
-use sluice_core::{Batch, Registry, Shutdown};
+use sluice_core::{Batch, Registry, Shutdown, SinkBatch};
 use tokio::sync::mpsc;
 
 pub use delivery::{DeliveryLedger, SourceSummary};
@@ -44,9 +42,12 @@ pub struct SourceContext {
 pub struct SinkContext {
     /// Component id from the configuration.
     pub id: String,
-    /// Batches to write; shared with the other sinks (fan-out). The channel
-    /// closing means the input has ended: flush and return.
-    pub input: mpsc::Receiver<Arc<Batch>>,
+    /// Batches to write, each shared with the other sinks (fan-out) and
+    /// carrying this sink's claims on its acknowledgements: call
+    /// [`SinkBatch::delivered`] once the data is written; any other end
+    /// fails them. The channel closing means the input has ended: flush
+    /// and return.
+    pub input: mpsc::Receiver<SinkBatch>,
     /// Metrics.
     pub registry: Registry,
 }

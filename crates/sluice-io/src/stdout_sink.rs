@@ -3,10 +3,9 @@
 //! were handed to the kernel.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use sluice_core::encode::write_batch;
-use sluice_core::Batch;
+use sluice_core::SinkBatch;
 use tokio::task::JoinHandle;
 
 use crate::{SinkContext, SinkError, SinkSummary};
@@ -29,7 +28,7 @@ pub fn run(mut ctx: SinkContext, mut out: impl Write) -> Result<SinkSummary, Sin
     );
     let mut summary = SinkSummary::default();
     let mut buf = Vec::with_capacity(1 << 20);
-    let mut held: Vec<Arc<Batch>> = Vec::new();
+    let mut held: Vec<SinkBatch> = Vec::new();
     while let Some(batch) = ctx.input.blocking_recv() {
         buf.clear();
         write_batch(&batch, &mut buf);
@@ -54,8 +53,8 @@ pub fn run(mut ctx: SinkContext, mut out: impl Write) -> Result<SinkSummary, Sin
         events.add(n);
         bytes.add(buf.len() as u64);
         if should_flush {
-            // Dropping the batches releases their acknowledgements.
-            held.clear();
+            // With the kernel: delivered.
+            held.drain(..).for_each(SinkBatch::delivered);
         }
     }
     if let Err(source) = out.flush() {
@@ -66,16 +65,17 @@ pub fn run(mut ctx: SinkContext, mut out: impl Write) -> Result<SinkSummary, Sin
             source,
         });
     }
+    held.drain(..).for_each(SinkBatch::delivered);
     Ok(summary)
 }
 
 /// Mark everything held and everything still queued as not delivered.
-pub(crate) fn fail_all(held: &[Arc<Batch>], ctx: &mut SinkContext) {
+pub(crate) fn fail_all(held: &[SinkBatch], ctx: &mut SinkContext) {
     for b in held {
-        b.fail_acks();
+        b.fail();
     }
     ctx.input.close();
     while let Ok(b) = ctx.input.try_recv() {
-        b.fail_acks();
+        b.fail();
     }
 }

@@ -359,7 +359,9 @@ impl Stage for MultilineStage {
         if self.open_groups > 0 {
             // Open events hold lines of this batch: its source must not hear
             // of its delivery before they are emitted.
-            let tokens = batch.ack_tokens().to_vec();
+            // (Clones straight from the batch: every clone is a claim that
+            // must be released, so no temporary copies.)
+            let tokens = batch.ack_tokens();
             for s in self.streams.values_mut() {
                 if let Some(g) = &mut s.group {
                     if g.last_line == now {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sluice_core::{Batch, Counter, Registry, Stage};
+use sluice_core::{AckToken, Batch, Counter, Registry, SinkBatch, Stage};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -18,7 +18,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// Where a stage thread sends its output.
 enum Downstream {
     Next(mpsc::Sender<Batch>),
-    Sinks(Vec<mpsc::Sender<Arc<Batch>>>),
+    Sinks(Vec<mpsc::Sender<SinkBatch>>),
 }
 
 impl Downstream {
@@ -33,20 +33,23 @@ impl Downstream {
                 }
             },
             Downstream::Sinks(sinks) => {
+                let mut batch = batch;
                 // A batch whose events were all dropped on purpose (sampling)
-                // is done: dropping it acknowledges it.
+                // is done.
                 if batch.is_empty() {
+                    batch.release_acks();
                     return true;
                 }
+                // Each sink gets the bytes shared and a claim of its own on
+                // the acknowledgements; the batch's part ends here.
+                let acks = batch.take_acks();
                 let batch = Arc::new(batch);
                 let mut any = false;
                 for tx in sinks {
-                    match tx.blocking_send(batch.clone()) {
-                        Ok(()) => any = true,
-                        // That sink died; it did not take this batch.
-                        Err(_) => batch.fail_acks(),
-                    }
+                    // A sink that died drops what it is sent: its claim fails.
+                    any |= tx.blocking_send(SinkBatch::new(batch.clone(), acks.clone())).is_ok();
                 }
+                acks.into_iter().for_each(AckToken::release);
                 any
             }
         }
@@ -73,7 +76,7 @@ impl Chain {
 pub fn start(
     stages: Vec<Box<dyn Stage>>,
     head: mpsc::Receiver<Batch>,
-    sinks: Vec<mpsc::Sender<Arc<Batch>>>,
+    sinks: Vec<mpsc::Sender<SinkBatch>>,
     capacity: usize,
     registry: &Registry,
 ) -> Result<Chain, RuntimeError> {

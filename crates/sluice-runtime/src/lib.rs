@@ -15,11 +15,10 @@
 
 mod chain;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_config::{Config, SinkConfig, SourceConfig};
-use sluice_core::{Batch, Registry, Shutdown, Stage};
+use sluice_core::{Batch, Registry, Shutdown, SinkBatch, Stage};
 use sluice_io::{SinkContext, SinkSummary, SourceContext, SourceSummary};
 use sluice_parse::ParseStage;
 use tokio::sync::mpsc;
@@ -161,7 +160,7 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
     let mut sink_senders = Vec::new();
     let mut sink_tasks = Vec::new();
     for (id, sink) in &config.sinks {
-        let (tx, rx) = mpsc::channel::<Arc<Batch>>(capacity);
+        let (tx, rx) = mpsc::channel::<SinkBatch>(capacity);
         sink_senders.push(tx);
         let ctx = SinkContext {
             id: id.clone(),

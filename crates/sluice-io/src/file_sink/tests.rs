@@ -1,7 +1,7 @@
 use super::*;
 use sluice_config::ByteSize;
-use sluice_core::Event;
 use sluice_core::{ack, AckStatus, EventKind, Registry, Span};
+use sluice_core::{Batch, Event};
 use tokio::sync::mpsc;
 
 fn json_batch(first: usize, n: usize) -> Batch {
@@ -48,7 +48,7 @@ fn run_sink(cfg: FileSinkConfig, batches: Vec<Batch>) -> (SinkSummary, Registry)
     let registry = Registry::new();
     let (tx, rx) = mpsc::channel(64);
     for b in batches {
-        tx.try_send(Arc::new(b)).unwrap();
+        tx.try_send(SinkBatch::sole(b)).unwrap();
     }
     drop(tx);
     let ctx = SinkContext {
@@ -118,7 +118,7 @@ fn batches_are_acknowledged_after_the_write_and_failed_when_it_fails() {
     let mut doomed = json_batch(0, 10);
     doomed.add_ack(ack_tx.token(2));
     let (tx, rx) = mpsc::channel(4);
-    tx.try_send(Arc::new(doomed)).unwrap();
+    tx.try_send(SinkBatch::sole(doomed)).unwrap();
     drop(tx);
     let ctx = SinkContext {
         id: "f".into(),

@@ -20,21 +20,21 @@ pub(crate) mod disk;
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sluice_config::{BufferConfig, BufferKind, WhenFull};
-use sluice_core::{AckToken, Batch, Counter, Gauge, Registry};
+use sluice_core::{AckToken, Counter, Gauge, Registry, SinkBatch};
 use tokio::sync::Notify;
 
 use crate::frame::Frame;
 use disk::{DiskQueue, Position};
 
-/// What the memory buffer keeps of an encoded pipeline batch: clones of its
-/// acknowledgement tokens, which hold the source's acknowledgement back
-/// until they are dropped (delivered) or failed. The batch's bytes and
-/// events are freed as soon as every sink has encoded them: holding whole
-/// batches doubled a storage sink's peak RSS.
+/// What the memory buffer keeps of an encoded pipeline batch: this sink's
+/// claims on its acknowledgements, released once the target stored its
+/// records and failed by any other end. The batch's bytes and events are
+/// freed as soon as every sink has encoded them: holding whole batches
+/// doubled a storage sink's peak RSS.
 #[derive(Debug)]
 struct Held {
     acks: Vec<AckToken>,
@@ -42,15 +42,16 @@ struct Held {
 }
 
 impl Held {
-    fn of(batch: &Batch) -> Held {
+    fn of(batch: SinkBatch) -> Held {
+        let events = batch.len() as u64;
         Held {
-            acks: batch.ack_tokens().to_vec(),
-            events: batch.len() as u64,
+            acks: batch.into_acks(),
+            events,
         }
     }
 
-    fn fail(&self) {
-        self.acks.iter().for_each(AckToken::fail);
+    fn delivered(self) {
+        self.acks.into_iter().for_each(AckToken::release);
     }
 }
 
@@ -174,7 +175,7 @@ impl Buffer {
     /// Buffer `frame`, the encoding of `batch`. Waits for room (`block`) or
     /// drops it (`drop_newest`). A frame larger than the whole buffer is
     /// still taken when the buffer is empty, so it cannot wedge the sink.
-    pub async fn push(&self, frame: Frame, batch: Arc<Batch>) -> io::Result<Pushed> {
+    pub async fn push(&self, frame: Frame, batch: SinkBatch) -> io::Result<Pushed> {
         let size = frame.size();
         loop {
             let room = self.space_ready.notified();
@@ -184,18 +185,18 @@ impl Buffer {
                     let State { backend, bytes, .. } = &mut *st;
                     match backend {
                         Backend::Memory(q) => {
-                            q.push_back((frame, Held::of(&batch)));
+                            q.push_back((frame, Held::of(batch)));
                             *bytes += size;
                         }
                         Backend::Disk { queue, last_sync, .. } => {
+                            // An error drops the batch: its claims fail.
                             *bytes += queue.append(&frame)?;
                             if last_sync.elapsed() >= self.fsync_interval {
                                 queue.sync()?;
                                 *last_sync = Instant::now();
                             }
-                            // Written: the buffer owns it now. Dropping the
-                            // batch releases its acknowledgement.
-                            drop(batch);
+                            // Written: the buffer is responsible for it now.
+                            batch.delivered();
                         }
                     }
                     self.bytes_gauge.set(st.bytes as i64);
@@ -205,7 +206,9 @@ impl Buffer {
                 }
                 if self.when_full == WhenFull::DropNewest {
                     self.dropped.add(batch.len() as u64);
-                    // Deliberately dropped: the source may move on.
+                    // Deliberately dropped, by the operator's rule: the
+                    // source may move on.
+                    batch.delivered();
                     return Ok(Pushed::Dropped);
                 }
             }
@@ -341,8 +344,7 @@ impl Buffer {
         st.bytes = st.bytes.saturating_sub(taken.size);
         self.bytes_gauge.set(st.bytes as i64);
         drop(st);
-        // Dropping the batches acknowledges them.
-        drop(taken);
+        taken.batches.into_iter().for_each(Held::delivered);
         self.space_ready.notify_one();
         Ok(())
     }
@@ -354,17 +356,15 @@ impl Buffer {
     pub fn abandon(&self, taken: Option<Taken>) -> io::Result<u64> {
         let mut st = self.lock();
         let mut failed = 0;
-        let mut fail = |b: &Held| {
-            b.fail();
-            failed += b.events;
-        };
-        if let Some(t) = &taken {
-            t.batches.iter().for_each(&mut fail);
+        // Dropped without release: their sources hear they failed.
+        let mut fail = |b: Held| failed += b.events;
+        if let Some(t) = taken {
+            t.batches.into_iter().for_each(&mut fail);
         }
         match &mut st.backend {
             Backend::Memory(q) => {
                 for (_, b) in q.drain(..) {
-                    fail(&b);
+                    fail(b);
                 }
             }
             Backend::Disk { queue, peeked, .. } => {

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use sluice_config::{BufferConfig, BufferKind, ByteSize, WhenFull};
 use sluice_core::ack::{self, AckStatus};
-use sluice_core::{Batch, Event, Registry, Span};
+use sluice_core::{Batch, Event, Registry, SinkBatch, Span};
 
 use super::*;
 
@@ -16,13 +16,13 @@ fn frame(n: usize, bytes_each: usize) -> Frame {
     f
 }
 
-fn batch_with_ack(sender: &ack::AckSender, seq: u64) -> Arc<Batch> {
+fn batch_with_ack(sender: &ack::AckSender, seq: u64) -> SinkBatch {
     let mut b = Batch::new(
         b"x".to_vec(),
         vec![Event::unparsed(Span::new(0, 1), 0, Event::NO_ORIGIN)],
     );
     b.add_ack(sender.token(seq));
-    Arc::new(b)
+    SinkBatch::sole(b)
 }
 
 fn cfg(kind: BufferKind, max: u64, when_full: WhenFull) -> BufferConfig {
@@ -40,9 +40,15 @@ async fn memory_buffer_acknowledges_only_on_commit_and_fails_on_abandon() {
     let r = Registry::new();
     let buf = Buffer::open(&cfg(BufferKind::Memory, 1 << 20, WhenFull::Block), dir.path(), &r, "s").unwrap();
     let (tx, mut rx) = ack::channel();
-    let first = batch_with_ack(&tx, 0);
+    let mut first = Batch::new(
+        b"x".to_vec(),
+        vec![Event::unparsed(Span::new(0, 1), 0, Event::NO_ORIGIN)],
+    );
+    first.add_ack(tx.token(0));
+    let acks = first.take_acks();
+    let first = Arc::new(first);
     let first_alive = Arc::downgrade(&first);
-    buf.push(frame(2, 10), first).await.unwrap();
+    buf.push(frame(2, 10), SinkBatch::new(first, acks)).await.unwrap();
     assert!(
         first_alive.upgrade().is_none(),
         "the buffer keeps the batch's acknowledgement, not its bytes"

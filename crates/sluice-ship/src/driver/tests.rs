@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sluice_config::DeliveryConfig;
 use sluice_core::ack::{self, AckStatus};
-use sluice_core::{Batch, Event, Registry, Span};
+use sluice_core::{Batch, Event, Registry, SinkBatch, Span};
 use tokio::sync::mpsc;
 
 use super::*;
@@ -92,7 +92,7 @@ async fn run(
         }
         let mut b = Batch::new(data, events);
         b.add_ack(ack_tx.token(seq as u64));
-        tx.send(Arc::new(b)).await.unwrap();
+        tx.send(SinkBatch::sole(b)).await.unwrap();
     }
     drop(tx);
     let stored = Arc::new(Mutex::new(Vec::new()));
