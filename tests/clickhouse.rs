@@ -277,16 +277,6 @@ impl PodLog {
     }
 }
 
-fn seq_counts(ch: &ClickHouse) -> HashMap<u64, u64> {
-    ch.query("SELECT visitParamExtractUInt(raw, 'seq') AS s, count() FROM logs GROUP BY s FORMAT TSV")
-        .lines()
-        .map(|l| {
-            let (s, n) = l.split_once('\t').unwrap();
-            (s.parse().unwrap(), n.parse().unwrap())
-        })
-        .collect()
-}
-
 fn wait_for_rows(ch: &ClickHouse, n: u64, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
@@ -414,7 +404,7 @@ max_bytes = "64MiB"
     let third = start();
     wait_for_rows(&ch, 60_000, Duration::from_secs(60));
     stop(third);
-    let counts = seq_counts(&ch);
+    let counts = ch.seq_counts("logs");
     assert_eq!(counts.len(), 60_000, "every line arrived");
     assert!(counts.keys().all(|&s| s < 60_000));
     let duplicates: u64 = counts.values().map(|n| n - 1).sum();

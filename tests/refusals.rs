@@ -58,18 +58,6 @@ fn refusal_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-fn seq_counts(ch: &ClickHouse, table: &str) -> HashMap<u64, u64> {
-    ch.query(&format!(
-        "SELECT visitParamExtractUInt(raw, 'seq') AS s, count() FROM {table} GROUP BY s FORMAT TSV"
-    ))
-    .lines()
-    .map(|l| {
-        let (s, n) = l.split_once('\t').unwrap();
-        (s.parse().unwrap(), n.parse().unwrap())
-    })
-    .collect()
-}
-
 fn assert_each_once(counts: &HashMap<u64, u64>, n: u64) {
     assert_eq!(counts.len() as u64, n, "distinct records stored");
     for s in 0..n {
@@ -219,7 +207,7 @@ type = "disk"
         stderr.contains("clean: every event was delivered to every sink"),
         "{stderr}"
     );
-    assert_each_once(&seq_counts(ch, table), 3000);
+    assert_each_once(&ch.seq_counts(table), 3000);
     assert_eq!(
         std::fs::read_dir(dir.path().join("state/buffer/ch")).unwrap().count(),
         0,

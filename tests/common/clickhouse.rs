@@ -125,6 +125,19 @@ impl ClickHouse {
         self.launch();
     }
 
+    /// How often each `seq` of the rows' `raw` is stored in `table`.
+    pub fn seq_counts(&self, table: &str) -> std::collections::HashMap<u64, u64> {
+        self.query(&format!(
+            "SELECT visitParamExtractUInt(raw, 'seq') AS s, count() FROM {table} GROUP BY s FORMAT TSV"
+        ))
+        .lines()
+        .map(|l| {
+            let (s, n) = l.split_once('\t').unwrap();
+            (s.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect()
+    }
+
     /// Run `sql`, return the body; panics on an error answer.
     pub fn query(&self, sql: &str) -> String {
         match self.http("POST", "/", sql) {

@@ -5,13 +5,15 @@
 //! and acknowledge), so nothing in flight is lost: the signal stops new input,
 //! it never aborts work already accepted.
 
+use std::time::Instant;
+
 use tokio::sync::watch;
 
 /// A clonable shutdown signal. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    tx: std::sync::Arc<watch::Sender<bool>>,
-    rx: watch::Receiver<bool>,
+    tx: std::sync::Arc<watch::Sender<Option<Instant>>>,
+    rx: watch::Receiver<Option<Instant>>,
 }
 
 impl Default for Shutdown {
@@ -23,27 +25,36 @@ impl Default for Shutdown {
 impl Shutdown {
     /// A signal that has not fired.
     pub fn new() -> Shutdown {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(None);
         Shutdown {
             tx: std::sync::Arc::new(tx),
             rx,
         }
     }
 
-    /// Fire the signal (idempotent).
+    /// Fire the signal (idempotent: the first time counts).
     pub fn trigger(&self) {
-        self.tx.send_replace(true);
+        self.tx.send_if_modified(|at| {
+            let first = at.is_none();
+            at.get_or_insert_with(Instant::now);
+            first
+        });
     }
 
     /// Whether the signal has fired.
     pub fn is_triggered(&self) -> bool {
+        self.rx.borrow().is_some()
+    }
+
+    /// When the signal fired: the shutdown deadlines count from here.
+    pub fn triggered_at(&self) -> Option<Instant> {
         *self.rx.borrow()
     }
 
     /// Resolve once the signal has fired.
     pub async fn wait(&mut self) {
         // The sender lives in `self`, so `wait_for` cannot see it closed.
-        let _ = self.rx.wait_for(|fired| *fired).await;
+        let _ = self.rx.wait_for(Option::is_some).await;
     }
 }
 

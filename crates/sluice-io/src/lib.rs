@@ -50,6 +50,9 @@ pub struct SinkContext {
     pub input: mpsc::Receiver<SinkBatch>,
     /// Metrics.
     pub registry: Registry,
+    /// The run's shutdown signal: a sink still holding data for a failing
+    /// target gives up `shutdown_timeout` after it fired.
+    pub shutdown: Shutdown,
 }
 
 /// A source failed.
@@ -104,10 +107,15 @@ pub struct SinkSummary {
     pub dead_lettered: u64,
     /// Batches dropped because the buffer was full (`drop_newest`).
     pub dropped_batches: u64,
+    /// The events in them: dropped on purpose, by the operator's rule.
+    pub dropped_events: u64,
     /// Events still undelivered when the run ended with the target down
     /// (memory buffer: reported to their sources as not delivered).
     pub abandoned_events: u64,
     /// Encoded bytes a disk buffer still holds at the end of the run: safe,
     /// and delivered by the next run, but not delivered by this one.
     pub held_bytes: u64,
+    /// Bytes of damaged disk buffer regions moved to `quarantine/`: kept
+    /// for inspection, never delivered.
+    pub quarantined_bytes: u64,
 }

@@ -78,6 +78,12 @@ impl RunReport {
                     s.abandoned_events
                 ));
             }
+            if s.quarantined_bytes > 0 {
+                lost.push(format!(
+                    "sink `{id}`: {} bytes of damaged disk buffer moved to quarantine, not delivered",
+                    s.quarantined_bytes
+                ));
+            }
             if s.held_bytes > 0 {
                 held.push(format!(
                     "sink `{id}`: {} bytes held in its disk buffer for the next start",
@@ -166,6 +172,7 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
             id: id.clone(),
             input: rx,
             registry: registry.clone(),
+            shutdown: shutdown.clone(),
         };
         let task = match sink {
             SinkConfig::Stdout(_) => sluice_io::stdout_sink::spawn(ctx),

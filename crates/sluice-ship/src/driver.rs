@@ -116,15 +116,23 @@ struct Delivery<T> {
     /// target answers with it, it is refusing everyone (no bisection, no
     /// dead letters). Cleared once the target stores anything.
     refuses_everyone: Option<String>,
+    /// The run's signal: delivery gives up `shutdown_timeout` after it.
+    shutdown: sluice_core::Shutdown,
     summary: SinkSummary,
 }
 
 /// Why a request was given up.
-struct GaveUp;
+enum GaveUp {
+    /// The shutdown deadline passed with the target still failing.
+    Deadline,
+    /// A refused record could not be written to the dead-letter file: it
+    /// exists nowhere else, so the request stays undelivered.
+    DeadLetters(std::io::Error),
+}
 
 impl<T: Transport> Delivery<T> {
     /// Send `records` until each is stored or dead-lettered; `Err` when the
-    /// shutdown deadline passed first.
+    /// shutdown deadline passed first or a dead letter could not be kept.
     async fn deliver(&mut self, records: &[&[u8]], buffer: &Buffer) -> Result<(), GaveUp> {
         let whole: Vec<usize> = (0..records.len()).collect();
         let mut groups: Vec<Vec<usize>> = vec![whole.clone()];
@@ -134,7 +142,6 @@ impl<T: Transport> Delivery<T> {
         let mut doubtful: Vec<(usize, String)> = Vec::new();
         let mut request: Vec<&[u8]> = Vec::new();
         loop {
-            let deadline = buffer.closed_at().map(|t| t + self.cfg.shutdown_timeout);
             let Some(mut group) = groups.pop() else {
                 if let Some(reason) = refused_alike(&doubtful, records.len()) {
                     let failure = Failure {
@@ -146,24 +153,23 @@ impl<T: Transport> Delivery<T> {
                     };
                     self.refuses_everyone = Some(reason);
                     doubtful.clear();
-                    self.failed(&failure, deadline).await;
+                    self.failed(&failure, buffer).await;
                     groups.push(whole.clone());
                     continue;
                 }
                 for (i, reason) in doubtful.drain(..) {
-                    self.dead_letter(records[i], &reason);
+                    self.dead_letter(records[i], &reason)?;
                 }
                 return Ok(());
             };
             loop {
                 let now = Instant::now();
-                let deadline = buffer.closed_at().map(|t| t + self.cfg.shutdown_timeout);
-                if deadline.is_some_and(|d| now >= d) {
-                    return Err(GaveUp);
+                if self.deadline(buffer).is_some_and(|d| now >= d) {
+                    return Err(GaveUp::Deadline);
                 }
                 let wait = self.breaker.wait(now);
                 if !wait.is_zero() {
-                    sleep_until_or(now + wait, deadline).await;
+                    self.pause(now + wait, buffer).await;
                     continue;
                 }
                 request.clear();
@@ -183,7 +189,7 @@ impl<T: Transport> Delivery<T> {
                             kind: FailureKind::Refusing,
                             reason: format!("every record refused for one reason: {}", r.reason),
                         };
-                        self.failed(&failure, deadline).await;
+                        self.failed(&failure, buffer).await;
                     }
                     SendResult::Rejected(r) => {
                         // The target is up and judging the data.
@@ -197,7 +203,7 @@ impl<T: Transport> Delivery<T> {
                             groups.push(second);
                             groups.push(group);
                         } else if r.blame == Blame::Record {
-                            self.dead_letter(records[group[0]], &r.reason);
+                            self.dead_letter(records[group[0]], &r.reason)?;
                         } else {
                             doubtful.push((group[0], r.reason));
                         }
@@ -209,7 +215,7 @@ impl<T: Transport> Delivery<T> {
                         failure,
                     } => {
                         for (i, reason) in &rejected {
-                            self.dead_letter(request[*i], reason);
+                            self.dead_letter(request[*i], reason)?;
                         }
                         let stored: Vec<&[u8]> = (0..request.len())
                             .filter(|i| !retry.contains(i) && !rejected.iter().any(|(r, _)| r == i))
@@ -229,22 +235,44 @@ impl<T: Transport> Delivery<T> {
                         }
                         group = retry.iter().map(|&i| group[i]).collect();
                         match failure {
-                            Some(failure) => self.failed(&failure, deadline).await,
+                            Some(failure) => self.failed(&failure, buffer).await,
                             None => {
                                 self.counters.retries.inc();
                                 let delay = self.backoff.next_delay();
-                                sleep_until_or(Instant::now() + delay, deadline).await;
+                                self.pause(Instant::now() + delay, buffer).await;
                             }
                         }
                     }
-                    SendResult::Failed(failure) => self.failed(&failure, deadline).await,
+                    SendResult::Failed(failure) => self.failed(&failure, buffer).await,
                 }
             }
         }
     }
 
+    /// When delivery gives up on a failing target: `shutdown_timeout` after
+    /// the signal, or after the input ended, whichever came first.
+    fn deadline(&self, buffer: &Buffer) -> Option<Instant> {
+        let since = match (buffer.closed_at(), self.shutdown.triggered_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        since.map(|t| t + self.cfg.shutdown_timeout)
+    }
+
+    /// Wait until `until`, the deadline, or a shutdown signal (which may
+    /// bring the deadline closer), whichever comes first.
+    async fn pause(&mut self, until: Instant, buffer: &Buffer) {
+        let until = self.deadline(buffer).map_or(until, |d| until.min(d));
+        let mut shutdown = self.shutdown.clone();
+        let signalled = self.shutdown.is_triggered();
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            () = shutdown.wait(), if !signalled => {}
+        }
+    }
+
     /// A request failed as a whole: count and report it, pace the retry.
-    async fn failed(&mut self, failure: &Failure, deadline: Option<Instant>) {
+    async fn failed(&mut self, failure: &Failure, buffer: &Buffer) {
         self.counters.retries.inc();
         if failure.kind == FailureKind::Timeout {
             self.counters.timeouts.inc();
@@ -253,7 +281,7 @@ impl<T: Transport> Delivery<T> {
         self.breaker.failure(now);
         let delay = self.backoff.next_delay();
         self.health.failed(failure, delay, now);
-        sleep_until_or(now + delay, deadline).await;
+        self.pause(now + delay, buffer).await;
     }
 
     /// The target stored `records`: it is taking requests.
@@ -273,14 +301,11 @@ impl<T: Transport> Delivery<T> {
         self.summary.bytes += bytes as u64;
     }
 
-    fn dead_letter(&mut self, record: &[u8], reason: &str) {
+    fn dead_letter(&mut self, record: &[u8], reason: &str) -> Result<(), GaveUp> {
         let shown = self.transport.describe(record);
-        if let Err(e) = self.dead.write(shown, reason) {
-            // The record cannot be kept anywhere: say so loudly; the run
-            // ends unclean through the summary count below.
-            tracing::error!(error = %e, "cannot write the dead-letter file");
-        }
+        self.dead.write(shown, reason).map_err(GaveUp::DeadLetters)?;
         self.summary.dead_lettered += 1;
+        Ok(())
     }
 }
 
@@ -290,11 +315,6 @@ impl<T: Transport> Delivery<T> {
 fn refused_alike(doubtful: &[(usize, String)], n: usize) -> Option<String> {
     let (_, first) = doubtful.first()?;
     (n > 1 && doubtful.len() == n && doubtful.iter().all(|(_, r)| r == first)).then(|| first.clone())
-}
-
-async fn sleep_until_or(until: Instant, deadline: Option<Instant>) {
-    let until = deadline.map_or(until, |d| until.min(d));
-    tokio::time::sleep_until(until.into()).await;
 }
 
 /// Everything a storage sink needs besides its encoder and transport.
@@ -356,6 +376,7 @@ pub async fn run_sink<E: Encoder, T: Transport>(
         },
         health: TargetHealth::new(r, &id),
         refuses_everyone: None,
+        shutdown: ctx.shutdown.clone(),
         cfg: cfg.clone(),
         summary: SinkSummary::default(),
     };
@@ -365,14 +386,19 @@ pub async fn run_sink<E: Encoder, T: Transport>(
     let intake_buffer = Arc::clone(&buffer);
     let intake_id = id.clone();
     let intake = tokio::spawn(async move {
-        let mut dropped = 0u64;
+        let (mut dropped, mut refused) = ((0u64, 0u64), 0u64);
         let mut result = Ok(());
         while let Some(batch) = ctx.input.recv().await {
             let mut frame = Frame::default();
             encoder.encode(&batch, &mut frame);
+            let events = batch.len() as u64;
             match intake_buffer.push(frame, batch).await {
                 Ok(Pushed::Stored) => {}
-                Ok(Pushed::Dropped) => dropped += 1,
+                Ok(Pushed::Dropped) => {
+                    dropped.0 += 1;
+                    dropped.1 += events;
+                }
+                Ok(Pushed::Abandoned) => refused += events,
                 Err(e) => {
                     result = Err(SinkError::Write {
                         id: intake_id.clone(),
@@ -383,46 +409,72 @@ pub async fn run_sink<E: Encoder, T: Transport>(
                 }
             }
         }
-        // Anything still queued in the channel is dropped undelivered here
-        // (only after a buffer error), which fails its acknowledgements.
+        // Anything still queued in the channel is dropped undelivered with
+        // it (only after a buffer error), which fails its claims.
         intake_buffer.close();
-        (result, dropped)
+        (result, dropped, refused)
     });
 
     let max_bytes = cfg.batch_max_bytes.0;
     let mut abandoned = 0;
+    let mut failure: Option<SinkError> = None;
     loop {
-        let taken = buffer
-            .take(max_bytes, cfg.batch_max_events, cfg.batch_timeout)
-            .await
-            .map_err(io_err("reading the disk buffer"))?;
-        let Some(taken) = taken else { break };
-        let records: Vec<&[u8]> = taken.frames.iter().flat_map(Frame::records).collect();
-        match delivery.deliver(&records, &buffer).await {
-            Ok(()) => {
-                drop(records);
-                buffer.commit(taken).map_err(io_err("committing the disk buffer"))?;
+        let taken = match buffer.take(max_bytes, cfg.batch_max_events, cfg.batch_timeout).await {
+            Ok(Some(taken)) => taken,
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(io_err("reading the disk buffer")(e));
+                break;
             }
-            Err(GaveUp) => {
-                drop(records);
-                let events = taken.records() as u64;
-                abandoned = buffer.abandon(Some(taken)).map_err(io_err("closing the disk buffer"))?;
+        };
+        let records: Vec<&[u8]> = taken.frames.iter().flat_map(Frame::records).collect();
+        let outcome = delivery.deliver(&records, &buffer).await;
+        drop(records);
+        let events = taken.records() as u64;
+        let gave_up = match outcome {
+            Ok(()) => match buffer.commit(taken) {
+                Ok(()) => continue,
+                Err(e) => {
+                    failure = Some(io_err("committing the disk buffer")(e));
+                    None
+                }
+            },
+            Err(GaveUp::Deadline) => {
                 tracing::error!(
                     sink = %id,
                     events_in_request = events,
-                    "target still failing after shutdown_timeout: undelivered data left for the next run"
+                    "target still failing after shutdown_timeout: a memory buffer's events are not delivered (their sources read them again next start), a disk buffer keeps them"
                 );
-                break;
+                Some(taken)
             }
+            Err(GaveUp::DeadLetters(e)) => {
+                failure = Some(io_err("writing the dead-letter file")(e));
+                Some(taken)
+            }
+        };
+        // No more deliveries: what is held fails (memory) or stays (disk),
+        // and intake refuses the rest.
+        match buffer.abandon(gave_up) {
+            Ok(n) => abandoned = n,
+            Err(e) => failure = failure.or(Some(io_err("closing the disk buffer")(e))),
         }
+        break;
+    }
+    if failure.is_some() {
+        // Ended early on an error: make sure nothing waits on delivery.
+        abandoned += buffer.abandon(None).unwrap_or(0);
     }
     let held = buffer.finish().map_err(io_err("closing the disk buffer"))?;
-    let (intake_result, dropped) = intake.await.unwrap_or((Ok(()), 0));
+    let (intake_result, dropped, refused) = intake.await.unwrap_or((Ok(()), (0, 0), 0));
+    if let Some(e) = failure {
+        return Err(e);
+    }
     intake_result?;
     let mut summary = delivery.summary;
-    summary.dropped_batches = dropped;
-    summary.abandoned_events = abandoned;
+    (summary.dropped_batches, summary.dropped_events) = dropped;
+    summary.abandoned_events = abandoned + refused;
     summary.held_bytes = held;
+    summary.quarantined_bytes = buffer.quarantined_bytes();
     Ok(summary)
 }
 

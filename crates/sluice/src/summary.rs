@@ -21,7 +21,22 @@ fn counter(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> u64 {
 pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String {
     let mut s = String::new();
     let verdict = match report.verdict() {
-        Verdict::Clean => "clean: every event was delivered to every sink".to_string(),
+        Verdict::Clean => {
+            let dropped: Vec<String> = report
+                .sinks
+                .iter()
+                .filter(|(_, s)| s.dropped_events > 0)
+                .map(|(id, s)| format!("{} events at sink `{id}`", s.dropped_events))
+                .collect();
+            if dropped.is_empty() {
+                "clean: every event was delivered to every sink".to_string()
+            } else {
+                format!(
+                    "clean: every event was delivered to every sink or dropped by when_full = \"drop_newest\" ({})",
+                    dropped.join(", ")
+                )
+            }
+        }
         Verdict::Held(why) => format!("nothing lost, not all delivered: {}", why.join("; ")),
         Verdict::NotClean(why) => format!("NOT clean: {}", why.join("; ")),
     };
@@ -120,14 +135,17 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             let v = |name: &str| registry.value(name, &l).unwrap_or(0);
             let _ = write!(
                 line,
-                "; {} retries, {} timeouts, circuit opened {}x, {} dead-lettered, {} dropped batches, {} not delivered",
+                "; {} retries, {} timeouts, circuit opened {}x, {} dead-lettered, {} dropped (drop_newest), {} not delivered",
                 v("sink_retries_total"),
                 v("sink_timeouts_total"),
                 v("circuit_open_total"),
                 sink.dead_lettered,
-                sink.dropped_batches,
+                sink.dropped_events,
                 sink.abandoned_events,
             );
+            if sink.quarantined_bytes > 0 {
+                let _ = write!(line, ", {} bytes quarantined", sink.quarantined_bytes);
+            }
             if sink.held_bytes > 0 {
                 let _ = write!(line, ", {:.1} MB held in the disk buffer", mb(sink.held_bytes));
             }

@@ -55,6 +55,7 @@ fn run_sink(cfg: FileSinkConfig, batches: Vec<Batch>) -> (SinkSummary, Registry)
         id: "f".into(),
         input: rx,
         registry: registry.clone(),
+        shutdown: sluice_core::Shutdown::new(),
     };
     (run(ctx, cfg).unwrap(), registry)
 }
@@ -124,6 +125,7 @@ fn batches_are_acknowledged_after_the_write_and_failed_when_it_fails() {
         id: "f".into(),
         input: rx,
         registry: Registry::new(),
+        shutdown: sluice_core::Shutdown::new(),
     };
     let err = run(ctx, config(&blocker.join("sub"), Compression::Zstd, 1 << 20, None)).unwrap_err();
     assert!(err.to_string().starts_with("sink `f`: writing a file failed"), "{err}");

@@ -75,6 +75,9 @@ pub(crate) struct DiskQueue {
     quarantined: Vec<Quarantined>,
     scratch: Vec<u8>,
     dirty: bool,
+    /// An append found the volume full: once everything is delivered, the
+    /// segments are freed at once instead of when they fill up.
+    volume_was_full: bool,
 }
 
 impl DiskQueue {
@@ -135,6 +138,7 @@ impl DiskQueue {
             quarantined: Vec::new(),
             scratch: Vec::new(),
             dirty: false,
+            volume_was_full: false,
         })
     }
 
@@ -159,7 +163,13 @@ impl DiskQueue {
         let crc = crc32fast::hash(&self.scratch[HEADER as usize..]);
         self.scratch[4..8].copy_from_slice(&body_len.to_le_bytes());
         self.scratch[8..12].copy_from_slice(&crc.to_le_bytes());
-        w.file.write_all(&self.scratch)?;
+        if let Err(e) = w.file.write_all(&self.scratch) {
+            // A full volume may have taken part of the frame: cut it off,
+            // so the retried frame follows whole frames, not a torn one.
+            let _ = w.file.set_len(w.len);
+            self.volume_was_full |= is_volume_full(&e);
+            return Err(e);
+        }
         w.len += self.scratch.len() as u64;
         self.pending += self.scratch.len() as u64;
         self.dirty = true;
@@ -278,9 +288,28 @@ impl DiskQueue {
     pub fn commit(&mut self, to: Position, consumed: u64) -> io::Result<()> {
         self.pending = self.pending.saturating_sub(consumed);
         self.durable = to;
-        let tmp = self.dir.join("position.json.tmp");
-        fs::write(&tmp, serde_json::to_vec(&to).expect("a position serializes"))?;
-        fs::rename(&tmp, self.dir.join("position.json"))?;
+        if self.pending == 0 && self.read == to && self.volume_was_full {
+            if let Some(&last) = self.segments.back() {
+                self.volume_was_full = false;
+                // Everything written was delivered: free every segment now
+                // (on a full volume, the room the next frames wait for) and
+                // write the next frame in a new one. Deleting first is safe:
+                // a crash before the position is saved finds no segment at
+                // the saved position and starts at the next.
+                self.writer = None;
+                for id in self.segments.drain(..) {
+                    fs::remove_file(segment_path(&self.dir, id))?;
+                }
+                let next = Position {
+                    segment: last + 1,
+                    offset: 0,
+                };
+                self.durable = next;
+                self.read = next;
+                return self.save_position(next);
+            }
+        }
+        self.save_position(to)?;
         while let Some(&oldest) = self.segments.front() {
             let is_writer = self.writer.as_ref().is_some_and(|w| w.id == oldest);
             if oldest >= to.segment || is_writer {
@@ -290,6 +319,21 @@ impl DiskQueue {
             self.segments.pop_front();
         }
         Ok(())
+    }
+
+    /// Persist the read position. It only bounds what a crash re-sends, so
+    /// a volume too full for it is no error: the next commit tries again.
+    fn save_position(&self, to: Position) -> io::Result<()> {
+        let tmp = self.dir.join("position.json.tmp");
+        let saved = fs::write(&tmp, serde_json::to_vec(&to).expect("a position serializes"))
+            .and_then(|()| fs::rename(&tmp, self.dir.join("position.json")));
+        match saved {
+            Err(e) if is_volume_full(&e) => {
+                let _ = fs::remove_file(&tmp);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// At a clean end: when everything was delivered, remove the segments
@@ -314,6 +358,11 @@ impl DiskQueue {
     pub fn rewind(&mut self) {
         self.read = self.durable;
     }
+}
+
+/// Whether `e` says the volume (or the user's quota on it) is full.
+pub(crate) fn is_volume_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {

@@ -89,6 +89,8 @@ struct State {
     /// Bytes held: queued plus in flight.
     bytes: u64,
     closed_at: Option<Instant>,
+    /// Delivery gave up: pushes are refused.
+    abandoned: bool,
 }
 
 /// What one attempt to move a frame into a request found.
@@ -105,6 +107,8 @@ pub enum Pushed {
     Stored,
     /// Dropped because the buffer was full (`drop_newest`).
     Dropped,
+    /// Dropped undelivered: delivery gave up at shutdown.
+    Abandoned,
 }
 
 /// See the module docs.
@@ -118,6 +122,9 @@ pub struct Buffer {
     bytes_gauge: Gauge,
     dropped: Counter,
     corrupt: Counter,
+    volume_full: Counter,
+    volume_full_logged: Mutex<Option<Instant>>,
+    quarantined_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Buffer {
@@ -146,6 +153,7 @@ impl Buffer {
                 backend,
                 bytes,
                 closed_at: None,
+                abandoned: false,
             }),
             data_ready: Notify::new(),
             space_ready: Notify::new(),
@@ -163,6 +171,13 @@ impl Buffer {
                 "Damaged disk buffer regions moved to quarantine.",
                 &labels,
             ),
+            volume_full: registry.counter(
+                "buffer_volume_full_total",
+                "Writes to a disk buffer that found its volume full (intake waited or dropped).",
+                &labels,
+            ),
+            volume_full_logged: Mutex::new(None),
+            quarantined_bytes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -174,35 +189,52 @@ impl Buffer {
 
     /// Buffer `frame`, the encoding of `batch`. Waits for room (`block`) or
     /// drops it (`drop_newest`). A frame larger than the whole buffer is
-    /// still taken when the buffer is empty, so it cannot wedge the sink.
+    /// still taken when the buffer is empty, so it cannot wedge the sink. A
+    /// disk buffer whose volume is full is full too: intake waits (or
+    /// drops), retrying the write as delivery frees room. Once delivery
+    /// gave up ([`Buffer::abandon`]) nothing is taken any more: the batch
+    /// is dropped undelivered.
     pub async fn push(&self, frame: Frame, batch: SinkBatch) -> io::Result<Pushed> {
         let size = frame.size();
         loop {
             let room = self.space_ready.notified();
-            {
+            let volume_full = {
                 let mut st = self.lock();
+                if st.abandoned {
+                    // Dropped without release: its source hears it failed.
+                    return Ok(Pushed::Abandoned);
+                }
+                let mut volume_full = false;
                 if st.bytes == 0 || st.bytes + size <= self.max_bytes {
                     let State { backend, bytes, .. } = &mut *st;
                     match backend {
                         Backend::Memory(q) => {
                             q.push_back((frame, Held::of(batch)));
                             *bytes += size;
+                            self.stored(st);
+                            return Ok(Pushed::Stored);
                         }
-                        Backend::Disk { queue, last_sync, .. } => {
-                            // An error drops the batch: its claims fail.
-                            *bytes += queue.append(&frame)?;
-                            if last_sync.elapsed() >= self.fsync_interval {
-                                queue.sync()?;
-                                *last_sync = Instant::now();
+                        Backend::Disk { queue, last_sync, .. } => match queue.append(&frame) {
+                            Ok(written) => {
+                                *bytes += written;
+                                if last_sync.elapsed() >= self.fsync_interval {
+                                    queue.sync()?;
+                                    *last_sync = Instant::now();
+                                }
+                                // Written: the buffer is responsible for it now.
+                                batch.delivered();
+                                self.stored(st);
+                                return Ok(Pushed::Stored);
                             }
-                            // Written: the buffer is responsible for it now.
-                            batch.delivered();
-                        }
+                            Err(e) if disk::is_volume_full(&e) => {
+                                volume_full = true;
+                                self.volume_full.inc();
+                                self.warn_volume_full(&e);
+                            }
+                            // Any other error drops the batch: its claims fail.
+                            Err(e) => return Err(e),
+                        },
                     }
-                    self.bytes_gauge.set(st.bytes as i64);
-                    drop(st);
-                    self.data_ready.notify_one();
-                    return Ok(Pushed::Stored);
                 }
                 if self.when_full == WhenFull::DropNewest {
                     self.dropped.add(batch.len() as u64);
@@ -211,10 +243,31 @@ impl Buffer {
                     batch.delivered();
                     return Ok(Pushed::Dropped);
                 }
+                volume_full
+            };
+            if volume_full {
+                // Delivery notifies when it frees room; the timeout also
+                // catches room freed by anyone else on the volume.
+                let _ = tokio::time::timeout(Duration::from_secs(1), room).await;
+                continue;
             }
             tracing::trace!(size, "buffer full: intake waits");
             room.await;
             tracing::trace!("intake woke");
+        }
+    }
+
+    fn stored(&self, st: MutexGuard<'_, State>) {
+        self.bytes_gauge.set(st.bytes as i64);
+        drop(st);
+        self.data_ready.notify_one();
+    }
+
+    fn warn_volume_full(&self, e: &io::Error) {
+        let mut last = self.volume_full_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            *last = Some(Instant::now());
+            tracing::warn!(error = %e, "disk buffer's volume is full: intake waits for delivery to free room (backpressure), nothing is acknowledged meanwhile");
         }
     }
 
@@ -333,6 +386,15 @@ impl Buffer {
     fn count_quarantined(&self, queue: &mut DiskQueue) {
         let q = queue.take_quarantined();
         self.corrupt.add(q.len() as u64);
+        let bytes: u64 = q.iter().map(|r| r.bytes).sum();
+        self.quarantined_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes of damaged disk buffer regions moved to quarantine so far:
+    /// kept in `quarantine/`, but not delivered.
+    pub fn quarantined_bytes(&self) -> u64 {
+        self.quarantined_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The target has `taken` (or it was dead-lettered): release it.
@@ -355,6 +417,9 @@ impl Buffer {
     /// reads them again. Returns the events given up in memory.
     pub fn abandon(&self, taken: Option<Taken>) -> io::Result<u64> {
         let mut st = self.lock();
+        st.abandoned = true;
+        // Wake an intake waiting for room: it must drop, not wait.
+        self.space_ready.notify_one();
         let mut failed = 0;
         // Dropped without release: their sources hear they failed.
         let mut fail = |b: Held| failed += b.events;

@@ -106,6 +106,7 @@ async fn run(
             id: "t".into(),
             input: rx,
             registry: registry.clone(),
+            shutdown: sluice_core::Shutdown::new(),
         },
         cfg,
         data_dir: dir.path().to_path_buf(),
@@ -291,4 +292,137 @@ async fn items_failed_for_the_target_are_retried_while_the_others_are_stored() {
     assert_eq!(stored, expected, "each record stored once");
     assert_eq!(r.summary.dead_lettered, 0);
     assert_eq!(target_errors(&r.registry, "missing"), 3);
+}
+
+fn batch_of(lines: &[String], acks: &ack::AckSender, seq: u64) -> SinkBatch {
+    let mut data = Vec::new();
+    let mut events = Vec::new();
+    for l in lines {
+        events.push(Event::unparsed(Span::new(data.len(), l.len()), 0, Event::NO_ORIGIN));
+        data.extend_from_slice(l.as_bytes());
+    }
+    let mut b = Batch::new(data, events);
+    b.add_ack(acks.token(seq));
+    SinkBatch::sole(b)
+}
+
+#[tokio::test]
+async fn a_signal_during_an_outage_ends_delivery_at_its_deadline_even_with_intake_blocked() {
+    // A memory buffer with room for about one batch, a target down for
+    // good, a source still sending when the signal comes: delivery gives
+    // up shutdown_timeout after the signal, intake stops waiting for room,
+    // and every batch fails (its source reads it again next start).
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let shutdown = sluice_core::Shutdown::new();
+    let (tx, rx) = mpsc::channel(2);
+    let (ack_tx, mut ack_rx) = ack::channel();
+    let mut cfg = fast_delivery();
+    cfg.shutdown_timeout = Duration::from_millis(300);
+    cfg.buffer.max_bytes = Some(sluice_config::ByteSize(200));
+    let parts = SinkParts {
+        ctx: SinkContext {
+            id: "t".into(),
+            input: rx,
+            registry: registry.clone(),
+            shutdown: shutdown.clone(),
+        },
+        cfg,
+        data_dir: dir.path().to_path_buf(),
+    };
+    let transport = Scripted {
+        answer: |_: usize, _: &[&[u8]]| SendResult::failed(FailureKind::Connection, "connection refused"),
+        requests: 0,
+        stored: Arc::new(Mutex::new(Vec::new())),
+    };
+    let sink = tokio::spawn(run_sink(parts, Lines, transport));
+    // A source: keeps sending until the signal, then sends what it framed
+    // and ends.
+    let source_shutdown = shutdown.clone();
+    // Returns (batches made, batches the sink received); a batch whose
+    // send was abandoned is dropped by the source itself.
+    let source = tokio::spawn(async move {
+        let (mut made, mut sent) = (0, 0);
+        loop {
+            let b = batch_of(&lines(10), &ack_tx, made);
+            made += 1;
+            tokio::select! {
+                done = tx.send(b) => {
+                    done.unwrap();
+                    sent += 1;
+                }
+                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if source_shutdown.is_triggered() {
+                        break;
+                    }
+                }
+            }
+        }
+        tx.send(batch_of(&lines(10), &ack_tx, made)).await.unwrap();
+        (made + 1, sent + 1)
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let signalled = std::time::Instant::now();
+    shutdown.trigger();
+    let summary = tokio::time::timeout(Duration::from_secs(5), sink)
+        .await
+        .expect("the sink ends after its deadline, not never")
+        .unwrap()
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(took >= Duration::from_millis(300), "not before the deadline: {took:?}");
+    let (made, sent) = source.await.unwrap();
+    let acks: Vec<AckStatus> = std::iter::from_fn(|| ack_rx.try_recv()).map(|a| a.status).collect();
+    assert!(sent >= 3, "the source sent before, during and after the wait");
+    // Every batch made settled once, none delivered.
+    assert_eq!(acks.len() as u64, made, "{acks:?}");
+    assert!(acks.iter().all(|a| *a == AckStatus::Failed), "{acks:?}");
+    // Each one the sink received is counted as not delivered.
+    assert_eq!(summary.abandoned_events, sent * 10);
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_leaves_the_request_undelivered() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path under a regular file: no process, root or not, can create it.
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let cfg = DeliveryConfig {
+        dead_letter_path: Some(dir.path().join("file/dead.ndjson")),
+        ..fast_delivery()
+    };
+    let registry = Registry::new();
+    let (tx, rx) = mpsc::channel(8);
+    let (ack_tx, mut ack_rx) = ack::channel();
+    tx.send(batch_of(&lines(4), &ack_tx, 0)).await.unwrap();
+    drop(tx);
+    drop(ack_tx);
+    let parts = SinkParts {
+        ctx: SinkContext {
+            id: "t".into(),
+            input: rx,
+            registry: registry.clone(),
+            shutdown: sluice_core::Shutdown::new(),
+        },
+        cfg,
+        data_dir: dir.path().to_path_buf(),
+    };
+    let transport = Scripted {
+        answer: |_: usize, records: &[&[u8]]| {
+            if records.iter().any(|r| r == b"{\"seq\":2}") {
+                SendResult::rejected(Blame::Record, "HTTP 400: Code: 27. Cannot parse input")
+            } else {
+                SendResult::Accepted
+            }
+        },
+        requests: 0,
+        stored: Arc::new(Mutex::new(Vec::new())),
+    };
+    let err = run_sink(parts, Lines, transport).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("sink `t`: writing the dead-letter file failed"),
+        "{err}"
+    );
+    assert_eq!(ack_rx.recv().await.unwrap().status, AckStatus::Failed);
+    assert_eq!(registry.value("sink_rejected_events_total", &[("sink", "t")]), Some(0));
 }
