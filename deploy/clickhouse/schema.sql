@@ -9,7 +9,7 @@
 -- or print it with `sluice schema clickhouse`.
 CREATE TABLE IF NOT EXISTS logs
 (
-    ts          DateTime,  -- the record's ts (ISO 8601, best_effort), else when sluice encoded it
+    ts          DateTime,  -- the record's ts (RFC 3339, logger formats, epochs; sent as Unix seconds), else when sluice encoded it
     service     String,    -- record `service`, else the source's mapping / container name
     env         String,
     level       String,

@@ -14,13 +14,14 @@ use std::collections::BTreeMap;
 
 use sluice_config::ClickhouseSinkConfig;
 use sluice_core::encode::{write_event, write_json_string};
-use sluice_core::{Batch, Event, EventKind, Field};
+use sluice_core::{Batch, Counter, Event, EventKind, Field};
 
 use crate::driver::{Encoder, Transport};
 use crate::fields::{self, OriginFields};
 use crate::frame::Frame;
 use crate::http;
 use crate::outcome::{Blame, FailureKind, SendResult};
+use crate::timestamp;
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone)]
@@ -47,7 +48,10 @@ pub struct ClickhouseEncoder {
     columns: Vec<(Vec<u8>, Source)>,
     origins: OriginFields,
     scratch: Vec<u8>,
-    now: String,
+    /// The time a row without a usable `ts` gets (Unix nanoseconds), read
+    /// once per batch.
+    now: i128,
+    invalid_ts: Counter,
 }
 
 impl ClickhouseEncoder {
@@ -80,8 +84,15 @@ impl ClickhouseEncoder {
             columns,
             origins: OriginFields::default(),
             scratch: Vec::new(),
-            now: fields::now_rfc3339(),
+            now: fields::now_nanos(),
+            invalid_ts: Counter::default(),
         }
+    }
+
+    /// Count rows whose `ts` could not be stored in `counter`.
+    pub fn counting_invalid_ts(mut self, counter: Counter) -> ClickhouseEncoder {
+        self.invalid_ts = counter;
+        self
     }
 
     fn row(&mut self, batch: &Batch, event: &Event, out: &mut Vec<u8>) {
@@ -92,12 +103,13 @@ impl ClickhouseEncoder {
             }
             out.extend_from_slice(key);
             match source {
-                Source::Ts => match fields::ts(batch, event).filter(|t| looks_like_time(t)) {
-                    Some(_) => {
-                        fields::write_field(batch, event, Field::Ts, out);
-                    }
-                    None => write_json_string(self.now.as_bytes(), out),
-                },
+                Source::Ts => {
+                    // Unix seconds: a `DateTime` reads a JSON number as
+                    // such, whatever the server's time zone.
+                    let ns = timestamp::event_time(batch, event, self.now, DATETIME_RANGE, &self.invalid_ts);
+                    let secs = ns.div_euclid(1_000_000_000) as i64;
+                    out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+                }
                 Source::Field(f, kind) => {
                     let written = match kind {
                         // A number column takes only numbers: a quoted or
@@ -166,16 +178,12 @@ impl ClickhouseEncoder {
     }
 }
 
-/// Whether a `ts` is worth handing to ClickHouse's best-effort parser
-/// (a date or a Unix time); anything else gets the encode time, and the
-/// original stays in `raw`.
-fn looks_like_time(ts: &[u8]) -> bool {
-    ts.len() >= 10 && ts[..4].iter().all(u8::is_ascii_digit)
-}
+/// What a `DateTime` holds: Unix seconds in a `UInt32`.
+const DATETIME_RANGE: (i128, i128) = (0, (u32::MAX as i128 + 1) * 1_000_000_000 - 1);
 
 impl Encoder for ClickhouseEncoder {
     fn encode(&mut self, batch: &Batch, frame: &mut Frame) {
-        self.now = fields::now_rfc3339();
+        self.now = fields::now_nanos();
         frame.bytes.reserve(batch.data_len() * 2 + batch.len() * 64);
         for event in batch.events() {
             self.row(batch, event, &mut frame.bytes);
@@ -367,7 +375,7 @@ mod tests {
         b.events_mut()[2].origin = o;
         b.append_field(1, "sample_rate", b"4");
         let mut enc = ClickhouseEncoder::new(&sluice_config::default_ch_columns());
-        enc.now = "2026-11-25T11:00:00.000Z".into();
+        enc.now = 1_795_604_400_000_000_000; // 2026-11-25T11:00:00Z
         let mut frame = Frame::default();
         for e in b.events() {
             enc.row(&b, e, &mut frame.bytes);
@@ -379,7 +387,7 @@ mod tests {
             serde_json::json!({"container":"","duration_ms":12.5,"env":"","error_type":"","level":"ERROR",
                 "message":"a \"q\"","namespace":"","pod":"","raw":r#"{"ts":"2026-11-25T10:00:00.5Z","level":"ERROR","service":"pay","status":503,"duration_ms":12.5,"msg":"a \"q\"","trace_id":"t1","route":"/v1/x/{id}"}"#,
                 "request_id":"","route":"/v1/x/{id}","sample_rate":1.0,"service":"pay","status":503,
-                "trace_id":"t1","ts":"2026-11-25T10:00:00.5Z"})
+                "trace_id":"t1","ts":1_795_600_800})
         );
         assert_eq!(
             rows[1],
@@ -387,7 +395,7 @@ mod tests {
                 "message":"plain text line","namespace":"shop","pod":"api-1",
                 "raw":r#"{"message":"plain text line","service":"api","namespace":"shop","pod":"api-1","container":"api","sample_rate":4}"#,
                 "request_id":"","route":"","sample_rate":4.0,"service":"api","status":0,
-                "trace_id":"","ts":"2026-11-25T11:00:00.000Z"})
+                "trace_id":"","ts":1_795_604_400})
         );
         assert_eq!(
             (rows[2]["namespace"].as_str(), rows[2]["pod"].as_str()),

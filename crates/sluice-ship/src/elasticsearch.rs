@@ -14,10 +14,11 @@ use sluice_core::encode::write_event;
 use sluice_core::{Batch, Event};
 
 use crate::driver::{Encoder, Transport};
-use crate::fields;
+
 use crate::frame::Frame;
 use crate::http;
 use crate::outcome::{Failure, FailureKind, SendResult};
+use crate::timestamp;
 
 /// Builds bulk actions. See the module docs.
 pub struct ElasticsearchEncoder {
@@ -40,9 +41,7 @@ impl ElasticsearchEncoder {
 
     fn index_name(&mut self, batch: &Batch, event: &Event, today: &str) {
         let service = batch.service(event).map(String::from_utf8_lossy);
-        let days = fields::ts(batch, event)
-            .and_then(fields::rfc3339_nanos)
-            .map(|ns| ns.div_euclid(86_400_000_000_000) as i64);
+        let days = timestamp::event_nanos(batch, event).map(|ns| ns.div_euclid(86_400_000_000_000) as i64);
         if let Some(d) = days.filter(|d| self.day.as_ref().is_none_or(|(cached, _)| cached != d)) {
             let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(d);
             self.day = Some((d, day(t)));

@@ -1,6 +1,6 @@
 //! Reading an event's values for the storage encoders: routing fields as
 //! JSON values, the origin's fields (namespace, pod, ...), the budget stage's
-//! `sample_rate`, and its timestamp.
+//! `sample_rate`, and the clock (the event's own `ts` is [`crate::timestamp`]'s).
 
 use std::sync::Arc;
 
@@ -70,36 +70,9 @@ pub fn sample_rate(batch: &Batch, event: &Event) -> Option<f64> {
     std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
 }
 
-/// The event's `ts` string, when it has one.
-pub fn ts<'a>(batch: &'a Batch, event: &Event) -> Option<&'a [u8]> {
-    batch.str_field(event, Field::Ts)
-}
-
-/// Parse an RFC 3339 timestamp into Unix nanoseconds.
-pub fn rfc3339_nanos(ts: &[u8]) -> Option<i128> {
-    let s = std::str::from_utf8(ts).ok()?;
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp_nanos())
-}
-
 /// Now, as Unix nanoseconds.
 pub fn now_nanos() -> i128 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-}
-
-/// Now, as an RFC 3339 UTC timestamp with milliseconds.
-pub fn now_rfc3339() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }
 
 #[cfg(test)]
@@ -128,10 +101,5 @@ mod tests {
         assert_eq!(of.get(&b, &e, "pod"), Some("api-1"));
         assert_eq!(of.get(&b, &e, "namespace"), Some("shop"));
         assert_eq!(of.get(&b, &e, "container"), None);
-        assert_eq!(
-            rfc3339_nanos(b"2026-11-25T00:00:01.5Z"),
-            Some(1_795_564_801_500_000_000)
-        );
-        assert_eq!(rfc3339_nanos(b"yesterday"), None);
     }
 }

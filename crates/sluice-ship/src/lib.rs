@@ -18,6 +18,7 @@ pub mod http;
 pub mod loki;
 pub mod outcome;
 pub mod resilience;
+pub mod timestamp;
 
 use std::path::Path;
 
@@ -59,12 +60,22 @@ fn spawn_with<E: Encoder, T: Transport>(
     })
 }
 
+/// `invalid_ts_total{sink}`: records whose `ts` a sink could not store.
+fn invalid_ts_counter(ctx: &SinkContext) -> sluice_core::Counter {
+    ctx.registry.counter(
+        "invalid_ts_total",
+        "Records whose ts could not be read or is out of the target's range: stored with the time they were encoded, the original kept in the record.",
+        &[("sink", ctx.id.as_str())],
+    )
+}
+
 /// Start a ClickHouse sink.
 pub fn spawn_clickhouse(ctx: SinkContext, cfg: ClickhouseSinkConfig, data_dir: &Path) -> SinkTask {
     let delivery = cfg.delivery.clone();
+    let invalid_ts = invalid_ts_counter(&ctx);
     spawn_with(ctx, delivery, data_dir, move || {
         Ok((
-            clickhouse::ClickhouseEncoder::new(&cfg.columns),
+            clickhouse::ClickhouseEncoder::new(&cfg.columns).counting_invalid_ts(invalid_ts),
             clickhouse::ClickhouseTransport::new(&cfg)?,
         ))
     })
@@ -73,8 +84,12 @@ pub fn spawn_clickhouse(ctx: SinkContext, cfg: ClickhouseSinkConfig, data_dir: &
 /// Start a Loki sink.
 pub fn spawn_loki(ctx: SinkContext, cfg: LokiSinkConfig, data_dir: &Path) -> SinkTask {
     let delivery = cfg.delivery.clone();
+    let invalid_ts = invalid_ts_counter(&ctx);
     spawn_with(ctx, delivery, data_dir, move || {
-        Ok((loki::LokiEncoder::new(&cfg.labels), loki::LokiTransport::new(&cfg)?))
+        Ok((
+            loki::LokiEncoder::new(&cfg.labels).counting_invalid_ts(invalid_ts),
+            loki::LokiTransport::new(&cfg)?,
+        ))
     })
 }
 

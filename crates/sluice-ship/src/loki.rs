@@ -7,13 +7,14 @@
 
 use sluice_config::LokiSinkConfig;
 use sluice_core::encode::{write_event, write_json_string};
-use sluice_core::{Batch, Event, Field};
+use sluice_core::{Batch, Counter, Event, Field};
 
 use crate::driver::{Encoder, Transport};
 use crate::fields::{self, OriginFields};
 use crate::frame::Frame;
 use crate::http;
 use crate::outcome::{Blame, SendResult};
+use crate::timestamp;
 
 /// One record is `<labels object>\n<values entry>`; the transport groups
 /// records with equal labels into one stream.
@@ -21,6 +22,7 @@ pub struct LokiEncoder {
     labels: Vec<String>,
     origins: OriginFields,
     line: Vec<u8>,
+    invalid_ts: Counter,
 }
 
 impl LokiEncoder {
@@ -30,7 +32,14 @@ impl LokiEncoder {
             labels: labels.to_vec(),
             origins: OriginFields::default(),
             line: Vec::new(),
+            invalid_ts: Counter::default(),
         }
+    }
+
+    /// Count entries whose `ts` could not be read in `counter`.
+    pub fn counting_invalid_ts(mut self, counter: Counter) -> LokiEncoder {
+        self.invalid_ts = counter;
+        self
     }
 
     /// Write `"label":"value"` (after a comma unless `first`); `false` when
@@ -78,7 +87,7 @@ impl Encoder for LokiEncoder {
             }
             let out = &mut frame.bytes;
             out.extend_from_slice(b"}\n[\"");
-            let ns = fields::ts(batch, event).and_then(fields::rfc3339_nanos).unwrap_or(now);
+            let ns = timestamp::event_time(batch, event, now, timestamp::ANY_TIME, &self.invalid_ts);
             out.extend_from_slice(itoa::Buffer::new().format(ns).as_bytes());
             out.extend_from_slice(b"\",");
             self.line.clear();

@@ -143,6 +143,10 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
                 sink.dropped_events,
                 sink.abandoned_events,
             );
+            let invalid_ts = v("invalid_ts_total");
+            if invalid_ts > 0 {
+                let _ = write!(line, ", {invalid_ts} invalid ts");
+            }
             if sink.quarantined_bytes > 0 {
                 let _ = write!(line, ", {} bytes quarantined", sink.quarantined_bytes);
             }
