@@ -65,7 +65,7 @@ const MAX_NANOS: i128 = 253_402_300_799_999_999_999;
 /// A numeric epoch (see [`epoch_scale`]); its fraction kept apart, so a
 /// large value loses no precision to the multiplication.
 fn epoch_nanos(x: f64) -> Option<i128> {
-    if !x.is_finite() || x < 0.0 || x >= 1e21 {
+    if !(0.0..1e21).contains(&x) {
         return None;
     }
     let whole = x.trunc();
