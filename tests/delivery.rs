@@ -358,3 +358,221 @@ retry_initial_backoff = "50ms"
         50
     );
 }
+
+/// The `seq` of each row of a ClickHouse `JSONEachRow` body.
+fn row_seqs(body: &[u8]) -> Vec<u64> {
+    body.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_slice(l).unwrap();
+            let raw: serde_json::Value = serde_json::from_str(row["raw"].as_str().unwrap()).unwrap();
+            raw["seq"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_split_cut_short_by_shutdown_resends_only_what_was_not_stored() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // A ClickHouse that takes at most 250 rows a request (413 above) and
+    // goes down after storing three requests, until the test brings it back.
+    let down = Arc::new(AtomicBool::new(false));
+    let stored_requests = Arc::new(AtomicUsize::new(0));
+    let (d, n) = (Arc::clone(&down), Arc::clone(&stored_requests));
+    let server = HttpServer::start(move |_, req| {
+        let rows = req.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+        if rows > 250 {
+            return (413, "Code: 0. Request Entity Too Large".into());
+        }
+        if d.load(Ordering::SeqCst) {
+            return (503, "down".into());
+        }
+        if n.fetch_add(1, Ordering::SeqCst) == 2 {
+            d.store(true, Ordering::SeqCst);
+        }
+        (200, String::new())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            r#"
+data_dir = "{d}/state"
+[sources.in]
+type = "stdin"
+[sinks.ch]
+type = "clickhouse"
+endpoint = "{url}"
+gzip_level = 0
+[sinks.ch.delivery]
+batch_max_events = 2000
+batch_timeout = "500ms"
+shutdown_timeout = "1s"
+retry_initial_backoff = "50ms"
+retry_max_backoff = "200ms"
+[sinks.ch.delivery.buffer]
+type = "disk"
+"#,
+            d = dir.path().display(),
+            url = server.url()
+        ),
+    );
+    let run = |input: &str| {
+        let mut child = sluice()
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let input: String = (0..2000)
+        .map(|i| format!("{{\"service\":\"s\",\"seq\":{i}}}\n"))
+        .collect();
+    let out = run(&input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "held on disk: {stderr}");
+    assert!(stderr.contains("nothing lost, not all delivered"), "{stderr}");
+    assert!(
+        stderr.contains("the disk buffer keeps the part of the request not stored yet"),
+        "{stderr}"
+    );
+    assert_eq!(stored_requests.load(Ordering::SeqCst), 3);
+
+    down.store(false, Ordering::SeqCst);
+    let out = run("");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("clean: every event was delivered to every sink"),
+        "{stderr}"
+    );
+    let mut seqs: Vec<u64> = server.accepted().iter().flat_map(|r| row_seqs(&r.body)).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..2000).collect::<Vec<u64>>(), "each row stored exactly once");
+}
+
+/// A ClickHouse-like server config for a stdin run: `extra` goes into the
+/// sink's table.
+fn stdin_to(dir: &Path, url: &str, delivery: &str) -> PathBuf {
+    write_config(
+        dir,
+        "sluice.toml",
+        &format!(
+            r#"
+data_dir = "{d}/state"
+[sources.in]
+type = "stdin"
+[sinks.ch]
+type = "clickhouse"
+endpoint = "{url}"
+gzip_level = 0
+[sinks.ch.delivery]
+retry_initial_backoff = "50ms"
+retry_max_backoff = "200ms"
+{delivery}
+"#,
+            d = dir.display(),
+        ),
+    )
+}
+
+fn run_stdin(config: &Path, input: &str) -> std::process::Output {
+    let mut child = sluice()
+        .args(["run", "-c"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_refused_record_the_dead_letter_file_cannot_take_is_not_delivered() {
+    let server = HttpServer::start(|_, req| {
+        if String::from_utf8_lossy(&req.body).contains("refuse me") {
+            (400, "Code: 27. DB::Exception: Cannot parse input".into())
+        } else {
+            (200, String::new())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // A path under a regular file: no process, root or not, can create it.
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let config = stdin_to(
+        dir.path(),
+        &server.url(),
+        &format!("dead_letter_path = \"{}/file/dead.ndjson\"", dir.path().display()),
+    );
+    let mut input: String = (0..99).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
+    input.push_str("{\"seq\":99,\"msg\":\"refuse me\"}\n");
+    let out = run_stdin(&config, &input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("NOT clean: sink `ch`: writing the dead-letter file failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("source `in`: 100 of 100 events not delivered to every sink"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn drop_newest_names_what_it_dropped_and_stores_the_rest() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&up);
+    let server = HttpServer::start(move |_, _| {
+        if flag.load(Ordering::SeqCst) {
+            (200, String::new())
+        } else {
+            (503, "starting".into())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = stdin_to(
+        dir.path(),
+        &server.url(),
+        r#"batch_max_bytes = "16KiB"
+[sinks.ch.delivery.buffer]
+max_bytes = "16KiB"
+when_full = "drop_newest""#,
+    );
+    let input: String = (0..3000)
+        .map(|i| format!("{{\"service\":\"s\",\"seq\":{i}}}\n"))
+        .collect();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        up.store(true, Ordering::SeqCst);
+    });
+    let out = run_stdin(&config, &input);
+    waker.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stored: Vec<u64> = server.accepted().iter().flat_map(|r| row_seqs(&r.body)).collect();
+    let dropped = 3000 - stored.len() as u64;
+    assert!(dropped > 0, "the buffer overflowed: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "clean: every event was delivered to every sink or dropped by when_full = \"drop_newest\" ({dropped} events at sink `ch`)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(" {dropped} dropped (drop_newest)")),
+        "{stderr}"
+    );
+    let mut unique = stored.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), stored.len(), "nothing stored twice");
+}

@@ -123,8 +123,9 @@ struct Delivery<T> {
 
 /// Why a request was given up.
 enum GaveUp {
-    /// The shutdown deadline passed with the target still failing.
-    Deadline,
+    /// The shutdown deadline passed with the target still failing; the
+    /// indices of the records neither stored nor dead-lettered yet.
+    Deadline(Vec<usize>),
     /// A refused record could not be written to the dead-letter file: it
     /// exists nowhere else, so the request stays undelivered.
     DeadLetters(std::io::Error),
@@ -165,7 +166,11 @@ impl<T: Transport> Delivery<T> {
             loop {
                 let now = Instant::now();
                 if self.deadline(buffer).is_some_and(|d| now >= d) {
-                    return Err(GaveUp::Deadline);
+                    let mut pending: Vec<usize> = group;
+                    pending.extend(groups.into_iter().flatten());
+                    pending.extend(doubtful.into_iter().map(|(i, _)| i));
+                    pending.sort_unstable();
+                    return Err(GaveUp::Deadline(pending));
                 }
                 let wait = self.breaker.wait(now);
                 if !wait.is_zero() {
@@ -429,8 +434,31 @@ pub async fn run_sink<E: Encoder, T: Transport>(
         };
         let records: Vec<&[u8]> = taken.frames.iter().flat_map(Frame::records).collect();
         let outcome = delivery.deliver(&records, &buffer).await;
-        drop(records);
         let events = taken.records() as u64;
+        // Part of a request stored before the deadline (a split one): a
+        // disk buffer keeps only the rest, so the next run does not send
+        // the stored part again.
+        let requeued = match &outcome {
+            Err(GaveUp::Deadline(pending)) if pending.len() < records.len() && buffer.is_disk() => {
+                let rest: Vec<&[u8]> = pending.iter().map(|&i| records[i]).collect();
+                // No room for it: the whole request stays (sent again).
+                buffer.requeue(&rest).ok().map(|()| rest.len())
+            }
+            _ => None,
+        };
+        drop(records);
+        if let Some(left) = requeued {
+            tracing::error!(sink = %id, records_left = left,
+                "target still failing after shutdown_timeout: the disk buffer keeps the part of the request not stored yet");
+            if let Err(e) = buffer.commit(taken) {
+                failure = Some(io_err("committing the disk buffer")(e));
+            }
+            match buffer.abandon(None) {
+                Ok(n) => abandoned = n,
+                Err(e) => failure = failure.or(Some(io_err("closing the disk buffer")(e))),
+            }
+            break;
+        }
         let gave_up = match outcome {
             Ok(()) => match buffer.commit(taken) {
                 Ok(()) => continue,
@@ -439,7 +467,7 @@ pub async fn run_sink<E: Encoder, T: Transport>(
                     None
                 }
             },
-            Err(GaveUp::Deadline) => {
+            Err(GaveUp::Deadline(_)) => {
                 tracing::error!(
                     sink = %id,
                     events_in_request = events,

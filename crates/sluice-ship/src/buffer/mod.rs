@@ -411,6 +411,29 @@ impl Buffer {
         Ok(())
     }
 
+    /// Whether this is a disk buffer.
+    pub fn is_disk(&self) -> bool {
+        matches!(self.lock().backend, Backend::Disk { .. })
+    }
+
+    /// Disk buffer: append `records` as a frame of their own (the part of a
+    /// request not delivered yet), before the request is committed, so a
+    /// crash in between repeats records but never loses one.
+    pub fn requeue(&self, records: &[&[u8]]) -> io::Result<()> {
+        let mut frame = Frame::default();
+        for r in records {
+            frame.bytes.extend_from_slice(r);
+            frame.finish_record();
+        }
+        let mut st = self.lock();
+        let State { backend, bytes, .. } = &mut *st;
+        let Backend::Disk { queue, .. } = backend else {
+            return Err(io::Error::other("only a disk buffer requeues"));
+        };
+        *bytes += queue.append(&frame)?;
+        queue.sync()
+    }
+
     /// `taken` could not be delivered before shutdown. Memory: its batches
     /// and everything still queued are reported undelivered, so their
     /// sources re-read them next start. Disk: nothing is lost; the next run
