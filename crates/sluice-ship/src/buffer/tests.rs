@@ -142,3 +142,135 @@ async fn disk_buffer_acknowledges_on_write_and_keeps_what_was_not_committed() {
     buf.commit(t).unwrap();
     assert!(buf.take(1 << 20, 100, Duration::ZERO).await.unwrap().is_none());
 }
+
+/// What happens next to a buffer in the property test.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A batch arrives from the pipeline.
+    Push,
+    /// Delivery takes a request's worth of frames.
+    Take,
+    /// The target stored the n-th request in flight.
+    Commit(usize),
+    /// The n-th request in flight is dropped (an error path).
+    Lose(usize),
+    /// Shutdown: delivery gives up on the n-th request in flight (or none).
+    Abandon(Option<usize>),
+}
+
+fn ops() -> impl proptest::strategy::Strategy<Value = Vec<Op>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        prop_oneof![
+            4 => Just(Op::Push),
+            2 => Just(Op::Take),
+            2 => (0..4usize).prop_map(Op::Commit),
+            1 => (0..4usize).prop_map(Op::Lose),
+            1 => proptest::option::of(0..4usize).prop_map(Op::Abandon),
+        ],
+        0..40,
+    )
+}
+
+/// A one-record frame naming its batch.
+fn frame_of(seq: u64) -> Frame {
+    let mut f = Frame::default();
+    f.bytes.extend_from_slice(&seq.to_le_bytes());
+    f.finish_record();
+    f
+}
+
+fn seqs_of(t: &Taken) -> Vec<u64> {
+    t.frames
+        .iter()
+        .flat_map(|f| {
+            f.records()
+                .map(|r| u64::from_le_bytes(r.try_into().unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Any interleaving of push, take, commit, loss and shutdown settles
+    /// each batch's acknowledgement exactly once, and as delivered only
+    /// when the target stored it (memory), the disk took it (disk), or
+    /// drop_newest dropped it on purpose.
+    #[test]
+    fn every_batch_settles_once_and_delivered_only_when_taken_for_good(
+        disk in proptest::bool::ANY,
+        drop_newest in proptest::bool::ANY,
+        ops in ops(),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kind = if disk { BufferKind::Disk } else { BufferKind::Memory };
+        // Drop-newest buffers are small so they drop; blocking ones large
+        // enough never to block (this test runs on one thread).
+        let (max, when_full) = if drop_newest { (3 * 12, WhenFull::DropNewest) } else { (1 << 20, WhenFull::Block) };
+        let (expected, got) = rt.block_on(async {
+            let r = Registry::new();
+            let buf = Buffer::open(&cfg(kind, max, when_full), dir.path(), &r, "p").unwrap();
+            let (tx, mut rx) = ack::channel();
+            let mut delivered = std::collections::BTreeSet::new();
+            let mut in_flight: Vec<Taken> = Vec::new();
+            let mut pushed = 0u64;
+            for op in ops {
+                match op {
+                    Op::Push => {
+                        let seq = pushed;
+                        pushed += 1;
+                        match buf.push(frame_of(seq), batch_with_ack(&tx, seq)).await.unwrap() {
+                            Pushed::Stored if disk => {
+                                delivered.insert(seq);
+                            }
+                            Pushed::Dropped => {
+                                delivered.insert(seq);
+                            }
+                            _ => {}
+                        }
+                    }
+                    Op::Take => {
+                        let t = tokio::time::timeout(
+                            Duration::from_millis(5),
+                            buf.take(1 << 20, 2, Duration::ZERO),
+                        )
+                        .await;
+                        if let Ok(Ok(Some(t))) = t {
+                            in_flight.push(t);
+                        }
+                    }
+                    Op::Commit(i) if !in_flight.is_empty() => {
+                        let t = in_flight.remove(i % in_flight.len());
+                        if !disk {
+                            delivered.extend(seqs_of(&t));
+                        }
+                        buf.commit(t).unwrap();
+                    }
+                    Op::Lose(i) if !in_flight.is_empty() => {
+                        drop(in_flight.remove(i % in_flight.len()));
+                    }
+                    Op::Abandon(i) => {
+                        let t = i.filter(|_| !in_flight.is_empty()).map(|i| in_flight.remove(i % in_flight.len()));
+                        buf.abandon(t).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            drop(in_flight);
+            drop(buf);
+            drop(tx);
+            let mut got = std::collections::BTreeMap::new();
+            while let Some(a) = rx.recv().await {
+                assert!(got.insert(a.seq, a.status).is_none(), "seq {} settled twice", a.seq);
+            }
+            let expected: std::collections::BTreeMap<u64, AckStatus> = (0..pushed)
+                .map(|s| (s, if delivered.contains(&s) { AckStatus::Delivered } else { AckStatus::Failed }))
+                .collect();
+            (expected, got)
+        });
+        proptest::prop_assert_eq!(got, expected);
+    }
+}
