@@ -554,6 +554,20 @@ impl Config {
                 if f.max_open_files == 0 {
                     return Err((key("max_open_files"), "must be at least 1".into()));
                 }
+                // Shorter would spin: an idle source re-reading and
+                // re-scanning with no pause burns a core.
+                for (name, interval, least) in [
+                    ("poll_interval", f.poll_interval, Duration::from_millis(10)),
+                    ("scan_interval", f.scan_interval, Duration::from_millis(10)),
+                    ("checkpoint_interval", f.checkpoint_interval, Duration::from_millis(10)),
+                ] {
+                    if interval < least {
+                        return Err((
+                            key(name),
+                            format!("must be at least {}", humantime::format_duration(least)),
+                        ));
+                    }
+                }
                 if f.max_merged_line_bytes.0 < 1024 {
                     return Err((key("max_merged_line_bytes"), "must be at least 1KiB".into()));
                 }

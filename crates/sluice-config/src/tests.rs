@@ -303,3 +303,19 @@ fn clickhouse_columns_take_known_sources_only() {
         "{e}"
     );
 }
+
+#[test]
+fn file_source_intervals_that_would_spin_are_refused_by_name() {
+    for (key, value, least) in [
+        ("poll_interval", "0s", "10ms"),
+        ("scan_interval", "1ms", "10ms"),
+        ("checkpoint_interval", "0s", "10ms"),
+    ] {
+        let text = format!(
+            "[sources.pods]\ntype = \"file\"\ninclude = [\"/var/log/pods/*/*/*.log\"]\n{key} = \"{value}\"\n\n[sinks.out]\ntype = \"stdout\"\n"
+        );
+        let e = parse_str(&text).unwrap_err().to_string();
+        assert!(e.contains(&format!("sources.pods.{key}")), "{e}");
+        assert!(e.contains(&format!("must be at least {least}")), "{e}");
+    }
+}

@@ -15,6 +15,10 @@ pub struct SourceSummary {
     pub delivered_events: u64,
     /// Batches some sink could not deliver.
     pub failed_batches: u64,
+    /// Input the source could not read, or progress it could not save
+    /// (a file it may not open, a checkpoint it could not write), one
+    /// message each: any makes the run not clean.
+    pub problems: Vec<String>,
 }
 
 /// Issues acknowledgement tokens and settles them. See the module docs.
@@ -88,6 +92,7 @@ impl DeliveryLedger {
             emitted_events: self.emitted,
             delivered_events: self.tracker.checkpoint().copied().unwrap_or(0),
             failed_batches: self.failed_batches,
+            problems: Vec::new(),
         }
     }
 }
@@ -122,7 +127,8 @@ mod tests {
             SourceSummary {
                 emitted_events: 7,
                 delivered_events: 3,
-                failed_batches: 1
+                failed_batches: 1,
+                problems: vec![],
             }
         );
         assert_eq!(r.value("events_acknowledged_total", &[("source", "s")]), Some(3));

@@ -195,6 +195,7 @@ async fn consume(
         emitted_events: committer.emitted,
         delivered_events: delivered,
         failed_batches: committer.failed_batches,
+        problems: Vec::new(),
     };
     (summary, consumer)
 }

@@ -62,6 +62,7 @@ impl RunReport {
     pub fn verdict(&self) -> Verdict {
         let mut lost: Vec<String> = self.errors.clone();
         for (id, s) in &self.sources {
+            lost.extend(s.problems.iter().map(|p| format!("source `{id}`: {p}")));
             if s.failed_batches > 0 || s.delivered_events != s.emitted_events {
                 lost.push(format!(
                     "source `{id}`: {} of {} events not delivered to every sink",

@@ -28,6 +28,8 @@ const READ_SLACK: usize = 64 * 1024;
 struct Counters {
     framer: FramerCounters,
     files_open: Gauge,
+    files_waiting: Gauge,
+    files_parked: Counter,
     rotations: Counter,
     truncations: Counter,
     malformed: Counter,
@@ -85,6 +87,14 @@ pub struct Tailer {
     emitted: u64,
     failed_batches: u64,
     service_map: Vec<(glob::Pattern, String)>,
+    /// Files that could not be opened or read, with the last reason; a
+    /// reason is logged when it first appears, not at every retry.
+    unreadable: HashMap<PathBuf, String>,
+    /// The last checkpoint write's error, if it failed.
+    checkpoint_error: Option<String>,
+    /// Files the last scan could not open for `max_open_files`.
+    waiting: u64,
+    cap_warned: bool,
 }
 
 impl Tailer {
@@ -96,6 +106,16 @@ impl Tailer {
         let counters = Counters {
             framer: FramerCounters::new(r, &ctx.id),
             files_open: r.gauge("files_open", "Files the file source holds open.", &l),
+            files_waiting: r.gauge(
+                "files_waiting",
+                "Files found but not open: max_open_files binds and every open file is still being read.",
+                &l,
+            ),
+            files_parked: r.counter(
+                "files_parked_total",
+                "Files read to their end and closed to make room under max_open_files (reopened when they grow).",
+                &l,
+            ),
             rotations: r.counter(
                 "file_rotations_seen_total",
                 "Files that were rotated away or deleted and read to their end.",
@@ -168,6 +188,10 @@ impl Tailer {
             emitted: 0,
             failed_batches: 0,
             service_map,
+            unreadable: HashMap::new(),
+            checkpoint_error: None,
+            waiting: 0,
+            cap_warned: false,
         })
     }
 
@@ -214,8 +238,14 @@ impl Tailer {
                 last_checkpoint = Instant::now();
             }
             if !read_any {
-                if self.cfg.exit_at_eof && !found_new && !first_scan && last_scan.is_some() {
+                if self.cfg.exit_at_eof && !found_new && self.waiting == 0 && !first_scan && last_scan.is_some() {
                     break;
+                }
+                // Files wait for a slot and the open ones are read out:
+                // make room now rather than at the next scan.
+                if self.waiting > 0 {
+                    scan_now = true;
+                    continue;
                 }
                 scan_now = wakeups.wait(self.cfg.poll_interval);
             }
@@ -258,6 +288,7 @@ impl Tailer {
             .filter_map(|p| glob::Pattern::new(p).ok())
             .collect();
         let mut found = false;
+        let mut waiting = 0u64;
         let mut seen = std::collections::HashSet::new();
         for pattern in self.cfg.include.clone() {
             let Ok(paths) = glob::glob(&pattern) else { continue };
@@ -286,18 +317,23 @@ impl Tailer {
                 if meta.len() == 0 {
                     continue;
                 }
-                if self.files.len() >= self.cfg.max_open_files {
-                    break;
+                // Open files are a cache: at the cap, the least recently
+                // active file that is read to its end makes room.
+                if self.files.len() >= self.cfg.max_open_files && !self.park_idle() {
+                    waiting += 1;
+                    continue;
                 }
-                match self.open(id, path, meta.len(), first_scan) {
-                    Ok(()) => found = true,
-                    Err(e) => {
-                        self.counters.io_errors.inc();
-                        tracing::warn!(source = %self.id, error = %e, "cannot open a log file; will retry");
+                match self.open(id, path.clone(), meta.len(), first_scan) {
+                    Ok(()) => {
+                        found = true;
+                        self.unreadable.remove(&path);
                     }
+                    Err(e) => self.unreadable_file(path, "opening", &e),
                 }
             }
         }
+        // A file that failed and is gone now has nothing left to read.
+        self.unreadable.retain(|path, _| path.exists());
         // A copytruncate copy shows up within a few scans, or never.
         let horizon = self.cfg.scan_interval * 10 + self.cfg.rotate_wait;
         self.truncated.retain(|_, (_, _, at)| at.elapsed() < horizon);
@@ -305,7 +341,44 @@ impl Tailer {
         self.committed
             .retain(|id, c| c.final_offset.is_none_or(|f| seen.contains(id) || c.offset < f));
         self.counters.files_open.set(self.files.len() as i64);
+        self.counters.files_waiting.set(waiting as i64);
+        if waiting > 0 && !self.cap_warned {
+            self.cap_warned = true;
+            tracing::warn!(source = %self.id, max_open_files = self.cfg.max_open_files, waiting,
+                "max_open_files binds: every open file is still being read, the rest wait their turn (files_waiting)");
+        }
+        self.waiting = waiting;
         found
+    }
+
+    /// Close the least recently active open file that is read to its end
+    /// (nothing carried, nothing pending, no rotation in progress); its
+    /// committed entry keeps its identity and offset, and the next scan
+    /// reopens it there once it grows. `false` when none can go.
+    fn park_idle(&mut self) -> bool {
+        let waited_on: std::collections::HashSet<FileId> = self.files.values().filter_map(|t| t.after).collect();
+        let idle = self
+            .files
+            .values()
+            .filter(|t| {
+                t.after.is_none()
+                    && t.filling.is_none()
+                    && !t.copied_away
+                    && t.gone_since.is_none()
+                    && !waited_on.contains(&t.id)
+                    && t.safe_offset() == t.read_offset
+                    && t.size().is_ok_and(|size| size == t.read_offset)
+            })
+            .min_by_key(|t| t.last_data)
+            .map(|t| (t.id, t.read_offset));
+        let Some((id, offset)) = idle else { return false };
+        self.files.remove(&id);
+        self.order.retain(|o| *o != id);
+        if let Some(c) = self.committed.get_mut(&id) {
+            c.final_offset = Some(offset);
+        }
+        self.counters.files_parked.inc();
+        true
     }
 
     fn open(&mut self, id: FileId, path: PathBuf, size: u64, first_scan: bool) -> std::io::Result<()> {
@@ -404,16 +477,37 @@ impl Tailer {
         let c = &self.counters;
         match result {
             Ok(n) => {
+                if n > 0 && !self.unreadable.is_empty() {
+                    self.unreadable.remove(&t.path);
+                }
                 c.framer.bytes.add(n as u64);
                 c.framer.events.add((builder.events_len() - events_before) as u64);
                 builder.offsets.push((id, t.safe_offset()));
                 n > 0
             }
             Err(e) => {
-                c.io_errors.inc();
-                tracing::warn!(source = %self.id, file = %t.path.display(), error = %e, "read failed; will retry");
+                let path = t.path.clone();
+                self.unreadable_file(path, "reading", &e);
                 false
             }
+        }
+    }
+
+    /// Count a file that could not be opened or read; log it when its
+    /// reason is new. It is retried, and reported at the end if it never
+    /// could be read.
+    fn unreadable_file(&mut self, path: PathBuf, action: &str, e: &std::io::Error) {
+        self.counters.io_errors.inc();
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Gone between the scan and the open: nothing left to read.
+            return;
+        }
+        let reason = format!("{action}: {e}");
+        if self.unreadable.get(&path) != Some(&reason) {
+            tracing::error!(source = %self.id, file = %path.display(), error = %e,
+                "cannot {} a log file; retrying, and the run will not be clean while it fails",
+                if action == "opening" { "open" } else { "read" });
+            self.unreadable.insert(path, reason);
         }
     }
 
@@ -422,6 +516,7 @@ impl Tailer {
         let c = &self.counters;
         c.malformed.add(builder.malformed);
         c.framer.empty.add(builder.empty);
+        c.framer.truncated.add(builder.truncated);
         let (mut batch, offsets) = builder.finish();
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -485,10 +580,18 @@ impl Tailer {
             Ok(()) => {
                 self.counters.checkpoints.inc();
                 self.dirty = false;
+                if self.checkpoint_error.take().is_some() {
+                    tracing::info!(source = %self.id, "checkpoint written again");
+                }
             }
             Err(e) => {
                 self.counters.io_errors.inc();
-                tracing::warn!(source = %self.id, error = %e, "cannot write checkpoint; will retry");
+                let reason = e.to_string();
+                if self.checkpoint_error.as_ref() != Some(&reason) {
+                    tracing::error!(source = %self.id, error = %e,
+                        "cannot write the checkpoint; retrying, and the run will not be clean while it fails (a restart would read again from the last saved one)");
+                }
+                self.checkpoint_error = Some(reason);
             }
         }
     }
@@ -505,10 +608,23 @@ impl Tailer {
             }
         }
         self.write_checkpoint();
+        let mut problems: Vec<String> = self
+            .checkpoint_error
+            .iter()
+            .map(|e| format!("checkpoint not saved ({e}): the next start reads again from the last saved one"))
+            .collect();
+        let mut unread: Vec<(&PathBuf, &String)> = self.unreadable.iter().collect();
+        unread.sort();
+        problems.extend(
+            unread
+                .into_iter()
+                .map(|(path, why)| format!("{} not read ({why})", path.display())),
+        );
         Ok(SourceSummary {
             emitted_events: self.emitted,
             delivered_events: self.delivered,
             failed_batches: self.failed_batches,
+            problems,
         })
     }
 }

@@ -50,6 +50,8 @@ pub struct BatchBuilder {
     pub malformed: u64,
     /// Lines with no content, skipped.
     pub empty: u64,
+    /// Lines cut (over-long, or joined partials past `max_merged_line_bytes`).
+    pub truncated: u64,
     /// Data bytes each batch starts with room for.
     room: usize,
 }
@@ -115,6 +117,7 @@ impl BatchBuilder {
             return;
         }
         let span = self.place(content);
+        self.truncated += u64::from(truncated);
         let flags = if truncated { FLAG_TRUNCATED } else { 0 };
         let origin = self.origin_index(origin);
         self.events.push(Event::unparsed(span, flags, origin));
@@ -170,6 +173,7 @@ impl BatchBuilder {
         }
         self.malformed = 0;
         self.empty = 0;
+        self.truncated = 0;
         (batch, std::mem::take(&mut self.offsets))
     }
 }
