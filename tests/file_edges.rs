@@ -206,3 +206,87 @@ fn cut_lines_of_files_are_counted() {
         "{stderr}"
     );
 }
+
+/// Every output line of the file sink under `root/out`.
+fn output_lines(root: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(root.join("out")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = dir.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_dangling_partial_line_does_not_pin_the_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/shop_api-1_uid/api");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ts = "2026-11-25T01:00:00.000000000Z";
+    let mut text = format!("{ts} stdout F {{\"f\":0,\"seq\":0}}\n{ts} stdout P {{\"f\":0,\"seq\":1,\"half\":\"\n");
+    for i in 0..5000 {
+        text.push_str(&format!("{ts} stderr F {{\"f\":1,\"seq\":{i}}}\n"));
+    }
+    let log = dir.join("0.log");
+    std::fs::write(&log, &text).unwrap();
+    let cfg = |exit_at_eof: bool| {
+        let path = root.path().join(format!("sluice-{exit_at_eof}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = \"{d}/state\"\n\
+                 [sources.pods]\ntype = \"file\"\ninclude = [\"{d}/pods/*/*/*.log\"]\nformat = \"cri\"\n\
+                 partial_timeout = \"500ms\"\nscan_interval = \"100ms\"\npoll_interval = \"20ms\"\n\
+                 checkpoint_interval = \"100ms\"\nexit_at_eof = {exit_at_eof}\n\
+                 [sinks.out]\ntype = \"file\"\ndirectory = \"{d}/out\"\ncompression = \"none\"\n",
+                d = root.path().display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let child = sluice()
+        .args(["run", "-c"])
+        .arg(cfg(false))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoint = root.path().join("state/checkpoints/pods.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&checkpoint)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["files"][0]["offset"].as_u64())
+        != Some(text.len() as u64)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint never passed the partial line"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = output_lines(root.path());
+    assert_eq!(lines.len(), 5002, "the whole line, the partial, the 5,000 stderr lines");
+    let partial: Vec<&String> = lines.iter().filter(|l| l.contains("half")).collect();
+    assert_eq!(partial.len(), 1);
+    assert!(partial[0].contains("\"sluice_truncated\":true"), "{}", partial[0]);
+    assert!(partial[0].contains("\"stream\":\"stdout\""), "{}", partial[0]);
+
+    // A restart reads nothing again.
+    let out = sluice().args(["run", "-c"]).arg(cfg(true)).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(output_lines(root.path()).len(), 5002, "nothing shipped twice");
+}

@@ -138,6 +138,11 @@ pub struct FileSourceConfig {
     /// How long an idle reader sleeps before looking for new bytes again.
     #[serde(default = "default_poll_interval", with = "humantime_serde_compat")]
     pub poll_interval: Duration,
+    /// How long a partial line (CRI `P`, a Docker piece without `\n`) waits
+    /// for its end; then it is emitted as it is, marked truncated, so the
+    /// file's checkpoint can pass it (a writer that died mid-line).
+    #[serde(default = "default_partial_timeout", with = "humantime_serde_compat")]
+    pub partial_timeout: Duration,
     /// How long a rotated-away or deleted file is kept open after its last
     /// byte, in case its writer still appends.
     #[serde(default = "default_rotate_wait", with = "humantime_serde_compat")]
@@ -171,6 +176,9 @@ fn default_scan_interval() -> Duration {
 }
 fn default_poll_interval() -> Duration {
     Duration::from_millis(100)
+}
+fn default_partial_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_rotate_wait() -> Duration {
     Duration::from_secs(5)
@@ -560,6 +568,7 @@ impl Config {
                     ("poll_interval", f.poll_interval, Duration::from_millis(10)),
                     ("scan_interval", f.scan_interval, Duration::from_millis(10)),
                     ("checkpoint_interval", f.checkpoint_interval, Duration::from_millis(10)),
+                    ("partial_timeout", f.partial_timeout, Duration::from_millis(10)),
                 ] {
                     if interval < least {
                         return Err((

@@ -54,6 +54,8 @@ struct Pending {
     buf: Vec<u8>,
     /// File offset where the first held piece starts.
     start: Option<u64>,
+    /// When the first held piece was read.
+    since: Option<std::time::Instant>,
     truncated: bool,
 }
 
@@ -167,6 +169,7 @@ impl FileDecoder {
                 });
             }
             p.start = Some(offset);
+            p.since = Some(std::time::Instant::now());
         }
         let room = max.saturating_sub(p.buf.len());
         if content.len() > room {
@@ -177,6 +180,7 @@ impl FileDecoder {
             return None;
         }
         p.start = None;
+        p.since = None;
         Some(Decoded {
             content: Cow::Owned(std::mem::take(&mut p.buf)),
             stream,
@@ -189,8 +193,24 @@ impl FileDecoder {
     /// Release the pieces still waiting (the file is gone for good): they
     /// become lines of their own, marked truncated.
     pub fn drain(&mut self) -> Vec<Decoded<'static>> {
+        self.drain_where(|_| true)
+    }
+
+    /// Release the pieces that have waited since before `cutoff` for an
+    /// end that did not come (a writer that died mid-line): they become
+    /// lines of their own, marked truncated, so the checkpoint can pass
+    /// them and the other stream's lines are not read again at restart.
+    pub fn drain_older_than(&mut self, cutoff: std::time::Instant) -> Vec<Decoded<'static>> {
+        self.drain_where(|p| p.since.is_some_and(|t| t < cutoff))
+    }
+
+    fn drain_where(&mut self, due: impl Fn(&Pending) -> bool) -> Vec<Decoded<'static>> {
         let mut out = Vec::new();
         for (i, p) in self.pending.iter_mut().enumerate() {
+            if !due(p) {
+                continue;
+            }
+            p.since = None;
             if p.start.take().is_some() {
                 out.push(Decoded {
                     content: Cow::Owned(std::mem::take(&mut p.buf)),

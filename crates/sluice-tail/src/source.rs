@@ -30,6 +30,7 @@ struct Counters {
     files_open: Gauge,
     files_waiting: Gauge,
     files_parked: Counter,
+    partial_timeouts: Counter,
     rotations: Counter,
     truncations: Counter,
     malformed: Counter,
@@ -109,6 +110,11 @@ impl Tailer {
             files_waiting: r.gauge(
                 "files_waiting",
                 "Files found but not open: max_open_files binds and every open file is still being read.",
+                &l,
+            ),
+            partial_timeouts: r.counter(
+                "file_partial_timeouts_total",
+                "Partial lines emitted unfinished after partial_timeout (marked truncated).",
                 &l,
             ),
             files_parked: r.counter(
@@ -229,6 +235,7 @@ impl Tailer {
             }
             cursor = cursor.wrapping_add(1);
             self.check_rotations(&mut builder);
+            self.flush_stale_partials(&mut builder);
             if !read_any && !builder.is_empty() && !self.send(&mut builder) {
                 return self.settle();
             }
@@ -489,6 +496,21 @@ impl Tailer {
                 let path = t.path.clone();
                 self.unreadable_file(path, "reading", &e);
                 false
+            }
+        }
+    }
+
+    /// Emit partial lines that waited past `partial_timeout`, so their
+    /// files' checkpoints can move on.
+    fn flush_stale_partials(&mut self, builder: &mut BatchBuilder) {
+        for (id, t) in self.files.iter_mut() {
+            if !t.has_pending() {
+                continue;
+            }
+            let n = t.flush_stale_partials(builder, self.cfg.partial_timeout);
+            if n > 0 {
+                self.counters.partial_timeouts.add(n);
+                builder.offsets.push((*id, t.safe_offset()));
             }
         }
     }

@@ -423,6 +423,24 @@ impl TrackedFile {
         }
     }
 
+    /// Whether a partial line waits for its end.
+    pub fn has_pending(&self) -> bool {
+        self.decoder.oldest_pending().is_some()
+    }
+
+    /// Emit the partial lines that waited longer than `timeout` for their
+    /// end; returns how many.
+    pub fn flush_stale_partials(&mut self, out: &mut BatchBuilder, timeout: std::time::Duration) -> u64 {
+        let Some(cutoff) = Instant::now().checked_sub(timeout) else {
+            return 0;
+        };
+        let stale = self.decoder.drain_older_than(cutoff);
+        for d in &stale {
+            out.push(d, &self.origins[d.stream as usize]);
+        }
+        stale.len() as u64
+    }
+
     /// Position the file at `read_offset` (after opening at a checkpoint).
     pub fn seek_to_offset(&mut self) -> std::io::Result<()> {
         use std::io::Seek;
