@@ -5,11 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sluice;
+use common::{sluice, KillOnDrop};
 
 /// A config reading `include` as raw lines into an uncompressed file sink
 /// under `root/out`, with `extra` in the source table.
@@ -96,6 +97,7 @@ fn five_thousand_files_appearing_at_full_speed_are_all_read() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _reaper = KillOnDrop(child.id());
     std::thread::sleep(Duration::from_millis(300));
     for f in 0..5000 {
         std::fs::write(logs.join(format!("{}/{f}.log", f % 50)), lines_of(f, 10)).unwrap();
@@ -260,6 +262,7 @@ fn a_dangling_partial_line_does_not_pin_the_checkpoint() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _reaper = KillOnDrop(child.id());
     let checkpoint = root.path().join("state/checkpoints/pods.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_to_string(&checkpoint)
@@ -289,4 +292,88 @@ fn a_dangling_partial_line_does_not_pin_the_checkpoint() {
     let out = sluice().args(["run", "-c"]).arg(cfg(true)).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(output_lines(root.path()).len(), 5002, "nothing shipped twice");
+}
+
+/// Lines `from..to` of file `f`, each padded to about 200 bytes.
+fn padded_lines(f: usize, from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| format!("{{\"f\":{f},\"seq\":{i},\"pad\":\"{}\"}}\n", "y".repeat(170)))
+        .collect()
+}
+
+#[test]
+fn a_file_truncated_and_regrown_past_the_offset_is_read_again_from_its_start() {
+    // Paused (SIGSTOP) while the file is truncated and rewritten longer
+    // than what was read: size alone sees only growth.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("logs")).unwrap();
+    let log = root.path().join("logs/0.log");
+    std::fs::write(&log, padded_lines(0, 0, 100)).unwrap();
+    let include = format!("{}/logs/*.log", root.path().display());
+    let cfg = config(root.path(), &include, "");
+    let child = sluice()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnDrop(child.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while output_lines(root.path()).len() < 100 {
+        assert!(Instant::now() < deadline, "the first 100 lines never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+    std::fs::write(&log, padded_lines(1, 0, 150)).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+    while output_lines(root.path()).len() < 250 {
+        assert!(Instant::now() < deadline, "the rewritten file was not read whole");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = delivered(root.path());
+    assert_eq!(got[&0], (0..100).collect::<Vec<u64>>(), "the first content once");
+    assert_eq!(
+        got[&1],
+        (0..150).collect::<Vec<u64>>(),
+        "the new content whole, nothing garbled"
+    );
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn a_file_rewritten_past_its_checkpoint_while_stopped_is_read_from_its_start() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("logs")).unwrap();
+    let log = root.path().join("logs/0.log");
+    // The same first line both times: the head fingerprint cannot tell.
+    let first = "{\"f\":9,\"seq\":0}\n";
+    std::fs::write(&log, first.to_string() + &padded_lines(0, 1, 100)).unwrap();
+    let include = format!("{}/logs/*.log", root.path().display());
+    let cfg = config(root.path(), &include, "exit_at_eof = true");
+    let out = sluice().args(["run", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Rewritten in place (same inode), longer, while sluice was stopped.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    drop(f);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all((first.to_string() + &padded_lines(1, 1, 150)).as_bytes())
+        .unwrap();
+    let out = sluice().args(["run", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = delivered(root.path());
+    assert_eq!(got[&9], vec![0, 0], "the shared first line, once per content");
+    assert_eq!(got[&0], (1..100).collect::<Vec<u64>>());
+    assert_eq!(got[&1], (1..150).collect::<Vec<u64>>(), "the new content whole");
 }

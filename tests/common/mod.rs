@@ -76,3 +76,14 @@ pub fn stop(mut child: Child) {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "sluice did not exit cleanly");
 }
+
+/// SIGKILLs a spawned sluice when dropped, so a failed assertion does not
+/// leave it running (holding the test's pipes open).
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a child of this test (harmless if it exited).
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}

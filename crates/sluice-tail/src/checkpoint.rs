@@ -46,7 +46,15 @@ pub struct FileCheckpoint {
     pub offset: u64,
     /// Where the file was last seen (for operators; identity is dev+inode+fingerprint).
     pub path: String,
+    /// The fingerprint of the bytes just before `offset` (up to
+    /// [`MARK_BYTES`]): a file truncated and rewritten past the offset
+    /// while sluice was stopped no longer has them there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Fingerprint>,
 }
+
+/// Bytes before an offset that its mark covers.
+pub const MARK_BYTES: u64 = 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointFile {
@@ -140,6 +148,7 @@ mod tests {
             fingerprint: Fingerprint::of(b"first bytes"),
             offset,
             path: format!("/var/log/pods/a/b/{ino}.log"),
+            before: None,
         }
     }
 

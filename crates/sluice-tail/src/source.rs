@@ -46,6 +46,9 @@ struct Committed {
     path: String,
     /// The file was closed; the entry goes once its last offset is committed.
     final_offset: Option<u64>,
+    /// The mark of the bytes before `offset`, and the offset it was taken
+    /// at (taken again when the offset moves, while the file is open).
+    before: Option<(u64, Fingerprint)>,
 }
 
 /// What a sent batch completes once delivered.
@@ -162,6 +165,7 @@ impl Tailer {
                         offset: f.offset,
                         path: f.path.clone(),
                         final_offset: None,
+                        before: f.before.map(|m| (f.offset, m)),
                     },
                 )
             })
@@ -395,12 +399,33 @@ impl Tailer {
         // Where to start: our checkpoint of this very file; else, for a
         // copytruncate copy, where its original was; else the configured start.
         let same_content = |fp: &Fingerprint| fp.len <= fingerprint.len && prefix_matches(&file, fp);
+        // ...and the bytes before the offset are still the ones read: not
+        // truncated and rewritten past it meanwhile.
+        let marked = |offset: u64| {
+            let mark = self
+                .committed
+                .get(&id)
+                .and_then(|c| c.before)
+                .filter(|(at, _)| *at == offset);
+            mark.is_none_or(|(_, m)| crate::tracked::matches_before(&file, offset, m))
+        };
         let closed_at = self
             .committed
             .get(&id)
             .and_then(|c| c.final_offset.map(|f| (c.fingerprint, f)));
         let mut copy = false;
-        let offset = if let Some(c) = self.restored.remove(&id).filter(|c| same_content(&c.fingerprint)) {
+        let restored = self.restored.remove(&id);
+        let rewritten = restored
+            .as_ref()
+            .is_some_and(|c| same_content(&c.fingerprint) && !marked(c.offset))
+            || closed_at.is_some_and(|(fp, f)| same_content(&fp) && !marked(f));
+        if rewritten {
+            tracing::debug!(source = %self.id, path = %path.display(), ino = id.ino, "file rewritten past its checkpoint: read from its start");
+            self.counters.truncations.inc();
+        }
+        let offset = if rewritten {
+            0
+        } else if let Some(c) = restored.filter(|c| same_content(&c.fingerprint)) {
             c.offset.min(size)
         } else if let Some((_, f)) = closed_at.filter(|(fp, _)| same_content(fp)) {
             f.min(size)
@@ -448,6 +473,7 @@ impl Tailer {
             offset,
             path: t.path.to_string_lossy().into_owned(),
             final_offset: None,
+            before: None,
         });
         c.final_offset = None;
         self.files.insert(id, t);
@@ -481,6 +507,15 @@ impl Tailer {
         let Some(t) = self.files.get_mut(&id) else { return false };
         let events_before = builder.events_len();
         let result = t.read_into(builder, max, max_line);
+        if let Some((head, offset)) = t.regrown.take() {
+            tracing::debug!(source = %self.id, path = %t.path.display(), ino = id.ino, "file truncated and rewritten past the read offset");
+            self.counters.truncations.inc();
+            // A copytruncate copy, if one shows up, continues from here.
+            self.truncated.insert(id, (head, offset, Instant::now()));
+            t.copied_away = false;
+            builder.offsets.push((id, 0));
+            return true;
+        }
         let c = &self.counters;
         match result {
             Ok(n) => {
@@ -586,6 +621,14 @@ impl Tailer {
     }
 
     fn write_checkpoint(&mut self) {
+        // Mark the bytes before each moved offset while the file is open.
+        for (id, c) in self.committed.iter_mut() {
+            if c.before.is_none_or(|(at, _)| at != c.offset) {
+                if let Some(t) = self.files.get(id) {
+                    c.before = t.mark_at(c.offset).map(|m| (c.offset, m));
+                }
+            }
+        }
         let mut entries: Vec<FileCheckpoint> = self
             .committed
             .iter()
@@ -595,6 +638,7 @@ impl Tailer {
                 fingerprint: c.fingerprint,
                 offset: c.offset,
                 path: c.path.clone(),
+                before: c.before.filter(|(at, _)| *at == c.offset).map(|(_, m)| m),
             })
             .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -13,7 +13,7 @@ use sluice_config::FileFormat;
 use sluice_core::event::FLAG_TRUNCATED;
 use sluice_core::{Batch, Event, Origin, Span};
 
-use crate::checkpoint::{Fingerprint, FINGERPRINT_BYTES};
+use crate::checkpoint::{Fingerprint, FINGERPRINT_BYTES, MARK_BYTES};
 use crate::decode::{Decoded, FileDecoder, Stream};
 
 /// Device and inode: who a file is, whatever it is called now.
@@ -249,6 +249,15 @@ pub struct TrackedFile {
     /// Its size below the read offset is the copy catching up, not a
     /// truncation. Holds the size last seen and when it last changed.
     pub filling: Option<(u64, Instant)>,
+    /// The fingerprint of the bytes just before `read_offset`, checked
+    /// whenever the file grows: size alone cannot tell a file that was
+    /// truncated and rewritten past the offset.
+    mark: Option<Fingerprint>,
+    /// Set when a read found the bytes before its offset changed: the file
+    /// was truncated and regrew. Holds its first bytes and safe offset
+    /// from before (a copytruncate copy continues from there); reading
+    /// restarted at 0.
+    pub regrown: Option<(Vec<u8>, u64)>,
 }
 
 impl TrackedFile {
@@ -263,6 +272,7 @@ impl TrackedFile {
         origins: [Arc<Origin>; 2],
     ) -> std::io::Result<TrackedFile> {
         let head = head_of(&file)?;
+        let mark = mark_before(&file, offset);
         Ok(TrackedFile {
             id,
             path,
@@ -280,6 +290,8 @@ impl TrackedFile {
             after: None,
             copied_away: false,
             filling: None,
+            mark,
+            regrown: None,
         })
     }
 
@@ -325,9 +337,22 @@ impl TrackedFile {
             out.data.truncate(region);
             return Ok(0);
         }
+        if let Some(m) = self.mark {
+            if !matches_before(&self.file, self.read_offset, m) {
+                // Truncated and rewritten past our offset: what was just
+                // read is the middle of new content. Start it over.
+                out.data.truncate(region);
+                let before = (self.head.clone(), self.safe_offset());
+                self.restart_after_truncation()?;
+                self.regrown = Some(before);
+                return Ok(0);
+            }
+        }
         self.last_data = Instant::now();
         let base = self.read_offset - carried as u64;
         self.read_offset += n as u64;
+        let read = &out.data[region..at + n];
+        self.mark = Some(Fingerprint::of(&read[read.len().saturating_sub(MARK_BYTES as usize)..]));
         // Complete runtime lines end at the last newline; the rest is carried
         // to the next read (or, when over-long, cut here).
         let end = out.data.len();
@@ -389,6 +414,7 @@ impl TrackedFile {
     /// The file shrank below what was read (copytruncate): start over at 0.
     pub fn restart_after_truncation(&mut self) -> std::io::Result<()> {
         self.read_offset = 0;
+        self.mark = None;
         self.carry.clear();
         self.discarding = false;
         self.decoder = FileDecoder::new(self.decoder.format(), self.max_merged);
@@ -404,6 +430,7 @@ impl TrackedFile {
     /// nothing of its own to deliver.
     pub fn skip_to(&mut self, offset: u64) -> std::io::Result<()> {
         self.read_offset = offset;
+        self.mark = mark_before(&self.file, offset);
         self.carry.clear();
         self.seek_to_offset()
     }
@@ -421,6 +448,11 @@ impl TrackedFile {
                 out.push(&d, origin);
             }
         }
+    }
+
+    /// The mark of the bytes before `offset` in this file.
+    pub fn mark_at(&self, offset: u64) -> Option<Fingerprint> {
+        mark_before(&self.file, offset)
     }
 
     /// Whether a partial line waits for its end.
@@ -454,6 +486,34 @@ impl TrackedFile {
             .map(|m| FileId::of(&m) == self.id)
             .unwrap_or(false)
     }
+}
+
+/// The fingerprint of the up to [`MARK_BYTES`] bytes before `offset`.
+pub fn mark_before(file: &File, offset: u64) -> Option<Fingerprint> {
+    let len = offset.min(MARK_BYTES) as usize;
+    let bytes = read_exact_at(file, offset - len as u64, len)?;
+    Some(Fingerprint::of(&bytes))
+}
+
+/// Whether the bytes before `offset` still have fingerprint `mark`.
+pub fn matches_before(file: &File, offset: u64, mark: Fingerprint) -> bool {
+    let len = u64::from(mark.len);
+    offset >= len
+        && read_exact_at(file, offset - len, len as usize).is_some_and(|bytes| Fingerprint::of(&bytes) == mark)
+}
+
+fn read_exact_at(file: &File, at: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut n = 0;
+    while n < len {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => return None,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(buf)
 }
 
 /// An open file's first bytes (up to [`FINGERPRINT_BYTES`]).
