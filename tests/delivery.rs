@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
 use common::http_server::HttpServer;
-use common::{sluice, write_config};
+use common::{run_with_stdin, sluice, write_config};
 
 /// `n` CRI lines of JSON records numbered from `from`, each about 300 bytes.
 fn cri_lines(from: u64, n: u64) -> String {
@@ -231,17 +231,7 @@ type = "disk"
             endpoint = ch.endpoint()
         ),
     );
-    let run = |input: &str| {
-        let mut child = sluice()
-            .args(["run", "-c"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let run = |input: &str| run_with_stdin(&config, input);
     // Ten frames of 100 records in the buffer while the target is down.
     ch.stop();
     let input: String = (0..1000)
@@ -337,16 +327,8 @@ retry_initial_backoff = "50ms"
             url = server.url()
         ),
     );
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input: String = (0..50).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(&config, &input);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(" 1 retries"), "{stderr}");
@@ -419,17 +401,7 @@ type = "disk"
             url = server.url()
         ),
     );
-    let run = |input: &str| {
-        let mut child = sluice()
-            .args(["run", "-c"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let run = |input: &str| run_with_stdin(&config, input);
     let input: String = (0..2000)
         .map(|i| format!("{{\"service\":\"s\",\"seq\":{i}}}\n"))
         .collect();
@@ -481,18 +453,6 @@ retry_max_backoff = "200ms"
     )
 }
 
-fn run_stdin(config: &Path, input: &str) -> std::process::Output {
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn a_refused_record_the_dead_letter_file_cannot_take_is_not_delivered() {
     let server = HttpServer::start(|_, req| {
@@ -512,7 +472,7 @@ fn a_refused_record_the_dead_letter_file_cannot_take_is_not_delivered() {
     );
     let mut input: String = (0..99).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
     input.push_str("{\"seq\":99,\"msg\":\"refuse me\"}\n");
-    let out = run_stdin(&config, &input);
+    let out = run_with_stdin(&config, &input);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -554,7 +514,7 @@ when_full = "drop_newest""#,
         std::thread::sleep(Duration::from_millis(1500));
         up.store(true, Ordering::SeqCst);
     });
-    let out = run_stdin(&config, &input);
+    let out = run_with_stdin(&config, &input);
     waker.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

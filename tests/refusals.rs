@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
 use common::http_server::HttpServer;
-use common::{copy_sink, count_lines, sluice, write_config};
+use common::{copy_sink, count_lines, run_with_stdin, sluice, write_config};
 
 /// Retry quickly: the tests' outages last seconds.
 const FAST_RETRIES: &str = r#"batch_timeout = "200ms"
@@ -34,18 +34,10 @@ fn seq_lines(n: u64) -> String {
         .collect()
 }
 
-/// Run `config` with `input` on stdin to its end.
-fn run_with_stdin(config: &Path, input: &str) -> (Output, String) {
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+/// Run `config` with `input` on stdin to its end: the output and its
+/// standard error as text.
+fn run_with_input(config: &Path, input: &str) -> (Output, String) {
+    let out = run_with_stdin(config, input);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     (out, stderr)
 }
@@ -184,7 +176,7 @@ type = "disk"
             ),
         )
     };
-    let (out, stderr) = run_with_stdin(&config("first.toml", sink_toml), &seq_lines(3000));
+    let (out, stderr) = run_with_input(&config("first.toml", sink_toml), &seq_lines(3000));
     assert_eq!(out.status.code(), Some(0), "held durably is no failure: {stderr}");
     assert!(
         stderr.contains("nothing lost, not all delivered: sink `ch`:"),
@@ -201,7 +193,7 @@ type = "disk"
     assert!(lines[0].contains(server_says), "{}", lines[0]);
 
     fix(ch);
-    let (out, stderr) = run_with_stdin(&config("second.toml", fixed_sink_toml), "");
+    let (out, stderr) = run_with_input(&config("second.toml", fixed_sink_toml), "");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("clean: every event was delivered to every sink"),
@@ -274,7 +266,7 @@ batch_max_events = 5000
             url = server.url()
         ),
     );
-    let (out, stderr) = run_with_stdin(&config, &seq_lines(1000));
+    let (out, stderr) = run_with_input(&config, &seq_lines(1000));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(" 0 dead-lettered"), "{stderr}");
     assert!(!dir.path().join("state/dead_letter").exists());
@@ -370,7 +362,7 @@ batch_max_events = 5000
     let reject = r#"{"service":"orders","seq":600,"reject_me":{"deep":1}}"#;
     input.push_str(reject);
     input.push('\n');
-    let (out, stderr) = run_with_stdin(&config, &input);
+    let (out, stderr) = run_with_input(&config, &input);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(" 1 dead-lettered"), "{stderr}");
 

@@ -87,3 +87,19 @@ impl Drop for KillOnDrop {
         unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
     }
 }
+
+/// `sluice run -c <config>` with `input` on its standard input, to its
+/// end; standard output is discarded, standard error kept.
+pub fn run_with_stdin(config: &Path, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = sluice()
+        .args(["run", "-c"])
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
