@@ -446,6 +446,7 @@ gzip_level = 0
 [sinks.ch.delivery]
 retry_initial_backoff = "50ms"
 retry_max_backoff = "200ms"
+breaker_open_for = "200ms"
 {delivery}
 "#,
             d = dir.display(),
@@ -507,14 +508,30 @@ fn drop_newest_names_what_it_dropped_and_stores_the_rest() {
 max_bytes = "16KiB"
 when_full = "drop_newest""#,
     );
-    let input: String = (0..3000)
-        .map(|i| format!("{{\"service\":\"s\",\"seq\":{i}}}\n"))
-        .collect();
     let waker = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         up.store(true, Ordering::SeqCst);
     });
-    let out = run_with_stdin(&config, &input);
+    // Twenty batches of 150 lines (each a frame larger than the buffer)
+    // while the target is down: the first is taken, later ones dropped.
+    let mut child = sluice()
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for chunk in 0..20 {
+        let lines: String = (chunk * 150..(chunk + 1) * 150)
+            .map(|i| format!("{{\"service\":\"s\",\"seq\":{i}}}\n"))
+            .collect();
+        stdin.write_all(lines.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
     waker.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
