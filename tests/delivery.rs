@@ -308,25 +308,7 @@ fn a_clickhouse_200_whose_body_is_an_exception_is_retried() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "sluice.toml",
-        &format!(
-            r#"
-data_dir = "{d}/state"
-[sources.in]
-type = "stdin"
-[sinks.ch]
-type = "clickhouse"
-endpoint = "{url}"
-gzip_level = 0
-[sinks.ch.delivery]
-retry_initial_backoff = "50ms"
-"#,
-            d = dir.path().display(),
-            url = server.url()
-        ),
-    );
+    let config = stdin_to(dir.path(), &server.url(), "");
     let input: String = (0..50).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
     let out = run_with_stdin(&config, &input);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -376,30 +358,14 @@ fn a_split_cut_short_by_shutdown_resends_only_what_was_not_stored() {
         (200, String::new())
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = stdin_to(
         dir.path(),
-        "sluice.toml",
-        &format!(
-            r#"
-data_dir = "{d}/state"
-[sources.in]
-type = "stdin"
-[sinks.ch]
-type = "clickhouse"
-endpoint = "{url}"
-gzip_level = 0
-[sinks.ch.delivery]
-batch_max_events = 2000
+        &server.url(),
+        r#"batch_max_events = 2000
 batch_timeout = "500ms"
 shutdown_timeout = "1s"
-retry_initial_backoff = "50ms"
-retry_max_backoff = "200ms"
 [sinks.ch.delivery.buffer]
-type = "disk"
-"#,
-            d = dir.path().display(),
-            url = server.url()
-        ),
+type = "disk""#,
     );
     let run = |input: &str| run_with_stdin(&config, input);
     let input: String = (0..2000)
@@ -428,8 +394,8 @@ type = "disk"
     assert_eq!(seqs, (0..2000).collect::<Vec<u64>>(), "each row stored exactly once");
 }
 
-/// A ClickHouse-like server config for a stdin run: `extra` goes into the
-/// sink's table.
+/// A stdin run into a ClickHouse sink at `url` (the local server playing
+/// it): `delivery` goes into the sink's delivery table.
 fn stdin_to(dir: &Path, url: &str, delivery: &str) -> PathBuf {
     write_config(
         dir,
