@@ -79,9 +79,9 @@ pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
         truncated: event.flags & FLAG_TRUNCATED != 0,
     };
     match (event.kind, event.rewrite) {
-        (_, Some(rewrite)) => write_object_with(rewrite.of(batch.arena()), true, &adds, out),
+        (_, Some(rewrite)) => write_object_with(rewrite.of(batch.arena()), &adds, out),
         (EventKind::Json, None) if adds.is_empty() => out.extend_from_slice(batch.line(event)),
-        (EventKind::Json, None) => write_object_with(batch.line(event), event.keys > 0, &adds, out),
+        (EventKind::Json, None) => write_object_with(batch.line(event), &adds, out),
         (EventKind::Text | EventKind::Unparsed, None) => {
             out.extend_from_slice(b"{\"message\":");
             write_json_string(batch.line(event), out);
@@ -93,11 +93,19 @@ pub fn write_event(batch: &Batch, event: &Event, out: &mut Vec<u8>) {
 }
 
 /// Write a JSON object's bytes with more pairs spliced in before its closing
-/// brace. `object` must end (after optional whitespace) with `}`.
-fn write_object_with(object: &[u8], has_keys: bool, adds: &Additions<'_>, out: &mut Vec<u8>) {
+/// brace. `object` must end (after optional whitespace) with `}`. Whether a
+/// comma goes first is read from the bytes themselves, not from what a
+/// stage believes it wrote: an object every member was removed from is
+/// `{}`, and `{,"k":v}` must never come out.
+fn write_object_with(object: &[u8], adds: &Additions<'_>, out: &mut Vec<u8>) {
     let close = object.iter().rposition(|&b| b == b'}').unwrap_or(object.len());
+    let has_members = object[..close]
+        .iter()
+        .rev()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b != b'{');
     out.extend_from_slice(&object[..close]);
-    adds.write(has_keys, out);
+    adds.write(has_members, out);
     out.push(b'}');
 }
 
@@ -292,5 +300,36 @@ mod tests {
         let span = b.push_arena(br#"{"password":"****"}"#);
         b.events_mut()[0].rewrite = Some(span);
         assert_eq!(encoded(&b), "{\"password\":\"****\"}\n");
+    }
+
+    #[test]
+    fn an_emptied_rewrite_takes_additions_without_a_leading_comma() {
+        for emptied in [&b"{}"[..], b"{ }", b"{\n}\n"] {
+            let mut b = one(br#"{"foo":1}"#, EventKind::Json, 1);
+            let span = b.push_arena(emptied);
+            b.events_mut()[0].rewrite = Some(span);
+            let o = b.add_origin(Arc::new(Origin {
+                stream_key: 1,
+                fields_json: "\"stream\":\"stdout\"".into(),
+                default_service: None,
+                namespace: None,
+            }));
+            b.events_mut()[0].origin = o;
+            b.append_field(0, "redacted", b"[\"unlisted\"]");
+            let text = encoded(&b);
+            let body = &emptied[..emptied.iter().rposition(|&c| c == b'}').unwrap()];
+            assert_eq!(
+                text,
+                format!(
+                    "{}\"stream\":\"stdout\",\"redacted\":[\"unlisted\"]}}\n",
+                    String::from_utf8_lossy(body)
+                )
+            );
+        }
+        // And with nothing to add it stays the empty object.
+        let mut b = one(br#"{"foo":1}"#, EventKind::Json, 1);
+        let span = b.push_arena(b"{}");
+        b.events_mut()[0].rewrite = Some(span);
+        assert_eq!(encoded(&b), "{}\n");
     }
 }

@@ -307,3 +307,5 @@ fn every_pair_of_members_is_judged_alike_by_both_paths() {
         "cleared {cleared}, changed {changed_seen}"
     );
 }
+
+mod valid_json;
