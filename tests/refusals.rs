@@ -137,21 +137,25 @@ batch_max_events = 1000
     );
 }
 
+/// The passwords these tests use: sluice's output never holds one.
+const PASSWORDS: [&str; 3] = ["wrong-password", "right-password", "wr0ng-S3cret"];
+
 /// The shape of the wrong-password and missing-database tests: a first run
-/// whose sink (`sink_toml`) the target refuses ends holding every record in
-/// its disk buffer (exit 0, "held", nothing stored, nothing dead-lettered);
-/// `fix` mends the target; a second run with `fixed_sink_toml` and no new
-/// input delivers each record exactly once into `table`.
+/// whose sink (`sink_toml`: the endpoint's path and query, then keys) the
+/// target refuses ends holding every record in its disk buffer (exit 0,
+/// "held", nothing stored, nothing dead-lettered); `fix` mends the target;
+/// a second run with `fixed_sink_toml` and no new input delivers each
+/// record exactly once into `table`. Neither run prints a password.
 fn held_until_fixed(
     ch: &ClickHouse,
-    sink_toml: &str,
-    fixed_sink_toml: &str,
+    sink_toml: (&str, &str),
+    fixed_sink_toml: (&str, &str),
     table: &str,
     server_says: &str,
     fix: impl FnOnce(&ClickHouse),
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let config = |name: &str, sink: &str| {
+    let config = |name: &str, (url_tail, sink): (&str, &str)| {
         write_config(
             dir.path(),
             name,
@@ -162,7 +166,7 @@ data_dir = "{d}/state"
 type = "stdin"
 [sinks.ch]
 type = "clickhouse"
-endpoint = "{endpoint}"
+endpoint = "{endpoint}{url_tail}"
 {sink}
 [sinks.ch.delivery]
 batch_max_events = 700
@@ -191,9 +195,15 @@ type = "disk"
     let lines = refusal_lines(&stderr);
     assert!(!lines.is_empty() && lines.len() <= 2, "{stderr}");
     assert!(lines[0].contains(server_says), "{}", lines[0]);
+    for pw in PASSWORDS {
+        assert!(!stderr.contains(pw), "`{pw}` printed: {stderr}");
+    }
 
     fix(ch);
     let (out, stderr) = run_with_input(&config("second.toml", fixed_sink_toml), "");
+    for pw in PASSWORDS {
+        assert!(!stderr.contains(pw), "`{pw}` printed: {stderr}");
+    }
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("clean: every event was delivered to every sink"),
@@ -212,8 +222,24 @@ fn a_wrong_password_holds_everything_until_a_restart_with_the_right_one() {
     let ch = ClickHouse::start();
     held_until_fixed(
         &ch,
-        "user = \"sluice\"\npassword = \"wrong-password\"",
-        "user = \"sluice\"\npassword = \"right-password\"",
+        ("", "user = \"sluice\"\npassword = \"wrong-password\""),
+        ("", "user = \"sluice\"\npassword = \"right-password\""),
+        "logs",
+        "Wrong password for user sluice",
+        |_| {},
+    );
+}
+
+#[test]
+fn credentials_in_the_endpoints_query_are_sent_and_never_printed() {
+    // ClickHouse reads `user` and `password` from the URL: the second run
+    // stores everything only if sluice kept the operator's query string
+    // beside its own `query=INSERT ...`.
+    let ch = ClickHouse::start();
+    held_until_fixed(
+        &ch,
+        ("/?user=sluice&password=wr0ng-S3cret", ""),
+        ("/?user=sluice&password=right-password", ""),
         "logs",
         "Wrong password for user sluice",
         |_| {},
@@ -225,8 +251,8 @@ fn a_missing_database_holds_everything_until_it_exists() {
     let ch = ClickHouse::start();
     held_until_fixed(
         &ch,
-        "database = \"archive\"",
-        "database = \"archive\"",
+        ("", "database = \"archive\""),
+        ("", "database = \"archive\""),
         "archive.logs",
         "Database archive doesn't exist",
         |ch| {

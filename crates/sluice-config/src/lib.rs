@@ -4,8 +4,10 @@
 //! This crate owns the *shape* and validity of a configuration; it must not
 //! build components or touch the files a configuration names.
 
+mod endpoint;
 mod interpolate;
 mod model;
+pub mod secret_names;
 mod sinks;
 mod stages;
 
@@ -18,8 +20,10 @@ pub use bytesize::ByteSize;
 /// from them, and the redaction stage lets them pass, so an aggregator keeps
 /// what the node tier added.
 pub const ORIGIN_FIELDS: [&str; 6] = ["namespace", "pod", "pod_uid", "container", "stream", "file"];
+pub use endpoint::{mask_urls, Endpoint};
 pub use interpolate::interpolate;
 pub use model::*;
+pub use secret_names::is_secret_key;
 pub use sinks::*;
 pub use stages::*;
 
@@ -104,7 +108,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Fn(&str) -> Option<String>) ->
     config.validate().map_err(|(key, message)| ConfigError::Invalid {
         path: origin.to_owned(),
         key,
-        message,
+        message: mask_urls(&message),
     })?;
     Ok(config)
 }
@@ -115,14 +119,44 @@ fn syntax_error(text: &str, origin: &Path, e: &toml::de::Error) -> ConfigError {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
-    let line_text = text[line_start..].lines().next().unwrap_or("").to_string();
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let (message, line_text) = echo_safely(e.message().trim(), line_text);
     ConfigError::Syntax {
         path: origin.to_owned(),
         line,
         column,
-        message: e.message().trim().to_string(),
+        message,
         line_text,
     }
+}
+
+/// The message and line of a syntax error as they may be printed: the
+/// value of a key whose name looks secret, or of a key the configuration
+/// does not know (a typo'd `pasword`), is never echoed, in the line or in
+/// the message; URLs lose their credentials. The text is interpolated, so
+/// a `${VAR}` holding a secret would otherwise be printed too.
+fn echo_safely(message: &str, line_text: &str) -> (String, String) {
+    let (mut message, mut line_text) = (mask_urls(message), mask_urls(line_text));
+    let Some((keys, value)) = line_text.split_once('=') else {
+        return (message, line_text);
+    };
+    let unknown = message.starts_with("unknown field");
+    let secret = keys
+        .split('.')
+        .map(|k| k.trim().trim_matches(['"', '\'']))
+        .any(is_secret_key)
+        || (value.contains('{')
+            && value
+                .split(['{', ',', '='])
+                .any(|k| is_secret_key(k.trim().trim_matches(['"', '\'']))));
+    if unknown || secret {
+        let raw = value.trim().trim_matches(['"', '\'']);
+        if !raw.is_empty() {
+            message = message.replace(raw, "****");
+        }
+        line_text = format!("{}= ****", keys);
+    }
+    (message, line_text)
 }
 
 #[cfg(test)]

@@ -616,14 +616,13 @@ impl Config {
             if let Some(d) = sink.delivery() {
                 validate_delivery(d).map_err(|(k, m)| (key(&k), m))?;
             }
-            let endpoint = match sink {
-                SinkConfig::Clickhouse(c) => Some((&c.endpoint, c.gzip_level)),
-                SinkConfig::Loki(c) => Some((&c.endpoint, c.gzip_level)),
-                SinkConfig::Elasticsearch(c) => Some((&c.endpoint, c.gzip_level)),
+            let gzip = match sink {
+                SinkConfig::Clickhouse(c) => Some(c.gzip_level),
+                SinkConfig::Loki(c) => Some(c.gzip_level),
+                SinkConfig::Elasticsearch(c) => Some(c.gzip_level),
                 _ => None,
             };
-            if let Some((url, gzip)) = endpoint {
-                validate_endpoint(url).map_err(|m| (key("endpoint"), m))?;
+            if let Some(gzip) = gzip {
                 if gzip > 9 {
                     return Err((key("gzip_level"), "must be between 0 and 9".into()));
                 }

@@ -10,6 +10,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::model::humantime_serde_compat;
+use crate::Endpoint;
 
 /// How a storage sink batches, retries and buffers. Every field has a default,
 /// so `[sinks.x.delivery]` may be left out.
@@ -142,7 +143,7 @@ impl Default for BufferConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClickhouseSinkConfig {
     /// Base URL of the HTTP interface, e.g. `http://127.0.0.1:8123`.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Database of the table.
     #[serde(default = "default_ch_database")]
     pub database: String,
@@ -243,7 +244,7 @@ fn default_kafka_compression() -> String {
 #[serde(deny_unknown_fields)]
 pub struct LokiSinkConfig {
     /// Base URL, e.g. `http://loki:3100`; requests go to `/loki/api/v1/push`.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Event fields that become stream labels. Only low-cardinality fields
     /// are allowed (guide §11, §72): `service`, `env`, `level`, `namespace`,
     /// `container`, `stream`.
@@ -272,7 +273,7 @@ fn default_loki_labels() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSinkConfig {
     /// Base URL, e.g. `http://es:9200`.
-    pub endpoint: String,
+    pub endpoint: Endpoint,
     /// Index name pattern: `{service}` and `{date}` (the event's UTC day,
     /// `YYYY.MM.DD`) are replaced.
     #[serde(default = "default_es_index")]
@@ -367,14 +368,6 @@ pub(crate) fn validate_delivery(d: &DeliveryConfig) -> Result<(), (String, Strin
     }
     if d.buffer.limit().0 < d.batch_max_bytes.0 {
         return err("buffer.max_bytes", "must be at least batch_max_bytes");
-    }
-    Ok(())
-}
-
-/// Checks of an endpoint URL.
-pub(crate) fn validate_endpoint(url: &str) -> Result<(), String> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-        return Err(format!("`{url}` is not an http:// or https:// URL"));
     }
     Ok(())
 }

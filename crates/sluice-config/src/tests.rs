@@ -319,3 +319,48 @@ fn file_source_intervals_that_would_spin_are_refused_by_name() {
         assert!(e.contains(&format!("must be at least {least}")), "{e}");
     }
 }
+
+#[test]
+fn errors_never_echo_a_secret() {
+    let env = |name: &str| (name == "CH_PASSWORD").then(|| "Env-S3cret-9".to_string());
+    let sink = |body: &str| format!("[sources.i]\ntype = \"stdin\"\n[sinks.ch]\ntype = \"clickhouse\"\n{body}\n");
+    for body in [
+        // A typo'd key: unknown, so its value is not echoed.
+        "endpoint = \"http://h:8123\"\npasword = \"S3cret-Value-1\"",
+        // A secret key with a wrong type, as a literal and from the environment.
+        "endpoint = \"http://h:8123\"\npassword = 12345678",
+        "endpoint = \"http://h:8123\"\npassword = ${CH_PASSWORD}",
+        "endpoint = \"http://h:8123\"\npassword = [\"S3cret-Value-1\"]",
+        // Credentials in an endpoint that is refused, or beside another error.
+        "endpoint = \"htp://admin:S3cret-Value-1@h/?password=S3cret-Value-1\"",
+        "endpoint = \"http://admin:S3cret-Value-1@h/?password=S3cret-Value-1\" gzip_level = 3",
+        "endpoint = \"http://h/?user=a&password=S3cret-Value-1\"\ngzip_level = 12",
+    ] {
+        let text = sink(body);
+        let e = parse(&text, Path::new("t.toml"), &env).unwrap_err().to_string();
+        for secret in ["S3cret-Value-1", "12345678", "Env-S3cret-9"] {
+            assert!(!e.contains(secret), "`{secret}` echoed:\n{e}");
+        }
+        assert!(e.starts_with("t.toml:"), "{e}");
+    }
+    let e = parse(
+        &sink("endpoint = \"http://h:8123\"\npasword = \"S3cret-Value-1\""),
+        Path::new("t.toml"),
+        &env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("unknown field `pasword`") && e.ends_with("pasword = ****"),
+        "{e}"
+    );
+    // A harmless value is still shown: it is what the operator must fix.
+    let e = parse(
+        &sink("endpoint = \"http://h:8123\"\ngzip_level = \"high\""),
+        Path::new("t.toml"),
+        &no_env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("gzip_level = \"high\""), "{e}");
+}

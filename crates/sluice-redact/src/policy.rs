@@ -1,10 +1,6 @@
 //! Which fields may pass, which key names are secrets wherever they appear,
 //! and which fields the pipeline needs intact.
 
-use std::sync::OnceLock;
-
-use aho_corasick::AhoCorasick;
-
 /// The field guide's schema (Appendix D) plus what sluice's own stages add.
 pub const DEFAULT_ALLOW: &[&str] = &[
     "ts",
@@ -60,27 +56,6 @@ const PROTECTED: &[&str] = &[
     "runtime_ts",
 ];
 
-/// Key names whose values are secrets wherever they appear, compared after
-/// lowercasing and dropping `_`, `-` and `.` (so `apiKey`, `api_key`,
-/// `API-KEY` are one name). A key *containing* one of these is a secret too.
-const SECRET_KEYS: &[&str] = &[
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "token",
-    "apikey",
-    "authorization",
-    "cookie",
-    "session",
-    "privatekey",
-    "accesskey",
-    "credential",
-    "signature",
-    "cardnumber",
-    "cvv",
-];
-
 /// The allow list of one service. Sorted vectors: a binary search over a
 /// few dozen names beats hashing them, for every key of every record.
 #[derive(Debug, Clone)]
@@ -127,27 +102,7 @@ impl AllowList {
     }
 }
 
-/// Whether a key names a secret (see [`SECRET_KEYS`]). Runs for every key
-/// of every record: the key is normalized into a stack buffer and searched
-/// with one automaton, no allocation.
-pub fn is_secret_key(key: &str) -> bool {
-    static NAMES: OnceLock<AhoCorasick> = OnceLock::new();
-    let names = NAMES.get_or_init(|| AhoCorasick::new(SECRET_KEYS).expect("static patterns compile"));
-    let mut buf = [0u8; 128];
-    let mut n = 0;
-    for &b in key.as_bytes() {
-        if matches!(b, b'_' | b'-' | b'.') {
-            continue;
-        }
-        if n == buf.len() {
-            // Longer than any sane key: check what fits, fail closed on a hit.
-            break;
-        }
-        buf[n] = b.to_ascii_lowercase();
-        n += 1;
-    }
-    names.is_match(&buf[..n])
-}
+pub use sluice_config::is_secret_key;
 
 /// Whether value detectors must leave this field alone.
 pub fn is_protected(key: &str) -> bool {
@@ -162,27 +117,6 @@ pub fn default_allow() -> impl Iterator<Item = &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secret_keys_in_any_case_style() {
-        for k in [
-            "password",
-            "Passwd",
-            "api_key",
-            "apiKey",
-            "API-KEY",
-            "set-cookie",
-            "Authorization",
-            "sessionId",
-            "private_key",
-            "x_auth_token",
-        ] {
-            assert!(is_secret_key(k), "{k}");
-        }
-        for k in ["status", "duration_ms", "trace_id", "path", "user_id", "message"] {
-            assert!(!is_secret_key(k), "{k}");
-        }
-    }
 
     #[test]
     fn nested_fields_pass_only_one_by_one() {

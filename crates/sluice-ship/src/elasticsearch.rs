@@ -110,7 +110,7 @@ impl ElasticsearchTransport {
     pub fn new(cfg: &ElasticsearchSinkConfig) -> Result<ElasticsearchTransport, String> {
         Ok(ElasticsearchTransport {
             client: http::client(cfg.delivery.request_timeout)?,
-            url: format!("{}/_bulk", cfg.endpoint.trim_end_matches('/')),
+            url: cfg.endpoint.request_url("_bulk", &[]),
             auth: cfg.user.clone().map(|u| (u, cfg.password.clone())),
             gzip_level: cfg.gzip_level,
             gz: Vec::new(),

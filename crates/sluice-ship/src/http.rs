@@ -88,6 +88,9 @@ fn transport_failure(e: reqwest::Error) -> SendResult {
     } else {
         FailureKind::Connection
     };
+    // The URL reqwest would print carries the endpoint's query string,
+    // credentials included: the sink's name says which target it was.
+    let e = e.without_url();
     SendResult::failed(
         kind,
         format!(
@@ -183,5 +186,36 @@ mod tests {
         let mut back = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&out[..]), &mut back).unwrap();
         assert_eq!(back, "hello hello hello");
+    }
+
+    #[test]
+    fn a_transport_failure_never_prints_the_url() {
+        // A port nothing listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint =
+            sluice_config::Endpoint::parse(&format!("http://admin:S3cret-1@127.0.0.1:{port}/?password=S3cret-2"))
+                .unwrap();
+        let url = endpoint.request_url("", &[("query", "INSERT")]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = rt.block_on(async {
+            let c = client(Duration::from_secs(2)).unwrap();
+            match execute(c.post(&url)).await {
+                Err(failed) => failed,
+                Ok(answer) => panic!("nothing listens there, yet: HTTP {}", answer.status),
+            }
+        });
+        let SendResult::Failed(failure) = result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(failure.kind, FailureKind::Connection);
+        assert!(!failure.reason.contains("S3cret"), "{}", failure.reason);
+        assert!(!failure.reason.contains("127.0.0.1"), "{}", failure.reason);
     }
 }

@@ -116,7 +116,7 @@ impl LokiTransport {
     pub fn new(cfg: &LokiSinkConfig) -> Result<LokiTransport, String> {
         Ok(LokiTransport {
             client: http::client(cfg.delivery.request_timeout)?,
-            url: format!("{}/loki/api/v1/push", cfg.endpoint.trim_end_matches('/')),
+            url: cfg.endpoint.request_url("loki/api/v1/push", &[]),
             tenant: cfg.tenant.clone(),
             gzip_level: cfg.gzip_level,
             body: Vec::new(),
