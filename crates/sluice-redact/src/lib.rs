@@ -12,6 +12,7 @@
 
 mod clean_values;
 mod flat;
+mod pem;
 mod policy;
 mod serialize;
 pub mod values;
@@ -55,6 +56,8 @@ pub struct RedactStage {
     memo: serialize::KeyMemo,
     /// Values the detectors already found clean (the fast path's memo).
     clean_values: clean_values::CleanValues,
+    /// Streams in the middle of a private key printed line by line.
+    open_keys: pem::OpenKeys,
 }
 
 impl RedactStage {
@@ -100,6 +103,7 @@ impl RedactStage {
             tape: Tape(Vec::new()),
             memo: serialize::KeyMemo::default(),
             clean_values: clean_values::CleanValues::default(),
+            open_keys: pem::OpenKeys::default(),
         })
     }
 
@@ -156,8 +160,24 @@ impl RedactStage {
         // Borrowed, not copied: only a changed event allocates.
         let rewritten = match (event.kind, event.rewrite) {
             (EventKind::Text, None) | (EventKind::Unparsed, None) => {
-                let Some((masked, rules)) = self.detectors.redact(batch.line(event)) else {
-                    return false;
+                let line = batch.line(event);
+                let stream = batch.origin(event).map_or(0, |o| o.stream_key);
+                let key_line = if self.open_keys.is_empty() {
+                    None
+                } else {
+                    self.open_keys.mask_line(stream, line)
+                };
+                let (masked, rules) = match key_line {
+                    Some(masked) => (masked, vec!["private_key".to_string()]),
+                    None => {
+                        let Some((masked, rules)) = self.detectors.redact(line) else {
+                            return false;
+                        };
+                        if rules.iter().any(|r| r == "private_key") && pem::opens_key(line) {
+                            self.open_keys.open(stream);
+                        }
+                        (masked, rules)
+                    }
                 };
                 hits.extend(rules.into_iter().map(|r| (r, "message".to_string())));
                 let mut out = b"{\"message\":".to_vec();

@@ -5,8 +5,13 @@
 //! secret carries (`@`, `eyJ`, `bearer`, `AKIA`, `://`, `password`, ...) plus a
 //! scan for a long run of digits (cards, phones, resident numbers); then one
 //! multi-pattern regex over all detectors; only a value that matches is run
-//! through each detector, whose match is validated (Luhn for cards, a real
-//! date for resident registration numbers) and masked.
+//! through each detector, whose match is validated (`validate`: a card
+//! network's prefix and length and Luhn for cards, a real date for resident
+//! registration numbers, a number standing alone, ...) and masked.
+
+mod validate;
+
+use std::ops::Range;
 
 use aho_corasick::AhoCorasick;
 use regex_automata::meta::Regex;
@@ -35,16 +40,25 @@ pub struct ValueDetectors {
     custom: Vec<Custom>,
 }
 
-/// Built-in detectors: (name, regex, masker). Order matters only for ties.
-/// Validates and masks one match; `None` leaves it alone.
-type Masker = fn(&[u8]) -> Option<Vec<u8>>;
+/// Validates and masks one match, given the whole value (the context
+/// decides too) and the match's range; `None` leaves it alone.
+type Masker = fn(&[u8], Range<usize>) -> Option<Vec<u8>>;
 
-fn builtins() -> Vec<(Rule, &'static str, Masker)> {
-    vec![
+/// A secret key name in `key=value` text: the names of
+/// `sluice_config::secret_names` that are written as words, with `_` or
+/// `-` (or `%5F`, URL-encoded) inside.
+const KV_NAMES: &str = r"(?i:password|passwd|passphrase|pwd|secret|token|api(?:[_-]|%5[fF])?key|access(?:[_-]|%5[fF])?key|private(?:[_-]|%5[fF])?key|client(?:[_-]|%5[fF])?secret)";
+
+/// Built-in detectors: (name, regex, masker). Order matters only for ties.
+fn builtins() -> Vec<(Rule, String, Masker)> {
+    let kv = format!(r"{KV_NAMES}[\x22']?\s*(?:[=:]|%3[dDaA])\s*[\x22']?[^\s&,;\x22']+");
+    [
+        // To its END line, or to the end of the value when the key goes on
+        // in the next lines (see `pem`).
         (
             "private_key",
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)-----END [A-Z ]*PRIVATE KEY-----",
-            mask_private_key,
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\z)",
+            mask_private_key as Masker,
         ),
         ("jwt", r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", keep4),
         ("auth_header", r"(?i:bearer|basic)[ ]+[A-Za-z0-9._~+/=-]{8,}", mask_auth),
@@ -54,29 +68,33 @@ fn builtins() -> Vec<(Rule, &'static str, Masker)> {
             r"(?i:aws_secret_access_key|aws_secret_key|aws_secret)[\x22']?\s*[=:]\s*[\x22']?[A-Za-z0-9/+=]{40}",
             mask_after_sep,
         ),
-        (
-            "url_credentials",
-            r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]+:[^\s@/]+@",
-            mask_url,
-        ),
-        (
-            "kv_secret",
-            r"(?i:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret)[\x22']?\s*[=:]\s*[\x22']?[^\s&,;\x22']+",
-            mask_kv,
-        ),
+        ("url_credentials", r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]+:[^\s@/]+@", mask_url),
+        ("kv_secret", kv.as_str(), mask_kv),
         (
             "email",
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-            mask_email,
+            validate::email,
         ),
-        ("rrn", r"\b\d{6}-?[1-8]\d{6}\b", mask_rrn),
-        ("card", r"\b\d(?:[ -]?\d){12,18}\b", mask_card),
+        ("rrn", r"\b\d{6}-?[1-8]\d{6}\b", validate::rrn),
+        // Unseparated, or grouped as cards are printed: 4-4-4-4(-1..3),
+        // Amex's 4-6-5, Diners' 4-6-4.
+        (
+            "card",
+            r"\b(?:\d{13,19}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{4,5})\b",
+            validate::card,
+        ),
+        // Korean numbers (mobile 01x, Seoul 02, regional 031-064, 070
+        // internet, 050x personal, 080 toll-free), separated or, for
+        // mobiles, not; and international numbers written with `+`.
         (
             "phone",
-            r"(?:\+\d{1,3}[ -]?\d{1,2}|\b0\d{1,2})[ -]?\d{3,4}[ -]?\d{4}\b",
-            mask_phone,
+            r"\+\d{1,3}[ -]?(?:\d{1,4}[ -]?){1,3}\d{4}\b|\b(?:(?:01[016789]|02|0[3-6][1-5]|070|050[2-8]|080)[ -]\d{3,4}[ -]\d{4}|01[016789]\d{7,8})\b",
+            validate::phone,
         ),
     ]
+    .into_iter()
+    .map(|(name, pattern, mask)| (name, pattern.to_string(), mask))
+    .collect()
 }
 
 /// The names of the built-in detectors (`redact.disable` accepts them).
@@ -93,8 +111,8 @@ impl ValueDetectors {
             if disable.iter().any(|d| d == name) {
                 continue;
             }
-            let regex = Regex::new(pattern).map_err(|e| format!("{name}: {e}"))?;
-            patterns.push(pattern.to_string());
+            let regex = Regex::new(&pattern).map_err(|e| format!("{name}: {e}"))?;
+            patterns.push(pattern);
             detectors.push(Detector { name, regex, mask });
         }
         let mut customs = Vec::new();
@@ -130,7 +148,9 @@ impl ValueDetectors {
                 "://",
                 "-----begin",
                 "passw",
+                "passphrase",
                 "pwd",
+                "%5f",
                 "secret",
                 "token",
                 "api_key",
@@ -167,7 +187,7 @@ impl ValueDetectors {
         let mut hits: Vec<(usize, usize, Vec<u8>, String)> = Vec::new();
         for d in &self.detectors {
             for m in d.regex.find_iter(value) {
-                if let Some(masked) = (d.mask)(&value[m.range()]) {
+                if let Some(masked) = (d.mask)(value, m.range()) {
                     hits.push((m.start(), m.end(), masked, d.name.to_string()));
                 }
             }
@@ -219,44 +239,69 @@ fn long_digit_run(v: &[u8], n: usize) -> bool {
 const STARS: &[u8] = b"****";
 
 /// Tokens keep their first 4 characters (guide §85.2).
-fn keep4(m: &[u8]) -> Option<Vec<u8>> {
-    let mut out = m[..4.min(m.len())].to_vec();
-    out.extend_from_slice(STARS);
-    Some(out)
+fn keep4(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
+    Some(keep4_of(&value[m]))
 }
 
-fn mask_private_key(_: &[u8]) -> Option<Vec<u8>> {
-    Some(b"-----BEGIN PRIVATE KEY-----****-----END PRIVATE KEY-----".to_vec())
+fn keep4_of(m: &[u8]) -> Vec<u8> {
+    let mut out = m[..4.min(m.len())].to_vec();
+    out.extend_from_slice(STARS);
+    out
+}
+
+/// The key's body masked, its BEGIN and END lines kept as written (they
+/// say what was there); a key that goes on past the value keeps only its
+/// BEGIN line.
+fn mask_private_key(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
+    let text = &value[m];
+    let begin_end = memchr::memmem::find(&text[5..], b"-----")? + 10;
+    let mut out = text[..begin_end].to_vec();
+    out.extend_from_slice(STARS);
+    if let Some(end) = memchr::memmem::rfind(text, b"-----END ") {
+        out.extend_from_slice(&text[end..]);
+    }
+    Some(out)
 }
 
 /// `Bearer abcd****`.
-fn mask_auth(m: &[u8]) -> Option<Vec<u8>> {
+fn mask_auth(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
+    let m = &value[m];
     let sp = m.iter().position(|&b| b == b' ')?;
     let token = m[sp..].iter().position(|&b| b != b' ').map(|i| sp + i)?;
     let mut out = m[..token].to_vec();
-    out.extend_from_slice(&keep4(&m[token..])?);
+    out.extend_from_slice(&keep4_of(&m[token..]));
     Some(out)
 }
 
-/// `key=****` for passwords, `key=abcd****` for tokens and keys.
-fn mask_kv(m: &[u8]) -> Option<Vec<u8>> {
-    let sep = m.iter().position(|&b| b == b'=' || b == b':')?;
-    let value_at = m[sep + 1..]
+/// `key=****` for passwords, `key=abcd****` for tokens and keys; the
+/// separator may be URL-encoded (`password%3D...`).
+fn mask_kv(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
+    let m = &value[m];
+    let (sep, sep_len) = match m.iter().position(|&b| b == b'=' || b == b':') {
+        Some(at) => (at, 1),
+        None => (memchr::memmem::find(&m.to_ascii_lowercase(), b"%3")?, 3),
+    };
+    let value_at = m[sep + sep_len..]
         .iter()
         .position(|&b| !b" \t\"'".contains(&b))
-        .map(|i| sep + 1 + i)?;
+        .map(|i| sep + sep_len + i)?;
     let key = m[..sep].to_ascii_lowercase();
+    // `PWD=/srv/app` is the shell's working directory, not a password.
+    if key.trim_ascii_end() == b"pwd" && matches!(m[value_at], b'/' | b'~') {
+        return None;
+    }
     let mut out = m[..value_at].to_vec();
     let is_password = key.starts_with(b"pass") || key.starts_with(b"pwd");
     if is_password {
         out.extend_from_slice(STARS);
     } else {
-        out.extend_from_slice(&keep4(&m[value_at..])?);
+        out.extend_from_slice(&keep4_of(&m[value_at..]));
     }
     Some(out)
 }
 
-fn mask_after_sep(m: &[u8]) -> Option<Vec<u8>> {
+fn mask_after_sep(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
+    let m = &value[m];
     let sep = m.iter().position(|&b| b == b'=' || b == b':')?;
     let mut out = m[..=sep].to_vec();
     out.extend_from_slice(STARS);
@@ -264,7 +309,8 @@ fn mask_after_sep(m: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// `scheme://user:****@`.
-fn mask_url(m: &[u8]) -> Option<Vec<u8>> {
+fn mask_url(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
+    let m = &value[m];
     let scheme_end = memchr::memmem::find(m, b"://")? + 3;
     let colon = m[scheme_end..]
         .iter()
@@ -273,132 +319,6 @@ fn mask_url(m: &[u8]) -> Option<Vec<u8>> {
     let mut out = m[..=colon].to_vec();
     out.extend_from_slice(STARS);
     out.push(b'@');
-    Some(out)
-}
-
-/// `a***@domain.com`.
-fn mask_email(m: &[u8]) -> Option<Vec<u8>> {
-    let at = m.iter().position(|&b| b == b'@')?;
-    let mut out = vec![m[0]];
-    out.extend_from_slice(b"***");
-    out.extend_from_slice(&m[at..]);
-    Some(out)
-}
-
-/// A Korean resident registration number with a real birth date:
-/// `900101-1******` (the gender/century digit stays).
-fn mask_rrn(m: &[u8]) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = m.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
-    let month = digits[2] * 10 + digits[3];
-    let day = digits[4] * 10 + digits[5];
-    let year2 = digits[0] as u32 * 10 + digits[1] as u32;
-    let century = match digits[6] {
-        1 | 2 | 5 | 6 => 1900,
-        3 | 4 | 7 | 8 => 2000,
-        _ => return None,
-    };
-    let year = century + year2;
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if day == 0 || day > days_in_month {
-        return None;
-    }
-    let mut out = m[..6].to_vec();
-    let rest = &m[6..];
-    let (dash, gender_at) = if rest.first() == Some(&b'-') {
-        (true, 1)
-    } else {
-        (false, 0)
-    };
-    if dash {
-        out.push(b'-');
-    }
-    out.push(rest[gender_at]);
-    out.extend_from_slice(b"******");
-    Some(out)
-}
-
-/// A card number that passes Luhn: every digit but the last 4 masked,
-/// separators kept.
-fn mask_card(m: &[u8]) -> Option<Vec<u8>> {
-    let digits: Vec<u32> = m
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| (b - b'0') as u32)
-        .collect();
-    if !(13..=19).contains(&digits.len()) || !luhn(&digits) {
-        return None;
-    }
-    let mut left = digits.len() - 4;
-    Some(
-        m.iter()
-            .map(|&b| {
-                if b.is_ascii_digit() && left > 0 {
-                    left -= 1;
-                    b'*'
-                } else {
-                    b
-                }
-            })
-            .collect(),
-    )
-}
-
-fn luhn(digits: &[u32]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 1 {
-                if d * 2 > 9 {
-                    d * 2 - 9
-                } else {
-                    d * 2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// `010-****-1234`: the middle group masked.
-fn mask_phone(m: &[u8]) -> Option<Vec<u8>> {
-    let digits = m.iter().filter(|b| b.is_ascii_digit()).count();
-    if !(9..=13).contains(&digits) {
-        return None;
-    }
-    let groups: Vec<&[u8]> = m.split(|&b| b == b'-' || b == b' ').collect();
-    if groups.len() >= 3 {
-        let mut out = Vec::with_capacity(m.len());
-        let n = groups.len();
-        let mut pos = 0;
-        for (i, g) in groups.iter().enumerate() {
-            if i == n - 2 {
-                out.extend(std::iter::repeat_n(b'*', g.len()));
-            } else {
-                out.extend_from_slice(g);
-            }
-            pos += g.len();
-            if i + 1 < n {
-                out.push(m[pos]);
-                pos += 1;
-            }
-        }
-        return Some(out);
-    }
-    // Unseparated: keep the prefix and the last 4.
-    let keep_head = if m.starts_with(b"+") { 4 } else { 3 };
-    let mut out = m[..keep_head].to_vec();
-    out.extend(std::iter::repeat_n(b'*', m.len() - keep_head - 4));
-    out.extend_from_slice(&m[m.len() - 4..]);
     Some(out)
 }
 
