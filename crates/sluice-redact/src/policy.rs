@@ -33,10 +33,313 @@ pub const DEFAULT_ALLOW: &[&str] = &[
     "runtime_ts",
 ];
 
+/// The harmless fields of the major logging libraries' JSON output, so a
+/// service that logs with one keeps its timestamps, levels, messages,
+/// logger names, call sites and error descriptions under the default list.
+/// Dotted entries open one field of an object (`err.stack`), and also match
+/// a top-level key spelled with the dot (ECS's `"log.level"`). Never whole
+/// request, response, header, MDC or property objects: those carry what
+/// applications put there. Each row: the library, where its field names
+/// come from, and the fields (README, "Default allow list", shows the same
+/// table and a test keeps the two equal).
+pub const LOGGER_FIELDS: &[(&str, &str, &[&str])] = &[
+    (
+        "zap (Go)",
+        "go.uber.org/zap NewProductionEncoderConfig",
+        &[
+            "ts",
+            "level",
+            "logger",
+            "caller",
+            "msg",
+            "stacktrace",
+            "error",
+            "errorVerbose",
+        ],
+    ),
+    (
+        "zerolog (Go)",
+        "github.com/rs/zerolog field name variables",
+        &["time", "level", "message", "caller", "error", "stack"],
+    ),
+    (
+        "logrus (Go)",
+        "github.com/sirupsen/logrus JSONFormatter",
+        &["time", "level", "msg", "func", "file", "error"],
+    ),
+    (
+        "slog (Go)",
+        "log/slog JSONHandler, HandlerOptions.AddSource",
+        &["time", "level", "msg", "source.function", "source.file", "source.line"],
+    ),
+    (
+        "logback + logstash-logback-encoder (Java)",
+        "LogstashEncoder standard fields",
+        &[
+            "@timestamp",
+            "@version",
+            "message",
+            "logger_name",
+            "thread_name",
+            "level",
+            "level_value",
+            "stack_trace",
+            "caller_class_name",
+            "caller_method_name",
+            "caller_file_name",
+            "caller_line_number",
+            "tags",
+        ],
+    ),
+    (
+        "logback JsonEncoder (Java)",
+        "ch.qos.logback.classic.encoder.JsonEncoder",
+        &[
+            "sequenceNumber",
+            "timestamp",
+            "nanoseconds",
+            "level",
+            "threadName",
+            "loggerName",
+            "message",
+            "formattedMessage",
+            "throwable.className",
+            "throwable.message",
+            "throwable.stepArray",
+        ],
+    ),
+    (
+        "log4j2 JsonLayout / JsonTemplateLayout (Java)",
+        "JsonLayout and the LogstashJsonEventLayoutV1 template",
+        &[
+            "instant.epochSecond",
+            "instant.nanoOfSecond",
+            "timeMillis",
+            "thread",
+            "threadId",
+            "threadPriority",
+            "level",
+            "loggerName",
+            "loggerFqcn",
+            "message",
+            "endOfBatch",
+            "thrown.name",
+            "thrown.message",
+            "thrown.localizedMessage",
+            "thrown.extendedStackTrace",
+            "thrown.commonElementCount",
+        ],
+    ),
+    (
+        "Elastic Common Schema (ECS loggers, any language)",
+        "ecs-logging spec and ECS field reference",
+        &[
+            "@timestamp",
+            "message",
+            "ecs.version",
+            "log.level",
+            "log.logger",
+            "log.origin.file.name",
+            "log.origin.file.line",
+            "log.origin.function",
+            "process.pid",
+            "process.thread.name",
+            "process.thread.id",
+            "service.name",
+            "service.version",
+            "service.environment",
+            "event.dataset",
+            "event.duration",
+            "event.kind",
+            "event.category",
+            "event.action",
+            "event.outcome",
+            "error.type",
+            "error.message",
+            "error.stack_trace",
+            "error.code",
+            "error.id",
+            "trace.id",
+            "span.id",
+            "transaction.id",
+            "host.hostname",
+            "host.name",
+            "url.path",
+            "client.ip",
+            "user.id",
+            "http.response.status_code",
+        ],
+    ),
+    (
+        "pino (Node)",
+        "pino default keys and its standard err/req/res serializers",
+        &[
+            "level",
+            "time",
+            "pid",
+            "hostname",
+            "name",
+            "msg",
+            "err.type",
+            "err.message",
+            "err.stack",
+            "err.code",
+            "req.id",
+            "req.method",
+            "req.url",
+            "req.remoteAddress",
+            "req.remotePort",
+            "res.statusCode",
+            "responseTime",
+        ],
+    ),
+    (
+        "winston (Node)",
+        "winston format.json with format.timestamp and format.errors",
+        &["level", "message", "timestamp", "label", "stack", "service"],
+    ),
+    (
+        "bunyan (Node)",
+        "bunyan core fields (`v`, `src`) and its err serializer",
+        &[
+            "v",
+            "level",
+            "name",
+            "hostname",
+            "pid",
+            "time",
+            "msg",
+            "component",
+            "req_id",
+            "src.file",
+            "src.line",
+            "src.func",
+            "err.name",
+            "err.message",
+            "err.stack",
+            "err.code",
+        ],
+    ),
+    (
+        "structlog (Python)",
+        "structlog JSONRenderer with add_log_level, TimeStamper, CallsiteParameterAdder",
+        &[
+            "event",
+            "level",
+            "timestamp",
+            "logger",
+            "exception",
+            "filename",
+            "func_name",
+            "lineno",
+        ],
+    ),
+    (
+        "python-json-logger (Python)",
+        "pythonjsonlogger JsonFormatter over logging.LogRecord attributes",
+        &[
+            "message",
+            "asctime",
+            "created",
+            "msecs",
+            "levelname",
+            "levelno",
+            "name",
+            "module",
+            "funcName",
+            "filename",
+            "lineno",
+            "process",
+            "processName",
+            "thread",
+            "threadName",
+            "taskName",
+            "exc_info",
+            "stack_info",
+        ],
+    ),
+    (
+        "Serilog (.NET)",
+        "Serilog.Formatting.Compact (CLEF) and JsonFormatter",
+        &[
+            "@t",
+            "@m",
+            "@mt",
+            "@l",
+            "@x",
+            "@i",
+            "@r",
+            "@tr",
+            "@sp",
+            "SourceContext",
+            "RequestId",
+            "RequestPath",
+            "ConnectionId",
+            "Timestamp",
+            "Level",
+            "MessageTemplate",
+            "RenderedMessage",
+            "Exception",
+        ],
+    ),
+    (
+        "Microsoft.Extensions.Logging (.NET)",
+        "JsonConsoleFormatter",
+        &["Timestamp", "EventId", "LogLevel", "Category", "Message", "Exception"],
+    ),
+    (
+        "tracing-subscriber (Rust)",
+        "tracing_subscriber::fmt::format::Json",
+        &[
+            "timestamp",
+            "level",
+            "target",
+            "fields.message",
+            "filename",
+            "line_number",
+            "threadName",
+            "threadId",
+            "span.name",
+        ],
+    ),
+    (
+        "OpenTelemetry and Datadog log correlation",
+        "OTel logs data model, dd-trace log injection",
+        &[
+            "traceId",
+            "spanId",
+            "trace_flags",
+            "severity",
+            "dd.trace_id",
+            "dd.span_id",
+            "dd.service",
+            "dd.env",
+            "dd.version",
+        ],
+    ),
+];
+
 /// Fields the pipeline routes and joins on: value detectors never touch them
 /// (a trace id is not a card number, a duration is not a phone).
 const PROTECTED: &[&str] = &[
     "ts",
+    "time",
+    "timestamp",
+    "@timestamp",
+    "@t",
+    "@i",
+    "@tr",
+    "@sp",
+    "Timestamp",
+    "asctime",
+    "created",
+    "timeMillis",
+    "traceId",
+    "spanId",
+    "trace.id",
+    "span.id",
+    "dd.trace_id",
+    "dd.span_id",
     "level",
     "service",
     "env",
@@ -56,49 +359,60 @@ const PROTECTED: &[&str] = &[
     "runtime_ts",
 ];
 
-/// The allow list of one service. Sorted vectors: a binary search over a
-/// few dozen names beats hashing them, for every key of every record.
+/// The allow list of one service, over dotted paths: `msg` is a top-level
+/// field, `err.stack` the field `stack` inside the object `err` (or a
+/// top-level key spelled `"err.stack"`), `body.*` the object `body` whole.
+/// Sorted vectors: a binary search over a few hundred names beats hashing
+/// them, for every key of every record.
 #[derive(Debug, Clone)]
 pub struct AllowList {
-    top: Vec<String>,
-    /// `parent.child` entries, and `parent.*` for a whole object.
-    nested: Vec<String>,
+    /// Entries naming one field.
+    exact: Vec<String>,
+    /// Paths that pass whole (`path.*` entries, stored without `.*`).
+    whole: Vec<String>,
 }
 
 impl AllowList {
     /// Build from entries (`field`, `parent.child`, `parent.*`).
     pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> AllowList {
-        let (mut top, mut nested): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        let (mut exact, mut whole): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
         for e in entries {
-            if e.contains('.') {
-                nested.push(e.to_string());
-            } else {
-                top.push(e.to_string());
+            match e.strip_suffix(".*") {
+                Some(path) => whole.push(path.to_string()),
+                None => exact.push(e.to_string()),
             }
         }
-        top.sort();
-        top.dedup();
-        nested.sort();
-        nested.dedup();
-        AllowList { top, nested }
+        for v in [&mut exact, &mut whole] {
+            v.sort();
+            v.dedup();
+        }
+        AllowList { exact, whole }
     }
 
-    /// Whether top-level `key` passes (scalars and arrays).
-    pub fn allows(&self, key: &str) -> bool {
-        self.top.binary_search_by(|t| t.as_str().cmp(key)).is_ok()
+    /// Whether the scalar or array at `path` passes.
+    pub fn allows(&self, path: &str) -> bool {
+        self.exact.binary_search_by(|t| t.as_str().cmp(path)).is_ok() || self.covers(path)
     }
 
-    /// Whether `parent.child` passes inside an object.
-    pub fn allows_child(&self, parent: &str, child: &str) -> bool {
-        let whole = format!("{parent}.*");
-        let one = format!("{parent}.{child}");
-        self.nested.binary_search(&whole).is_ok() || self.nested.binary_search(&one).is_ok()
+    /// Whether `path` is inside (or is) an object that passes whole.
+    pub fn covers(&self, path: &str) -> bool {
+        if self.whole.is_empty() {
+            return false;
+        }
+        let hit = |p: &str| self.whole.binary_search_by(|w| w.as_str().cmp(p)).is_ok();
+        hit(path) || path.match_indices('.').any(|(i, _)| hit(&path[..i]))
     }
 
-    /// Whether anything inside object `parent` may pass.
-    pub fn opens(&self, parent: &str) -> bool {
-        let prefix = format!("{parent}.");
-        self.nested.iter().any(|n| n.starts_with(&prefix))
+    /// Whether anything inside the object at `path` may pass.
+    pub fn opens(&self, path: &str) -> bool {
+        let below = |list: &[String]| {
+            let from = list.partition_point(|e| e.as_str() < path);
+            list[from..]
+                .iter()
+                .take_while(|e| e.starts_with(path))
+                .any(|e| e.as_bytes().get(path.len()) == Some(&b'.'))
+        };
+        self.covers(path) || below(&self.exact) || below(&self.whole)
     }
 }
 
@@ -109,9 +423,14 @@ pub fn is_protected(key: &str) -> bool {
     PROTECTED.contains(&key) || sluice_config::ORIGIN_FIELDS.contains(&key)
 }
 
-/// The default allow list: the schema, and what the file source adds.
+/// The default allow list: the schema, the logging libraries' fields, and
+/// what the file source adds.
 pub fn default_allow() -> impl Iterator<Item = &'static str> {
-    DEFAULT_ALLOW.iter().chain(&sluice_config::ORIGIN_FIELDS).copied()
+    DEFAULT_ALLOW
+        .iter()
+        .copied()
+        .chain(LOGGER_FIELDS.iter().flat_map(|(_, _, fields)| fields.iter().copied()))
+        .chain(sluice_config::ORIGIN_FIELDS.iter().copied())
 }
 
 #[cfg(test)]
@@ -120,10 +439,19 @@ mod tests {
 
     #[test]
     fn nested_fields_pass_only_one_by_one() {
-        let a = AllowList::new(["msg", "headers.user-agent", "body.*"]);
+        let a = AllowList::new(["msg", "headers.user-agent", "body.*", "log.origin.file.name"]);
         assert!(a.allows("msg") && !a.allows("headers"));
-        assert!(a.allows_child("headers", "user-agent") && !a.allows_child("headers", "x-forwarded-for"));
-        assert!(a.allows_child("body", "anything"));
-        assert!(a.opens("headers") && !a.opens("cookies"));
+        assert!(a.allows("headers.user-agent") && !a.allows("headers.x-forwarded-for"));
+        assert!(a.allows("body.anything") && a.allows("body.deep.er") && a.covers("body"));
+        assert!(a.opens("headers") && !a.opens("cookies") && !a.opens("header"));
+        assert!(a.opens("log") && a.opens("log.origin") && a.opens("log.origin.file"));
+        assert!(a.allows("log.origin.file.name") && !a.allows("log.origin.file.line"));
+    }
+
+    #[test]
+    fn the_default_list_holds_no_secret_name() {
+        for field in default_allow() {
+            assert!(!is_secret_key(field), "{field}");
+        }
     }
 }

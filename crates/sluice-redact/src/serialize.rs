@@ -188,13 +188,16 @@ impl Walk<'_> {
     /// Whether the record needs any edit: the read-only pass every event
     /// takes, so a clean record costs a walk of its tape and no writes.
     pub fn needs_change(&self, nodes: &[Node<'_>], memo: &mut KeyMemo) -> bool {
+        let mut path = String::new();
         for (k, member) in members(nodes).enumerate() {
             let Some((key, value)) = member else { return true };
             let class = memo.class(k, key, self.allow);
             let dirty = if class.secret {
                 true
             } else if matches!(value[0], Node::Object { .. }) {
-                !class.opens || self.object_dirty(key, value)
+                path.clear();
+                path.push_str(key);
+                !class.opens || self.object_dirty(&mut path, value)
             } else if class.allowed {
                 self.value_dirty(class.protected, value)
             } else {
@@ -207,13 +210,27 @@ impl Walk<'_> {
         false
     }
 
-    fn object_dirty(&self, parent: &str, nodes: &[Node<'_>]) -> bool {
-        members(nodes).any(|m| match m {
-            Some((key, value)) => {
-                is_secret_key(key) || !self.allow.allows_child(parent, key) || self.value_dirty(false, value)
+    /// Whether the object at `path` (which the list opens) needs an edit.
+    fn object_dirty(&self, path: &mut String, nodes: &[Node<'_>]) -> bool {
+        let parent_len = path.len();
+        let dirty = members(nodes).any(|m| {
+            let Some((key, value)) = m else { return true };
+            if is_secret_key(key) {
+                return true;
             }
-            None => true,
-        })
+            path.truncate(parent_len);
+            path.push('.');
+            path.push_str(key);
+            if self.allow.covers(path) {
+                self.value_dirty(is_protected(path), value)
+            } else if matches!(value[0], Node::Object { .. }) {
+                !self.allow.opens(path) || self.object_dirty(path, value)
+            } else {
+                !self.allow.allows(path) || self.value_dirty(is_protected(path), value)
+            }
+        });
+        path.truncate(parent_len);
+        dirty
     }
 
     fn value_dirty(&self, protected: bool, nodes: &[Node<'_>]) -> bool {
@@ -239,28 +256,8 @@ impl Walk<'_> {
         if !matches!(nodes.first(), Some(Node::Object { .. })) {
             return out;
         }
-        out.push(b'{');
-        let mut first = true;
-        for (key, value) in members(nodes).flatten() {
-            if is_secret_key(key) {
-                key_out(key, &mut first, &mut out);
-                out.extend_from_slice(b"\"****\"");
-                self.hit("secret_key", key);
-            } else if matches!(value[0], Node::Object { .. }) && self.allow.opens(key) {
-                key_out(key, &mut first, &mut out);
-                self.object_filtered(key, value, &mut out);
-            } else if self.allow.allows(key) && !matches!(value[0], Node::Object { .. }) {
-                key_out(key, &mut first, &mut out);
-                self.allowed_value(key, value, &mut out);
-            } else if let Some(h) = self.hashed(value) {
-                key_out(key, &mut first, &mut out);
-                write_json_string(h.as_bytes(), &mut out);
-                self.hit("unlisted_hashed", key);
-            } else {
-                self.hit("unlisted", key);
-            }
-        }
-        out.push(b'}');
+        let mut path = String::new();
+        self.object_filtered(&mut path, nodes, &mut out);
         out
     }
 
@@ -273,23 +270,40 @@ impl Walk<'_> {
         (self.hmac)(&raw)
     }
 
-    /// An object that passes only through `parent.child` entries.
-    fn object_filtered(&mut self, parent: &str, nodes: &[Node<'_>], out: &mut Vec<u8>) {
+    /// The object at `path` (empty: the record itself) member by member:
+    /// secret keys masked, what the list allows kept, objects it opens
+    /// filtered in turn, the rest removed (or, at the top, hashed).
+    fn object_filtered(&mut self, path: &mut String, nodes: &[Node<'_>], out: &mut Vec<u8>) {
+        let parent_len = path.len();
         out.push(b'{');
         let mut first = true;
         for (key, value) in members(nodes).flatten() {
-            let path = format!("{parent}.{key}");
+            path.truncate(parent_len);
+            if parent_len > 0 {
+                path.push('.');
+            }
+            path.push_str(key);
+            let is_object = matches!(value[0], Node::Object { .. });
             if is_secret_key(key) {
                 key_out(key, &mut first, out);
                 out.extend_from_slice(b"\"****\"");
-                self.hit("secret_key", &path);
-            } else if self.allow.allows_child(parent, key) {
+                self.hit("secret_key", path);
+            } else if self.allow.covers(path) || (!is_object && self.allow.allows(path)) {
                 key_out(key, &mut first, out);
-                self.allowed_value(&path, value, out);
+                let field = path.clone();
+                self.allowed_value(&field, value, out);
+            } else if is_object && self.allow.opens(path) {
+                key_out(key, &mut first, out);
+                self.object_filtered(path, value, out);
+            } else if let Some(h) = (parent_len == 0).then(|| self.hashed(value)).flatten() {
+                key_out(key, &mut first, out);
+                write_json_string(h.as_bytes(), out);
+                self.hit("unlisted_hashed", path);
             } else {
-                self.hit("unlisted", &path);
+                self.hit("unlisted", path);
             }
         }
+        path.truncate(parent_len);
         out.push(b'}');
     }
 

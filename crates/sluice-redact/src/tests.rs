@@ -308,5 +308,6 @@ fn every_pair_of_members_is_judged_alike_by_both_paths() {
     );
 }
 
+mod loggers;
 mod precision;
 mod valid_json;
