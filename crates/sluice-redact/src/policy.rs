@@ -1,6 +1,8 @@
 //! Which fields may pass, which key names are secrets wherever they appear,
 //! and which fields the pipeline needs intact.
 
+use std::collections::HashSet;
+
 /// The field guide's schema (Appendix D) plus what sluice's own stages add.
 pub const DEFAULT_ALLOW: &[&str] = &[
     "ts",
@@ -362,57 +364,61 @@ const PROTECTED: &[&str] = &[
 /// The allow list of one service, over dotted paths: `msg` is a top-level
 /// field, `err.stack` the field `stack` inside the object `err` (or a
 /// top-level key spelled `"err.stack"`), `body.*` the object `body` whole.
-/// Sorted vectors: a binary search over a few hundred names beats hashing
-/// them, for every key of every record.
+/// Hash sets (foldhash over short keys): the default list has a few
+/// hundred names, and every key of a record not seen before is looked up.
 #[derive(Debug, Clone)]
 pub struct AllowList {
     /// Entries naming one field.
-    exact: Vec<String>,
+    exact: PathSet,
     /// Paths that pass whole (`path.*` entries, stored without `.*`).
-    whole: Vec<String>,
+    whole: PathSet,
+    /// Every proper prefix of an entry (`log` and `log.origin` for
+    /// `log.origin.file`): the objects the list opens.
+    parents: PathSet,
 }
+
+type PathSet = HashSet<Box<str>, foldhash::fast::FixedState>;
 
 impl AllowList {
     /// Build from entries (`field`, `parent.child`, `parent.*`).
     pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> AllowList {
-        let (mut exact, mut whole): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        let mut list = AllowList {
+            exact: PathSet::default(),
+            whole: PathSet::default(),
+            parents: PathSet::default(),
+        };
         for e in entries {
-            match e.strip_suffix(".*") {
-                Some(path) => whole.push(path.to_string()),
-                None => exact.push(e.to_string()),
+            let path = match e.strip_suffix(".*") {
+                Some(path) => {
+                    list.whole.insert(path.into());
+                    path
+                }
+                None => {
+                    list.exact.insert(e.into());
+                    e
+                }
+            };
+            for (at, _) in path.match_indices('.') {
+                list.parents.insert(path[..at].into());
             }
         }
-        for v in [&mut exact, &mut whole] {
-            v.sort();
-            v.dedup();
-        }
-        AllowList { exact, whole }
+        list
     }
 
     /// Whether the scalar or array at `path` passes.
     pub fn allows(&self, path: &str) -> bool {
-        self.exact.binary_search_by(|t| t.as_str().cmp(path)).is_ok() || self.covers(path)
+        self.exact.contains(path) || self.covers(path)
     }
 
     /// Whether `path` is inside (or is) an object that passes whole.
     pub fn covers(&self, path: &str) -> bool {
-        if self.whole.is_empty() {
-            return false;
-        }
-        let hit = |p: &str| self.whole.binary_search_by(|w| w.as_str().cmp(p)).is_ok();
-        hit(path) || path.match_indices('.').any(|(i, _)| hit(&path[..i]))
+        !self.whole.is_empty()
+            && (self.whole.contains(path) || path.match_indices('.').any(|(i, _)| self.whole.contains(&path[..i])))
     }
 
     /// Whether anything inside the object at `path` may pass.
     pub fn opens(&self, path: &str) -> bool {
-        let below = |list: &[String]| {
-            let from = list.partition_point(|e| e.as_str() < path);
-            list[from..]
-                .iter()
-                .take_while(|e| e.starts_with(path))
-                .any(|e| e.as_bytes().get(path.len()) == Some(&b'.'))
-        };
-        self.covers(path) || below(&self.exact) || below(&self.whole)
+        self.parents.contains(path) || self.covers(path)
     }
 }
 

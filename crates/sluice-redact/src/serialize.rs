@@ -290,8 +290,7 @@ impl Walk<'_> {
                 self.hit("secret_key", path);
             } else if self.allow.covers(path) || (!is_object && self.allow.allows(path)) {
                 key_out(key, &mut first, out);
-                let field = path.clone();
-                self.allowed_value(&field, value, out);
+                self.allowed_value(path, value, out);
             } else if is_object && self.allow.opens(path) {
                 key_out(key, &mut first, out);
                 self.object_filtered(path, value, out);

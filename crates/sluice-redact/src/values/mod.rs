@@ -62,7 +62,7 @@ fn builtins() -> Vec<(Rule, String, Masker)> {
         ),
         ("jwt", r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", keep4),
         ("auth_header", r"(?i:bearer|basic)[ ]+[A-Za-z0-9._~+/=-]{8,}", mask_auth),
-        ("aws_access_key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", keep4),
+        ("aws_access_key", r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)", keep4),
         (
             "aws_secret_key",
             r"(?i:aws_secret_access_key|aws_secret_key|aws_secret)[\x22']?\s*[=:]\s*[\x22']?[A-Za-z0-9/+=]{40}",
@@ -75,12 +75,12 @@ fn builtins() -> Vec<(Rule, String, Masker)> {
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
             validate::email,
         ),
-        ("rrn", r"\b\d{6}-?[1-8]\d{6}\b", validate::rrn),
+        ("rrn", r"(?-u:\b)[0-9]{6}-?[1-8][0-9]{6}(?-u:\b)", validate::rrn),
         // Unseparated, or grouped as cards are printed: 4-4-4-4(-1..3),
         // Amex's 4-6-5, Diners' 4-6-4.
         (
             "card",
-            r"\b(?:\d{13,19}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{4,5})\b",
+            r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}[ -][0-9]{4}(?:[ -][0-9]{1,3})?|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?-u:\b)",
             validate::card,
         ),
         // Korean numbers (mobile 01x, Seoul 02, regional 031-064, 070
@@ -88,7 +88,7 @@ fn builtins() -> Vec<(Rule, String, Masker)> {
         // mobiles, not; and international numbers written with `+`.
         (
             "phone",
-            r"\+\d{1,3}[ -]?(?:\d{1,4}[ -]?){1,3}\d{4}\b|\b(?:(?:01[016789]|02|0[3-6][1-5]|070|050[2-8]|080)[ -]\d{3,4}[ -]\d{4}|01[016789]\d{7,8})\b",
+            r"\+[0-9]{1,3}[ -]?(?:[0-9]{1,4}[ -]?){1,3}[0-9]{4}(?-u:\b)|(?-u:\b)(?:(?:01[016789]|02|0[3-6][1-5]|070|050[2-8]|080)[ -][0-9]{3,4}[ -][0-9]{4}|01[016789][0-9]{7,8})(?-u:\b)",
             validate::phone,
         ),
     ]
