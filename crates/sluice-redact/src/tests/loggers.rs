@@ -34,18 +34,48 @@ fn the_readme_table_is_the_default_list() {
 /// The captured output of each library (`scripts/logger-records/`).
 const FIXTURES: &[(&str, &str)] = &[
     ("zap", include_str!("../../../../tests/fixtures/loggers/zap.jsonl")),
-    ("zerolog", include_str!("../../../../tests/fixtures/loggers/zerolog.jsonl")),
-    ("logrus", include_str!("../../../../tests/fixtures/loggers/logrus.jsonl")),
+    (
+        "zerolog",
+        include_str!("../../../../tests/fixtures/loggers/zerolog.jsonl"),
+    ),
+    (
+        "logrus",
+        include_str!("../../../../tests/fixtures/loggers/logrus.jsonl"),
+    ),
     ("slog", include_str!("../../../../tests/fixtures/loggers/slog.jsonl")),
-    ("logstash-logback", include_str!("../../../../tests/fixtures/loggers/logstash-logback.jsonl")),
-    ("log4j2-ecs", include_str!("../../../../tests/fixtures/loggers/log4j2-ecs.jsonl")),
-    ("log4j2-json", include_str!("../../../../tests/fixtures/loggers/log4j2-json.jsonl")),
+    (
+        "logstash-logback",
+        include_str!("../../../../tests/fixtures/loggers/logstash-logback.jsonl"),
+    ),
+    (
+        "log4j2-ecs",
+        include_str!("../../../../tests/fixtures/loggers/log4j2-ecs.jsonl"),
+    ),
+    (
+        "log4j2-json",
+        include_str!("../../../../tests/fixtures/loggers/log4j2-json.jsonl"),
+    ),
     ("pino", include_str!("../../../../tests/fixtures/loggers/pino.jsonl")),
-    ("winston", include_str!("../../../../tests/fixtures/loggers/winston.jsonl")),
-    ("bunyan", include_str!("../../../../tests/fixtures/loggers/bunyan.jsonl")),
-    ("structlog", include_str!("../../../../tests/fixtures/loggers/structlog.jsonl")),
-    ("python-json-logger", include_str!("../../../../tests/fixtures/loggers/python-json-logger.jsonl")),
-    ("tracing-json", include_str!("../../../../tests/fixtures/loggers/tracing-json.jsonl")),
+    (
+        "winston",
+        include_str!("../../../../tests/fixtures/loggers/winston.jsonl"),
+    ),
+    (
+        "bunyan",
+        include_str!("../../../../tests/fixtures/loggers/bunyan.jsonl"),
+    ),
+    (
+        "structlog",
+        include_str!("../../../../tests/fixtures/loggers/structlog.jsonl"),
+    ),
+    (
+        "python-json-logger",
+        include_str!("../../../../tests/fixtures/loggers/python-json-logger.jsonl"),
+    ),
+    (
+        "tracing-json",
+        include_str!("../../../../tests/fixtures/loggers/tracing-json.jsonl"),
+    ),
 ];
 
 #[test]
