@@ -179,6 +179,11 @@ pub struct Event {
     pub kind: EventKind,
     /// `FLAG_*` bits.
     pub flags: u8,
+    /// Empty lines the framer skipped on this event's stream just before
+    /// it (saturating). They carry nothing alone, but inside a stack trace
+    /// they are part of what the program printed: the multiline stage puts
+    /// them back when it stitches this line to the one before.
+    pub blank_before: u16,
     /// Number of top-level keys of a JSON object (decides the comma when
     /// fields are appended).
     pub keys: u32,
@@ -204,6 +209,7 @@ impl Event {
             line,
             kind: EventKind::Unparsed,
             flags,
+            blank_before: 0,
             keys: 0,
             origin,
             extra: Span::EMPTY,

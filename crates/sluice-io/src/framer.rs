@@ -6,7 +6,8 @@
 //! Rules (the output contract depends on them):
 //! * `\n` ends a line; a `\r` before it is part of the terminator.
 //! * Empty lines carry nothing: they are skipped and counted
-//!   (`empty_lines_total`).
+//!   (`empty_lines_total`); the next event says how many came just before
+//!   it (`Event::blank_before`), so a stitched trace can keep them.
 //! * A line longer than `max_line_bytes` keeps its first `max_line_bytes`
 //!   bytes, is flagged truncated, and the rest up to its newline is
 //!   discarded and counted (`lines_truncated_total`, `bytes_discarded_total`).
@@ -60,6 +61,8 @@ pub struct LineFramer {
     max_line: usize,
     /// Inside an over-long line whose kept part was already emitted.
     discarding: bool,
+    /// Empty lines skipped since the last event.
+    blank_pending: u16,
     /// Length of `buf` before the current read target.
     committed: usize,
     counters: FramerCounters,
@@ -74,6 +77,7 @@ impl LineFramer {
             batch_bytes,
             max_line,
             discarding: false,
+            blank_pending: 0,
             committed: 0,
             counters,
         }
@@ -129,7 +133,10 @@ impl LineFramer {
     /// partial line). Returns `None` when there is no event to send.
     pub fn take_batch(&mut self, eof: bool) -> Option<Batch> {
         let mut events = Vec::with_capacity(self.buf.len() / 200 + 1);
-        let mut tally = Tally::default();
+        let mut tally = Tally {
+            blank: self.blank_pending,
+            ..Tally::default()
+        };
         let mut start = 0;
         for nl in memchr_iter(b'\n', &self.buf) {
             if std::mem::take(&mut self.discarding) {
@@ -155,6 +162,7 @@ impl LineFramer {
                 self.discarding = continues;
             }
         }
+        self.blank_pending = tally.blank;
         let c = &self.counters;
         c.empty.add(tally.empty);
         c.truncated.add(tally.truncated);
@@ -184,6 +192,7 @@ impl LineFramer {
         let len = end - start;
         if len == 0 {
             tally.empty += 1;
+            tally.blank = tally.blank.saturating_add(1);
             return;
         }
         let (kept, flags) = if len > self.max_line || continues {
@@ -193,13 +202,17 @@ impl LineFramer {
         } else {
             (len, 0)
         };
-        events.push(Event::unparsed(Span::new(start, kept), flags, Event::NO_ORIGIN));
+        let mut e = Event::unparsed(Span::new(start, kept), flags, Event::NO_ORIGIN);
+        e.blank_before = std::mem::take(&mut tally.blank);
+        events.push(e);
     }
 }
 
 #[derive(Default)]
 struct Tally {
     empty: u64,
+    /// Empty lines since the last event (carried across calls).
+    blank: u16,
     truncated: u64,
     discarded: u64,
 }
@@ -224,6 +237,21 @@ mod tests {
         let t = f.read_target(bytes.len());
         t[..bytes.len()].copy_from_slice(bytes);
         f.commit(bytes.len());
+    }
+
+    #[test]
+    fn each_event_says_how_many_empty_lines_came_just_before_it() {
+        let (mut f, r) = framer(4096, 1024);
+        feed(&mut f, b"a\n\n\r\nb\nc\n\n");
+        let b = f.take_batch(false).unwrap();
+        let blanks: Vec<u16> = b.events().iter().map(|e| e.blank_before).collect();
+        assert_eq!(blanks, [0, 2, 0]);
+        // Counted across batches: the empty line ending this one belongs to
+        // the next line.
+        feed(&mut f, b"\nd\n");
+        let b = f.take_batch(false).unwrap();
+        assert_eq!((lines(&b)[0].0.as_str(), b.events()[0].blank_before), ("d", 2));
+        assert_eq!(r.value("empty_lines_total", &[("source", "t")]), Some(4));
     }
 
     #[test]

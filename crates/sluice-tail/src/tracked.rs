@@ -93,10 +93,10 @@ impl BatchBuilder {
 
     /// Add a decoded line, copying its bytes (lines decoded from outside
     /// `data`: a drained file's held pieces and carry).
-    fn push(&mut self, d: &Decoded<'_>, origin: &Arc<Origin>) {
+    fn push(&mut self, d: &Decoded<'_>, origin: &Arc<Origin>, blank: &mut u16) {
         let content = Located::Copy(d.content.to_vec());
         let ts = d.runtime_ts.as_ref().map(|t| Located::Copy(t.to_vec()));
-        self.push_located(content, ts, d.truncated, d.malformed, origin);
+        self.push_located(content, ts, d.truncated, d.malformed, origin, blank);
     }
 
     /// Add a line; `content` and `ts` are either already in `data` (read
@@ -108,19 +108,23 @@ impl BatchBuilder {
         truncated: bool,
         malformed: bool,
         origin: &Arc<Origin>,
+        blank: &mut u16,
     ) {
         if malformed {
             self.malformed += 1;
         }
         if content.is_empty() {
             self.empty += 1;
+            *blank = blank.saturating_add(1);
             return;
         }
         let span = self.place(content);
         self.truncated += u64::from(truncated);
         let flags = if truncated { FLAG_TRUNCATED } else { 0 };
         let origin = self.origin_index(origin);
-        self.events.push(Event::unparsed(span, flags, origin));
+        let mut e = Event::unparsed(span, flags, origin);
+        e.blank_before = std::mem::take(blank);
+        self.events.push(e);
         if let Some(ts) = ts {
             let span = self.place(ts);
             // Only timestamp characters: it is written into JSON unescaped.
@@ -228,6 +232,8 @@ pub struct TrackedFile {
     carry: Vec<u8>,
     decoder: FileDecoder,
     origins: [Arc<Origin>; 2],
+    /// Per stream, empty lines skipped since its last line.
+    blanks: [u16; 2],
     /// Last time a read returned bytes.
     pub last_data: Instant,
     /// Since when the path no longer leads to this file (rotated or deleted).
@@ -283,6 +289,7 @@ impl TrackedFile {
             carry: Vec::new(),
             decoder: FileDecoder::new(format, max_merged),
             origins,
+            blanks: [0; 2],
             last_data: Instant::now(),
             gone_since: None,
             discarding: false,
@@ -389,7 +396,8 @@ impl TrackedFile {
                     })
             };
             if let Some((content, ts, stream, truncated, malformed)) = decoded {
-                out.push_located(content, ts, truncated, malformed, &self.origins[stream as usize]);
+                let s = stream as usize;
+                out.push_located(content, ts, truncated, malformed, &self.origins[s], &mut self.blanks[s]);
             }
             start = nl + 1;
         }
@@ -401,7 +409,7 @@ impl TrackedFile {
                 truncated: true,
                 malformed: false,
             };
-            out.push(&d, &self.origins[0]);
+            out.push(&d, &self.origins[0], &mut self.blanks[0]);
             self.discarding = true;
         }
         if self.head.len() < FINGERPRINT_BYTES && self.read_offset > self.head.len() as u64 {
@@ -438,14 +446,14 @@ impl TrackedFile {
     /// The file is gone for good: pieces still waiting become lines.
     pub fn drain_into(&mut self, out: &mut BatchBuilder) {
         for d in self.decoder.drain() {
-            let origin = &self.origins[d.stream as usize];
-            out.push(&d, origin);
+            let s = d.stream as usize;
+            out.push(&d, &self.origins[s], &mut self.blanks[s]);
         }
         if !self.carry.is_empty() {
             let carry = std::mem::take(&mut self.carry);
             if let Some(d) = self.decoder.decode(&carry, self.read_offset - carry.len() as u64) {
-                let origin = &self.origins[d.stream as usize];
-                out.push(&d, origin);
+                let s = d.stream as usize;
+                out.push(&d, &self.origins[s], &mut self.blanks[s]);
             }
         }
     }
@@ -468,7 +476,8 @@ impl TrackedFile {
         };
         let stale = self.decoder.drain_older_than(cutoff);
         for d in &stale {
-            out.push(d, &self.origins[d.stream as usize]);
+            let s = d.stream as usize;
+            out.push(d, &self.origins[s], &mut self.blanks[s]);
         }
         stale.len() as u64
     }
