@@ -15,13 +15,13 @@ for component in rustfmt clippy; do
   fi
 done
 
-# System packages the tests need: the multiline tests run real Python, Java
-# and Node.js programs to capture their stack traces; the clickhouse tests
+# System packages the tests need: the multiline tests run real Python, Java,
+# Node.js, Go and Ruby programs to capture their stack traces; the clickhouse tests
 # start Debian's ClickHouse server as a plain process (no service is
 # started by the package); the redaction tests make a real private key with
 # openssl. zstd, simd-json and librdkafka build from crates.
 need=()
-for pair in python3:python3 java:openjdk-17-jdk-headless node:nodejs openssl:openssl; do
+for pair in python3:python3 java:openjdk-17-jdk-headless node:nodejs go:golang-go ruby:ruby openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 if [ ! -x /usr/sbin/clickhouse-server ] && [ ! -x /usr/bin/clickhouse-server ]; then

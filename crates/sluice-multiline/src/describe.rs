@@ -32,20 +32,40 @@ pub fn describe(lines: &[&str], langs: Langs, header: bool) -> TraceInfo {
         }
         body = &lines[1.min(lines.len())..];
     }
-    let Some(first) = body.first() else { return info };
-    let (t, m) = if langs.has(Langs::PYTHON) && first.starts_with("Traceback") {
-        // The exception that escaped is the last unindented line.
+    let Some(mut first) = body.first().copied() else {
+        return info;
+    };
+    // Node's uncaught error: location, source line, carets, then the error.
+    if langs.has(Langs::NODE) && body.len() > 3 && is_carets(body[2]) && !first.contains(' ') {
+        if let Some(l) = body[3..].iter().find(|l| !l.is_empty()) {
+            first = l;
+        }
+    }
+    let python_start = ["Traceback", "+ Exception Group Traceback", "File \"", "| "]
+        .iter()
+        .any(|p| first.trim_start().starts_with(p));
+    let (t, m) = if langs.has(Langs::PYTHON) && python_start {
+        // The exception that escaped: the last unindented line, or the last
+        // line of a top-level exception group (`  | Type: message`).
         body.iter()
             .rev()
+            .filter_map(|l| match l.strip_prefix("  | ") {
+                Some(inner) if !inner.starts_with(' ') => Some(inner),
+                Some(_) => None,
+                None if !l.starts_with(char::is_whitespace) && !l.is_empty() => Some(l),
+                None => None,
+            })
             .find(|l| {
-                !l.starts_with(char::is_whitespace)
-                    && !l.starts_with("Traceback")
+                !l.starts_with("Traceback")
+                    && !l.starts_with("Exception Group Traceback")
                     && !l.starts_with("During handling")
                     && !l.starts_with("The above exception")
             })
-            .map_or((None, None), |l| split_type(l))
+            .map_or((None, None), split_type)
     } else if langs.has(Langs::GO) && (first.starts_with("panic: ") || first.starts_with("fatal error: ")) {
         let (kind, rest) = first.split_once(": ").unwrap_or((first, ""));
+        // A panic re-raised after a recover says so after its message.
+        let rest = rest.find(" [recovered").map_or(rest, |at| &rest[..at]);
         match rest.strip_prefix("runtime error: ") {
             Some(msg) => (Some("runtime error".to_string()), Some(msg.to_string())),
             None => (Some(kind.to_string()), Some(rest.to_string())),
@@ -60,6 +80,11 @@ pub fn describe(lines: &[&str], langs: Langs, header: bool) -> TraceInfo {
             .or_else(|| first.strip_prefix("Unhandled Exception: "))
             .or_else(|| first.strip_prefix("Uncaught "))
             .unwrap_or(first);
+        // util.inspect of an error without frames: `[AggregateError: msg] {`.
+        let l = match l.strip_prefix('[') {
+            Some(inner) => inner.trim_end_matches(" {").trim_end_matches(']'),
+            None => l,
+        };
         let l = match l.strip_prefix("Exception in thread \"") {
             Some(rest) => rest.split_once("\" ").map_or(rest, |(_, e)| e),
             None => l,
@@ -69,6 +94,11 @@ pub fn describe(lines: &[&str], langs: Langs, header: bool) -> TraceInfo {
     info.error_type = t;
     info.error_message = m.filter(|m| !m.is_empty());
     info
+}
+
+fn is_carets(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && t.bytes().all(|b| b == b'^')
 }
 
 /// `Type: message` → (Type, message); `Type` alone → (Type, None).

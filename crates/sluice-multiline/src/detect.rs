@@ -65,17 +65,43 @@ const STARTS: &[(Langs, &str)] = &[
     ),
     (Langs(1), r"Exception in thread .+"),
     (Langs::PYTHON, r"Traceback \(most recent call last\):$"),
-    (Langs::GO, r"(?:panic: |fatal error: |goroutine \d+ \[[^\]]*\]:$)"),
+    // An exception group (3.11+), and a SyntaxError raised while compiling
+    // the main script, which has no Traceback line.
+    (
+        Langs::PYTHON,
+        r"\s*\+ Exception Group Traceback \(most recent call last\):$",
+    ),
+    (Langs::PYTHON, r#"  File "[^"]+", line \d+$"#),
+    // A group re-raised by `except*` has no frames: it starts inside.
+    (Langs::PYTHON, r"  \| [A-Za-z_][\w.]*:.* \(\d+ sub-exceptions?\)$"),
+    (
+        Langs::GO,
+        r"(?:panic: |fatal error: |goroutine \d+ (?:[^\[]* )?\[[^\]]*\]:$)",
+    ),
     (
         Langs(8 | 32),
         r"(?:Uncaught )?(?:[A-Z][\w$]*)?(?:Error|Exception)(?: \[[\w]+\])?(?::.*)?$",
     ),
-    (Langs::RUBY, r"\S+:\d+:in [`'][^']*': .* \([A-Z][\w:]*\)$"),
+    // util.inspect of an error without frames: `[AggregateError: msg] {`.
+    (
+        Langs::NODE,
+        r"\[(?:[A-Z][\w$]*)?(?:Error|Exception)(?:: [^\]]*)?\](?: \{)?$",
+    ),
+    // Where an uncaught error was thrown: `/app/x.js:12`, then the source
+    // line, a caret line, and the error (see `NODE_LOCATION`).
+    (Langs::NODE, NODE_LOCATION),
+    (Langs::RUBY, RUBY_EXCEPTION),
     (
         Langs::DOTNET,
         r"Unhandled [eE]xception\. (?:[A-Za-z_][\w]*\.)+[A-Z]\w*(?::.*)?$",
     ),
 ];
+
+/// Node's uncaught-error location line.
+const NODE_LOCATION: &str = r"(?:/|node:|file://|[A-Za-z]:\\)[^\s]*:\d+$";
+
+/// Ruby's exception line: `app.rb:5:in 'divide': divided by 0 (ZeroDivisionError)`.
+const RUBY_EXCEPTION: &str = r"\S+:\d+:in [`'][^']*': .* \([A-Z][\w:]*\)$";
 
 /// Continuation patterns: (languages, regex).
 const CONTINUES: &[(Langs, &str)] = &[
@@ -94,19 +120,35 @@ const CONTINUES: &[(Langs, &str)] = &[
         r"The above exception was the direct cause of the following exception:$",
     ),
     (Langs::PYTHON, r"Traceback \(most recent call last\):$"),
-    (Langs::PYTHON, r"\s*\^+$"),
+    (Langs::PYTHON, r"\s*[~^]+\s*$"),
+    (Langs::PYTHON, r"\s*\[Previous line repeated \d+ more times?\]$"),
+    // Exception groups: `  | ` prefixed tracebacks, `+-+---- 1 ----`
+    // separators, nested group headers.
+    (
+        Langs::PYTHON,
+        r"\s*\+ Exception Group Traceback \(most recent call last\):$",
+    ),
+    (Langs::PYTHON, r"\s*\|(?: .*)?$"),
+    (Langs::PYTHON, r"\s*\+[-+][-+ \w.]*$"),
     (Langs::GO, r"\[signal .+\]$"),
-    (Langs::GO, r"goroutine \d+ \[[^\]]*\]:$"),
+    (Langs::GO, r"goroutine \d+ (?:[^\[]* )?\[[^\]]*\]:$"),
+    (Langs::GO, r"\tpanic: .+"),
+    (Langs::GO, r"\.\.\.(?:additional|\d+) frames elided\.\.\.$"),
     (Langs::GO, r"\t.+:\d+(?: \+0x[0-9a-f]+)?$"),
     (Langs::GO, r"[\w./*()\-]+\(.*\)$"),
     (Langs::GO, r"created by .+"),
     (Langs::GO, r"exit status \d+$"),
     (Langs::NODE, r"\s+at .+"),
-    (Langs::NODE, r"\s*\[cause\]: .+"),
+    (Langs::NODE, r"\s*\[\w+\]: .+"),
     (Langs::NODE, r"\s+\.\.\. \d+ lines matching cause stack trace \.\.\.$"),
     (Langs::NODE, r"\s+(?:code|errno|syscall|path|cause|\w+): .+"),
-    (Langs::NODE, r"\s*[{}]$"),
+    (Langs::NODE, r"\s*[\[\]{}],?$"),
+    (Langs::NODE, r"\s+\[?(?:[A-Z][\w$]*)?(?:Error|Exception)(?::.*)?$"),
+    (Langs::NODE, r"Node\.js v\d+\.\d+\.\d+$"),
+    (Langs::NODE, r"\(Use `node --trace-.+\)$"),
     (Langs::RUBY, r"\s+from \S+:\d+:in .+"),
+    // Ruby prints an exception's cause as another exception line.
+    (Langs::RUBY, RUBY_EXCEPTION),
     (Langs::DOTNET, r"\s+at .+"),
     (Langs::DOTNET, r"\s*--- End of inner exception stack trace ---$"),
     (Langs::DOTNET, r"\s*--- End of stack trace from previous location.*---$"),
@@ -139,6 +181,7 @@ pub struct Detector {
     continues: Regex,
     continue_langs: Vec<Langs>,
     python_exception: Regex,
+    node_location: Regex,
     start_set: PatternSet,
     continue_set: PatternSet,
     headers: memchr::memmem::Finder<'static>,
@@ -219,6 +262,7 @@ impl Detector {
             continues: continues_re,
             continue_langs: continues.iter().map(|(l, _)| *l).collect(),
             python_exception: compile(&[PYTHON_EXCEPTION])?,
+            node_location: compile(&[NODE_LOCATION])?,
             headers: memchr::memmem::Finder::new("ERROR").into_owned(),
             header_words: [
                 memchr::memmem::Finder::new("FATAL").into_owned(),
@@ -253,6 +297,11 @@ impl Detector {
         !line.is_empty() && !line[0].is_ascii_whitespace() && self.python_exception.is_match(input)
     }
 
+    /// Whether `line` is where Node says an uncaught error was thrown.
+    pub fn is_node_location(&self, line: &[u8]) -> bool {
+        self.enabled.has(Langs::NODE) && self.node_location.is_match(Input::new(line).anchored(Anchored::Yes))
+    }
+
     /// Classify `line` for a stream whose open group (if any) is in `group`
     /// languages.
     pub fn classify(&mut self, line: &[u8], group: Option<Langs>) -> Class {
@@ -270,8 +319,21 @@ impl Detector {
                 return Class::Continue(Langs::PYTHON);
             }
         }
-        // Starts begin with a letter, a digit (Ruby's `file:line`) or `/`.
-        if first.is_ascii_alphanumeric() || first == b'/' || first == b'.' || first == b'_' {
+        // Starts begin with a letter, a digit (Ruby's `file:line`), a path,
+        // `[` (an error util.inspect printed without frames) or spaces
+        // (Python's exception groups and SyntaxError).
+        let may_start = match first {
+            b'/' | b'.' | b'_' => true,
+            b'[' => line.get(1).is_some_and(u8::is_ascii_uppercase),
+            // Only Python's shapes start indented: `  File "...", line N`,
+            // `  + Exception Group Traceback`, `  | Group: ... (N sub-exceptions)`.
+            b' ' => {
+                let t = line.trim_ascii_start();
+                t.starts_with(b"File \"") || t.starts_with(b"+ Exception Group") || t.starts_with(b"| ")
+            }
+            _ => first.is_ascii_alphanumeric(),
+        };
+        if may_start {
             let s = self.matching(line, true);
             if !s.is_empty() {
                 return Class::Start(s);

@@ -40,6 +40,11 @@ struct Group {
     /// Python's final exception line was seen: only a chaining sentence
     /// continues now.
     python_done: bool,
+    /// Node's uncaught-error preamble: 1 after the location line (the
+    /// source line comes next, whatever it says), 2 after the source line
+    /// (a caret line must come), 3 after the caret (the thrown value comes
+    /// next, whatever it looks like); 0 otherwise.
+    node_phase: u8,
     truncated: bool,
     origin: Option<Arc<Origin>>,
     acks: Vec<AckToken>,
@@ -138,6 +143,7 @@ impl MultilineStage {
             header,
             header_only: header,
             python_done: false,
+            node_phase: 0,
             truncated: e.is_truncated(),
             origin: batch.origin_arc(e),
             acks: Vec::new(),
@@ -150,6 +156,22 @@ impl MultilineStage {
     fn text_line(&mut self, batch: &mut Batch, e: Event, key: u64, now: Instant, kept: &mut Vec<Event>) {
         let mut group = self.take_group(key);
         loop {
+            if let Some(mut g) = group.take_if(|g| g.node_phase > 0) {
+                let line = batch.line(&e);
+                let fits = match g.node_phase {
+                    1 | 3 => e.blank_before == 0 || g.node_phase == 3,
+                    _ => e.blank_before == 0 && is_caret_line(line),
+                };
+                if fits {
+                    g.node_phase = (g.node_phase + 1) % 4;
+                    self.append(batch, g, &e, kept, key, now);
+                    return;
+                }
+                // Not the preamble after all: the lines so far stand alone,
+                // each an event of its own, as they came.
+                self.emit_each_line(batch, g, kept);
+                continue;
+            }
             let open = group
                 .as_ref()
                 .map(|g| if g.header_only { Langs::NONE } else { g.langs });
@@ -158,6 +180,10 @@ impl MultilineStage {
                 (Some(mut g), Class::Start(l)) if g.header_only => {
                     g.header_only = false;
                     g.langs = l;
+                    if l.has(Langs::NODE) && self.detector.is_node_location(batch.line(&e)) {
+                        g.langs = Langs::NODE;
+                        g.node_phase = 1;
+                    }
                     self.append(batch, g, &e, kept, key, now);
                     return;
                 }
@@ -169,7 +195,8 @@ impl MultilineStage {
                 (Some(mut g), Class::Continue(l)) if !g.python_done || chain_sentence(batch.line(&e)) => {
                     g.langs = l;
                     if l.has(Langs::PYTHON) {
-                        g.python_done = self.detector.is_python_exception(batch.line(&e));
+                        let line = batch.line(&e);
+                        g.python_done = self.detector.is_python_exception(line) || python_group_end(line);
                     }
                     self.append(batch, g, &e, kept, key, now);
                     return;
@@ -179,7 +206,11 @@ impl MultilineStage {
                     continue;
                 }
                 (None, Class::Start(l)) => {
-                    let g = Self::new_group(batch, &e, l, false, now);
+                    let mut g = Self::new_group(batch, &e, l, false, now);
+                    if l.has(Langs::NODE) && self.detector.is_node_location(batch.line(&e)) {
+                        g.langs = Langs::NODE;
+                        g.node_phase = 1;
+                    }
                     self.put_group(key, g, now);
                     return;
                 }
@@ -199,7 +230,8 @@ impl MultilineStage {
     /// Add a line to a group, splitting at the caps; the group stays open.
     fn append(&mut self, batch: &mut Batch, mut g: Group, e: &Event, kept: &mut Vec<Event>, key: u64, now: Instant) {
         let line = batch.line(e);
-        if g.lines + 1 > self.max_lines || g.text.len() + 1 + line.len() > self.max_bytes {
+        let blanks = usize::from(e.blank_before);
+        if g.lines + 1 + blanks as u32 > self.max_lines || g.text.len() + 1 + blanks + line.len() > self.max_bytes {
             // Cut here; the rest of the trace continues as a new, marked part.
             self.counters.split.inc();
             let mut rest = Self::new_group(batch, e, g.langs, false, now);
@@ -209,9 +241,13 @@ impl MultilineStage {
             kept.push(self.emit(batch, g));
             g = rest;
         } else {
-            g.text.push(b'\n');
+            // The empty lines the framer skipped inside the trace are part
+            // of what the program printed.
+            for _ in 0..=e.blank_before {
+                g.text.push(b'\n');
+            }
             g.text.extend_from_slice(line);
-            g.lines += 1;
+            g.lines += 1 + u32::from(e.blank_before);
             g.truncated |= e.is_truncated();
             g.last_line = now;
         }
@@ -274,6 +310,51 @@ impl MultilineStage {
         e
     }
 
+    /// Emit a group that ends because its stream moved on, went quiet, or
+    /// the input ended: an unfinished Node preamble was no trace, so its
+    /// lines stand alone.
+    fn close_group(&mut self, batch: &mut Batch, g: Group, out: &mut Vec<Event>) {
+        if matches!(g.node_phase, 1 | 2) {
+            self.emit_each_line(batch, g, out);
+        } else {
+            out.push(self.emit(batch, g));
+        }
+    }
+
+    /// Emit a group's lines as separate plain events (a start that turned
+    /// out not to be one).
+    fn emit_each_line(&mut self, batch: &mut Batch, g: Group, kept: &mut Vec<Event>) {
+        let Group {
+            text,
+            origin,
+            acks,
+            last_line,
+            ..
+        } = g;
+        let mut acks = Some(acks);
+        for line in text.split(|&b| b == b'\n') {
+            let mut part = Self::plain_group(line, origin.clone(), last_line);
+            part.acks = acks.take().unwrap_or_default();
+            kept.push(self.emit(batch, part));
+        }
+    }
+
+    fn plain_group(line: &[u8], origin: Option<Arc<Origin>>, last_line: Instant) -> Group {
+        Group {
+            text: line.to_vec(),
+            lines: 1,
+            langs: Langs::NONE,
+            header: true,
+            header_only: true,
+            python_done: false,
+            node_phase: 0,
+            truncated: false,
+            origin,
+            acks: Vec::new(),
+            last_line,
+        }
+    }
+
     /// A JSON record with a `stacktrace` but no `error_type` gets one.
     fn json_error_type(&self, batch: &mut Batch, index: usize) {
         let e = &batch.events()[index];
@@ -310,13 +391,26 @@ impl MultilineStage {
         let mut events = Vec::with_capacity(keys.len());
         for k in &keys {
             if let Some(g) = self.take_group(*k) {
-                events.push(self.emit(&mut batch, g));
+                self.close_group(&mut batch, g, &mut events);
             }
         }
         *batch.events_mut() = events;
         out.push(batch);
         keys.len()
     }
+}
+
+/// Python's line closing a top-level exception group: four spaces, `+`,
+/// and dashes only (the separators between sub-exceptions carry numbers).
+fn python_group_end(line: &[u8]) -> bool {
+    line.strip_prefix(b"    +")
+        .is_some_and(|rest| !rest.is_empty() && rest.iter().all(|&b| b == b'-'))
+}
+
+/// A line of carets under the source line Node or Python quotes.
+fn is_caret_line(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    !t.is_empty() && t.iter().all(|&b| b == b'^')
 }
 
 fn chain_sentence(line: &[u8]) -> bool {
@@ -340,7 +434,7 @@ impl Stage for MultilineStage {
                 if self.open_groups > 0 {
                     let key = Self::stream_key(&batch, &e);
                     if let Some(g) = self.take_group(key) {
-                        kept.push(self.emit(&mut batch, g));
+                        self.close_group(&mut batch, g, &mut kept);
                     }
                 }
                 if e.field(Field::Stacktrace) != FieldValue::Absent {
@@ -410,7 +504,7 @@ impl MultilineStage {
         let mut events = Vec::new();
         for k in victims {
             if let Some(g) = self.take_group(k) {
-                events.push(self.emit(&mut batch, g));
+                self.close_group(&mut batch, g, &mut events);
             }
             self.streams.remove(&k);
             self.counters.evicted.inc();

@@ -14,12 +14,19 @@ fn toml_config(extra: &str) -> MultilineConfig {
         .unwrap()
 }
 
-/// Frame `lines` (stream, text) into a batch with one origin per stream.
+/// Frame `lines` (stream, text) into a batch with one origin per stream;
+/// an empty text is skipped and counted on the stream's next line, as the
+/// framers do.
 fn batch(lines: &[(u64, &str)], origins: &mut HashMap<u64, Arc<Origin>>) -> Batch {
     let mut data = Vec::new();
-    let mut events = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     let mut b_origins = Vec::new();
+    let mut blanks: HashMap<u64, u16> = HashMap::new();
     for (stream, text) in lines {
+        if text.is_empty() {
+            *blanks.entry(*stream).or_default() += 1;
+            continue;
+        }
         let o = origins
             .entry(*stream)
             .or_insert_with(|| {
@@ -32,7 +39,9 @@ fn batch(lines: &[(u64, &str)], origins: &mut HashMap<u64, Arc<Origin>>) -> Batc
             })
             .clone();
         b_origins.push(o);
-        events.push(Event::unparsed(Span::new(data.len(), text.len()), 0, 0));
+        let mut e = Event::unparsed(Span::new(data.len(), text.len()), 0, 0);
+        e.blank_before = blanks.remove(stream).unwrap_or(0);
+        events.push(e);
         data.extend_from_slice(text.as_bytes());
         data.push(b'\n');
     }
@@ -350,3 +359,5 @@ fn a_stitched_trace_is_flagged_for_the_budget_and_a_lone_header_is_not() {
         [flag("BEGIN job", false), flag("END", false)]
     );
 }
+
+mod shapes;
