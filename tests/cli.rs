@@ -34,6 +34,43 @@ fn every_shipped_config_validates() {
 }
 
 #[test]
+fn readme_names_every_shipped_config_and_every_subcommand_and_no_other() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    for entry in std::fs::read_dir(repo("config")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") {
+            assert!(
+                readme.contains(&format!("config/{name}")),
+                "README does not name config/{name}"
+            );
+        }
+    }
+    let help = sluice().arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 5, "{help}");
+    for c in &commands {
+        assert!(
+            readme.contains(&format!("sluice {c} ")),
+            "README's Using it does not name `sluice {c}`"
+        );
+    }
+    // And README shows no subcommand the binary lacks.
+    let using = readme.split("## Using it").nth(1).unwrap().split("```").nth(1).unwrap();
+    for line in using.lines().filter(|l| l.starts_with("sluice ")) {
+        let c = line.split_whitespace().nth(1).unwrap();
+        assert!(commands.contains(&c), "README names `sluice {c}`, which does not exist");
+    }
+}
+
+#[test]
 fn validate_names_the_line_and_key_of_a_typo() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

@@ -1,4 +1,5 @@
-//! The redaction stage: whitelist first (guide §85.1). A JSON record keeps
+//! The redaction stage: whitelist first (guide §85.1; the cited rules are
+//! stated in docs/domain-rules.md). A JSON record keeps
 //! only the fields its service's allow list names (others are removed or,
 //! per config, replaced by a keyed HMAC); objects such as `headers` or
 //! `body` never pass whole, only field by field; a value under a secret key

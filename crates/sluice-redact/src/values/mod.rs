@@ -238,7 +238,7 @@ fn long_digit_run(v: &[u8], n: usize) -> bool {
 
 const STARS: &[u8] = b"****";
 
-/// Tokens keep their first 4 characters (guide §85.2).
+/// Tokens keep their first 4 characters (guide §85.2, docs/domain-rules.md).
 fn keep4(value: &[u8], m: Range<usize>) -> Option<Vec<u8>> {
     Some(keep4_of(&value[m]))
 }
