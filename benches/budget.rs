@@ -21,6 +21,9 @@
 //!
 //! Run: `cargo bench -p sluice-budget --bench budget`
 
+// criterion_group! generates a public function it cannot document.
+#![allow(missing_docs)]
+
 #[path = "budget_input.rs"]
 mod budget_input;
 

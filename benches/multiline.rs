@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench -p sluice-multiline --bench multiline`
 
+// criterion_group! generates a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p sluice-parse --bench parse`
 
+// criterion_group! generates a public function it cannot document.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_core::{Batch, Event, Registry, Span};
 use sluice_generator::{Workload, WorkloadSettings};

@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench -p sluice-redact --bench redact`
 
+// criterion_group! generates a public function it cannot document.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sluice_core::{Batch, Event, Registry, Span, Stage};
 use sluice_generator::{Workload, WorkloadSettings};

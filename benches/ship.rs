@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench -p sluice-ship --bench ship`
 
+// criterion_group! generates a public function it cannot document.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_core::{Batch, Event, Registry, Span};
 use sluice_generator::{Workload, WorkloadSettings};

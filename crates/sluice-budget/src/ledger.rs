@@ -157,7 +157,9 @@ pub struct LedgerState {
 /// One service's ledger. See the module docs.
 #[derive(Debug, Clone)]
 pub struct BudgetLedger {
+    /// The service's budget (bytes per window).
     pub budget: Budget,
+    /// What the window has spent and decided so far (persisted).
     pub state: LedgerState,
     /// The end of the current window (read per event).
     end: f64,

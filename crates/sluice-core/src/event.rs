@@ -62,7 +62,7 @@ macro_rules! fields {
         /// record rides along untouched in the raw bytes.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
-        pub enum Field { $($variant),* }
+        pub enum Field { $(#[doc = concat!("The `", $name, "` field.")] $variant),* }
 
         impl Field {
             /// Every routing field, in slot order.

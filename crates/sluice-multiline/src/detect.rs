@@ -14,28 +14,41 @@ use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 pub struct Langs(pub u8);
 
 impl Langs {
+    /// Java and other JVM languages.
     pub const JAVA: Langs = Langs(1);
+    /// Python.
     pub const PYTHON: Langs = Langs(2);
+    /// Go.
     pub const GO: Langs = Langs(4);
+    /// Node.js.
     pub const NODE: Langs = Langs(8);
+    /// Ruby.
     pub const RUBY: Langs = Langs(16);
+    /// .NET.
     pub const DOTNET: Langs = Langs(32);
+    /// The configured custom start/continue patterns.
     pub const CUSTOM: Langs = Langs(64);
+    /// No language.
     pub const NONE: Langs = Langs(0);
+    /// Every built-in language (`auto`).
     pub const ALL_BUILTIN: Langs = Langs(63);
 
+    /// Whether any language of `other` is in this set.
     pub fn has(self, other: Langs) -> bool {
         self.0 & other.0 != 0
     }
 
+    /// The languages in both sets.
     pub fn and(self, other: Langs) -> Langs {
         Langs(self.0 & other.0)
     }
 
+    /// The languages in either set.
     pub fn or(self, other: Langs) -> Langs {
         Langs(self.0 | other.0)
     }
 
+    /// Whether the set holds no language.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
