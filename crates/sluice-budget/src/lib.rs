@@ -9,13 +9,13 @@
 //! event's bytes beyond appending `sample_rate`.
 
 mod classify;
-mod ids;
-mod keys;
+mod key_cache;
 mod ledger;
 mod lookback;
-mod memory;
 mod persist;
+mod resolve;
 mod stats;
+mod trace_memory;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,12 +55,12 @@ pub struct BudgetStage {
     /// ledgers are split by them.
     ids: FastMap<Box<[u8]>, usize>,
     /// In front of `ids`.
-    id_cache: keys::KeyCache,
+    id_cache: key_cache::KeyCache,
     /// (service, route template) → (ledger id, histogram index, slow
     /// threshold), in front of `id_cache`, the statistics' route lookup and
     /// the per-route thresholds, when ledgers are not split by env or
     /// namespace.
-    pairs: keys::PairCache,
+    pairs: key_cache::PairCache,
     /// A ledger key being built.
     key: Vec<u8>,
     ledgers: Vec<BudgetLedger>,
@@ -88,7 +88,7 @@ pub struct BudgetStage {
     batch_seq: u64,
     /// Recent decisions by trace hash: a request's later lines get the
     /// decision (and sample rate) of its first, even if p moved between.
-    recent: memory::TraceMemory,
+    recent: trace_memory::TraceMemory,
     /// Per-batch scratch, kept to reuse its memory.
     scratch: Scratch,
     lookback: lookback::Lookback,
@@ -165,8 +165,8 @@ impl BudgetStage {
             ceiling: cfg.ceiling,
             seed: cfg.seed,
             ids: FastMap::default(),
-            id_cache: keys::KeyCache::default(),
-            pairs: keys::PairCache::default(),
+            id_cache: key_cache::KeyCache::default(),
+            pairs: key_cache::PairCache::default(),
             key: Vec::new(),
             ledgers: Vec::new(),
             names: Vec::new(),
@@ -181,7 +181,7 @@ impl BudgetStage {
             ts_cache: classify::TsCache::default(),
             unkeyed: 0,
             batch_seq: 0,
-            recent: memory::TraceMemory::default(),
+            recent: trace_memory::TraceMemory::default(),
             scratch: Scratch::default(),
             lookback: lookback::Lookback::new(cfg.lookback.as_secs_f64(), cfg.lookback_bytes.0 as usize),
             released: registry.counter(
@@ -296,8 +296,8 @@ impl BudgetStage {
                         _ => classify::route_key(batch, e, &mut sc.route),
                     };
                     let route = route.map(|r| match e.field(Field::Route) {
-                        FieldValue::Str(s) => (r, keys::Key::in_buf(data, s)),
-                        _ => (r, keys::Key::of(r)),
+                        FieldValue::Str(s) => (r, key_cache::Key::in_buf(data, s)),
+                        _ => (r, key_cache::Key::of(r)),
                     });
                     self.ids_of(batch, e, route, now)
                 }

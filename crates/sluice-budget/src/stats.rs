@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use sluice_core::{Counter, Gauge, HistogramSeries, Registry};
 
 use crate::classify::{Class, Facts, SlowThresholds, LEVELS, STATUSES};
-use crate::keys::{Key, KeyCache};
+use crate::key_cache::{Key, KeyCache};
 
 /// The route cache's answer for a template past a service's 1000: counted,
 /// without a histogram.

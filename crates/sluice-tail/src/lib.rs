@@ -7,6 +7,7 @@
 //! must not parse records or decide what to keep: it hands raw lines to the
 //! stage chain.
 
+mod batch_builder;
 pub mod checkpoint;
 pub mod decode;
 pub mod k8s;

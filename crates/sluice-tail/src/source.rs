@@ -15,10 +15,11 @@ use sluice_config::{FileSourceConfig, ReadFrom};
 use sluice_core::{AckReceiver, AckSender, AckTracker, Counter, Gauge};
 use sluice_io::{FramerCounters, SourceContext, SourceSummary};
 
+use crate::batch_builder::BatchBuilder;
 use crate::checkpoint::{CheckpointStore, FileCheckpoint, Fingerprint, Loaded};
 use crate::decode::Stream;
 use crate::k8s::PathMeta;
-use crate::tracked::{head_of, BatchBuilder, FileId, TrackedFile};
+use crate::tracked::{head_of, FileId, TrackedFile};
 
 /// How far one read may take a batch past `batch_bytes`; batch buffers are
 /// allocated with this much room twice over (once more for a carried

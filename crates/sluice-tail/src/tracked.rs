@@ -1,6 +1,6 @@
 //! One tailed file: its identity, open handle, read position, the partial
-//! runtime line carried between reads, and its decoder; and the builder that
-//! gathers decoded lines of many files into one batch.
+//! runtime line carried between reads, and its decoder. What it decodes goes
+//! into a [`BatchBuilder`].
 
 use std::fs::File;
 use std::io::Read;
@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sluice_config::FileFormat;
-use sluice_core::event::FLAG_TRUNCATED;
-use sluice_core::{Batch, Event, Origin, Span};
+use sluice_core::Origin;
 
+use crate::batch_builder::{BatchBuilder, Located};
 use crate::checkpoint::{Fingerprint, FINGERPRINT_BYTES, MARK_BYTES};
 use crate::decode::{Decoded, FileDecoder, Stream};
 
@@ -31,186 +31,6 @@ impl FileId {
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
-        }
-    }
-}
-
-/// Gathers decoded lines of many files into one batch.
-#[derive(Default)]
-pub struct BatchBuilder {
-    data: Vec<u8>,
-    events: Vec<Event>,
-    origins: Vec<Arc<Origin>>,
-    /// (event index, span of its runtime timestamp in `data`).
-    timestamps: Vec<(usize, Span)>,
-    /// Per file, the offset a checkpoint may advance to once this batch is
-    /// delivered.
-    pub offsets: Vec<(FileId, u64)>,
-    /// Lines kept raw because the runtime line did not parse.
-    pub malformed: u64,
-    /// Lines with no content, skipped.
-    pub empty: u64,
-    /// Lines cut (over-long, or joined partials past `max_merged_line_bytes`).
-    pub truncated: u64,
-    /// Data bytes each batch starts with room for.
-    room: usize,
-}
-
-impl BatchBuilder {
-    /// A builder whose batches start with room for `bytes` of data.
-    pub fn with_room(bytes: usize) -> BatchBuilder {
-        BatchBuilder {
-            data: Vec::with_capacity(bytes),
-            room: bytes,
-            ..BatchBuilder::default()
-        }
-    }
-
-    /// Bytes gathered so far.
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// Events gathered so far.
-    pub fn events_len(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Whether nothing (neither events nor offsets) was gathered.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.offsets.is_empty()
-    }
-
-    fn origin_index(&mut self, origin: &Arc<Origin>) -> u32 {
-        match self.origins.iter().position(|o| Arc::ptr_eq(o, origin)) {
-            Some(i) => i as u32,
-            None => {
-                self.origins.push(origin.clone());
-                (self.origins.len() - 1) as u32
-            }
-        }
-    }
-
-    /// Add a decoded line, copying its bytes (lines decoded from outside
-    /// `data`: a drained file's held pieces and carry).
-    fn push(&mut self, d: &Decoded<'_>, origin: &Arc<Origin>, blank: &mut u16) {
-        let content = Located::Copy(d.content.to_vec());
-        let ts = d.runtime_ts.as_ref().map(|t| Located::Copy(t.to_vec()));
-        self.push_located(content, ts, d.truncated, d.malformed, origin, blank);
-    }
-
-    /// Add a line; `content` and `ts` are either already in `data` (read
-    /// there and decoded in place: no copy) or copied in now.
-    fn push_located(
-        &mut self,
-        content: Located,
-        ts: Option<Located>,
-        truncated: bool,
-        malformed: bool,
-        origin: &Arc<Origin>,
-        blank: &mut u16,
-    ) {
-        if malformed {
-            self.malformed += 1;
-        }
-        if content.is_empty() {
-            self.empty += 1;
-            *blank = blank.saturating_add(1);
-            return;
-        }
-        let span = self.place(content);
-        self.truncated += u64::from(truncated);
-        let flags = if truncated { FLAG_TRUNCATED } else { 0 };
-        let origin = self.origin_index(origin);
-        let mut e = Event::unparsed(span, flags, origin);
-        e.blank_before = std::mem::take(blank);
-        self.events.push(e);
-        if let Some(ts) = ts {
-            let span = self.place(ts);
-            // Only timestamp characters: it is written into JSON unescaped.
-            if span
-                .of(&self.data)
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b":.+-".contains(b))
-            {
-                self.timestamps.push((self.events.len() - 1, span));
-            }
-        }
-    }
-
-    fn place(&mut self, bytes: Located) -> Span {
-        match bytes {
-            Located::InData(span) => span,
-            Located::Copy(v) => {
-                let start = self.data.len();
-                self.data.extend_from_slice(&v);
-                self.data.push(b'\n');
-                Span::new(start, v.len())
-            }
-        }
-    }
-
-    /// The batch, and the file offsets it completes. Resets the builder.
-    pub fn finish(&mut self) -> (Batch, Vec<(FileId, u64)>) {
-        // The next batch starts with the configured room, and room for as
-        // many events as this one had: growing from empty would
-        // realloc-and-copy several times per batch, each time into freshly
-        // faulted pages. Not this batch's capacity: one over-long line must
-        // not make every later batch as big.
-        let events_room = self.events.len() + self.events.len() / 8;
-        let data = std::mem::replace(&mut self.data, Vec::with_capacity(self.room));
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(events_room));
-        let mut batch = Batch::new(data, events);
-        // `,"runtime_ts":"<stamp>"` per stamped event.
-        let stamps: usize = self.timestamps.iter().map(|(_, s)| s.len as usize + 16).sum();
-        batch.reserve_arena(stamps);
-        for o in self.origins.drain(..) {
-            batch.add_origin(o);
-        }
-        let mut quoted = Vec::with_capacity(48);
-        for (index, span) in self.timestamps.drain(..) {
-            quoted.clear();
-            quoted.push(b'"');
-            quoted.extend_from_slice(span.of(batch.data()));
-            quoted.push(b'"');
-            batch.append_field(index, "runtime_ts", &quoted);
-        }
-        self.malformed = 0;
-        self.empty = 0;
-        self.truncated = 0;
-        (batch, std::mem::take(&mut self.offsets))
-    }
-}
-
-/// Where a decoded line's bytes are: a span of the builder's data (it was
-/// read there), or bytes to copy in.
-enum Located {
-    InData(Span),
-    Copy(Vec<u8>),
-}
-
-impl Located {
-    fn is_empty(&self) -> bool {
-        match self {
-            Located::InData(span) => span.is_empty(),
-            Located::Copy(v) => v.is_empty(),
-        }
-    }
-
-    /// `piece` of a decoded line: a span when it borrows from `data` (the
-    /// line read there), else the bytes the decoder made (joined partials,
-    /// unescaped strings), moved rather than copied.
-    fn of(piece: std::borrow::Cow<'_, [u8]>, data: &[u8]) -> Located {
-        match piece {
-            std::borrow::Cow::Borrowed(b) => {
-                let offset = (b.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-                if offset <= data.len() && b.len() <= data.len() - offset {
-                    Located::InData(Span::new(offset, b.len()))
-                } else {
-                    Located::Copy(b.to_vec())
-                }
-            }
-            std::borrow::Cow::Owned(v) => Located::Copy(v),
         }
     }
 }

@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use super::Tailer;
-use crate::tracked::{BatchBuilder, FileId};
+use crate::batch_builder::BatchBuilder;
+use crate::tracked::FileId;
 
 impl Tailer {
     /// For a copytruncate copy (its first bytes agree with those of a file

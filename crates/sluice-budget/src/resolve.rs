@@ -7,7 +7,7 @@
 use sluice_config::Budget;
 use sluice_core::{Batch, Field, FieldValue};
 
-use crate::{keys, BudgetLedger, BudgetStage, KEY_SEPARATOR, OVERFLOW_SERVICE};
+use crate::{key_cache, BudgetLedger, BudgetStage, KEY_SEPARATOR, OVERFLOW_SERVICE};
 
 impl BudgetStage {
     /// A ledger key's parts: service, then env and namespace where split.
@@ -37,7 +37,7 @@ impl BudgetStage {
         if !self.split_env && !self.split_namespace {
             // The common case, read in place: a service seen before.
             if let FieldValue::Str(s) = e.field(Field::Service) {
-                let hit = keys::Key::in_buf(batch.data(), s).and_then(|k| self.id_cache.get(&k, 0));
+                let hit = key_cache::Key::in_buf(batch.data(), s).and_then(|k| self.id_cache.get(&k, 0));
                 if let Some(id) = hit {
                     return id as usize;
                 }
@@ -94,11 +94,11 @@ impl BudgetStage {
         &mut self,
         batch: &Batch,
         e: &sluice_core::Event,
-        route: Option<(&[u8], Option<keys::Key>)>,
+        route: Option<(&[u8], Option<key_cache::Key>)>,
         now: f64,
     ) -> (usize, Option<u32>, f64) {
         let service = match e.field(Field::Service) {
-            FieldValue::Str(s) if !self.split_env && !self.split_namespace => keys::Key::in_buf(batch.data(), s),
+            FieldValue::Str(s) if !self.split_env && !self.split_namespace => key_cache::Key::in_buf(batch.data(), s),
             _ => None,
         };
         // The pair cache holds an event with no route, or one whose
@@ -120,8 +120,8 @@ impl BudgetStage {
         &mut self,
         batch: &Batch,
         e: &sluice_core::Event,
-        route: Option<(&[u8], Option<keys::Key>)>,
-        pair: Option<(keys::Key, Option<keys::Key>)>,
+        route: Option<(&[u8], Option<key_cache::Key>)>,
+        pair: Option<(key_cache::Key, Option<key_cache::Key>)>,
         now: f64,
     ) -> (usize, Option<u32>, f64) {
         if let Some(hit) = pair.as_ref().and_then(|(s, r)| self.pairs.get_second(s, r.as_ref())) {
@@ -145,14 +145,14 @@ impl BudgetStage {
     /// The dense id of a service, registering it on first sight.
     #[inline]
     pub(crate) fn service_id(&mut self, service: &[u8], now: f64) -> usize {
-        let key = keys::Key::of(service);
+        let key = key_cache::Key::of(service);
         if let Some(id) = key.and_then(|k| self.id_cache.get(&k, 0)) {
             return id as usize;
         }
         self.service_id_slow(service, key, now)
     }
 
-    fn service_id_slow(&mut self, service: &[u8], key: Option<keys::Key>, now: f64) -> usize {
+    fn service_id_slow(&mut self, service: &[u8], key: Option<key_cache::Key>, now: f64) -> usize {
         if let Some(&id) = self.ids.get(service) {
             if let Some(k) = key {
                 self.id_cache.insert(&k, 0, id as u32);
@@ -185,7 +185,7 @@ impl BudgetStage {
     /// `max_services` (not remembered by name: that would be the unbounded
     /// growth the cap prevents; the id cache remembers it while it can).
     #[cold]
-    fn overflow_id(&mut self, service: &[u8], key: Option<keys::Key>, now: f64) -> usize {
+    fn overflow_id(&mut self, service: &[u8], key: Option<key_cache::Key>, now: f64) -> usize {
         let id = match self.overflow_ledger {
             Some(id) => id,
             None => {
@@ -195,7 +195,7 @@ impl BudgetStage {
                     String::from_utf8_lossy(service).replace(KEY_SEPARATOR, "/")
                 );
                 let overflow = self.overflow_key.clone();
-                let id = self.service_id_slow(&overflow, keys::Key::of(&overflow), now);
+                let id = self.service_id_slow(&overflow, key_cache::Key::of(&overflow), now);
                 self.overflow_ledger = Some(id);
                 id
             }
