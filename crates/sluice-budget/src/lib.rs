@@ -347,7 +347,9 @@ impl BudgetStage {
                     // `{...}\n` → `{...,"lookback":true}`: a released line is
                     // extra to the sample and must not be re-weighted.
                     line.truncate(line.len().saturating_sub(2));
-                    line.extend_from_slice(b",\"lookback\":true}");
+                    line.extend_from_slice(b",\"");
+                    line.extend_from_slice(sluice_core::added_fields::LOOKBACK.as_bytes());
+                    line.extend_from_slice(b"\":true}");
                     self.lookback.hold(h, now, line);
                 }
                 keep
@@ -373,7 +375,11 @@ impl BudgetStage {
         for &(i, rate) in &sc.rates {
             // As `f32`: the trace memory keeps `p` in 32 bits, and its
             // shortest form prints 1/0.1 as 10.0, not 9.99999985.
-            batch.append_field(i, "sample_rate", buf.format(rate as f32).as_bytes());
+            batch.append_field(
+                i,
+                sluice_core::added_fields::SAMPLE_RATE,
+                buf.format(rate as f32).as_bytes(),
+            );
         }
         if self.lookback.enabled() {
             self.lookback.expire(now);

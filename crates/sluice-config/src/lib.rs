@@ -15,16 +15,14 @@ use std::path::{Path, PathBuf};
 
 pub use bytesize::ByteSize;
 
-/// The keys the file source writes into every event from its log file's
-/// Kubernetes path (its origin's fields). Sinks may take columns and labels
-/// from them, and the redaction stage lets them pass, so an aggregator keeps
-/// what the node tier added.
-pub const ORIGIN_FIELDS: [&str; 6] = ["namespace", "pod", "pod_uid", "container", "stream", "file"];
 pub use endpoint::{mask_urls, Endpoint};
 pub use interpolate::interpolate;
 pub use model::*;
 pub use secret_names::is_secret_key;
 pub use sinks::*;
+/// The keys the file source writes into every event from its log file's
+/// Kubernetes path; their home is [`sluice_core::added_fields::ORIGIN`].
+pub use sluice_core::added_fields::ORIGIN as ORIGIN_FIELDS;
 pub use stages::*;
 
 /// Why a configuration was refused.

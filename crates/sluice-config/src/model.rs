@@ -629,13 +629,13 @@ impl Config {
             }
             if let SinkConfig::Clickhouse(c) = sink {
                 for (column, source) in &c.columns {
-                    let known = CLICKHOUSE_SOURCES.iter().chain(&crate::ORIGIN_FIELDS);
-                    if !known.clone().any(|k| *k == source) {
+                    let known = clickhouse_sources();
+                    if !known.clone().any(|k| k == source) {
                         return Err((
                             key(&format!("columns.{column}")),
                             format!(
                                 "unknown source `{source}` (expected one of {})",
-                                known.copied().collect::<Vec<_>>().join(", ")
+                                known.collect::<Vec<_>>().join(", ")
                             ),
                         ));
                     }

@@ -325,25 +325,19 @@ fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
 }
 
-/// What a ClickHouse column may be filled from, besides [`crate::ORIGIN_FIELDS`].
-pub const CLICKHOUSE_SOURCES: &[&str] = &[
-    "ts",
-    "level",
-    "service",
-    "env",
-    "trace_id",
-    "request_id",
-    "status",
-    "duration_ms",
-    "route",
-    "path",
-    "msg",
-    "error_type",
-    "event",
-    "message",
-    "sample_rate",
-    "raw",
-];
+/// The ClickHouse column source that is the whole event as sluice writes it.
+pub const CLICKHOUSE_RAW: &str = "raw";
+
+/// What a ClickHouse column may be filled from: every routing field, the
+/// text and sample rate sluice adds, the origin fields, and the raw event.
+pub fn clickhouse_sources() -> impl Iterator<Item = &'static str> + Clone {
+    use sluice_core::added_fields;
+    sluice_core::Field::ALL
+        .iter()
+        .map(|f| f.name())
+        .chain([added_fields::MESSAGE, added_fields::SAMPLE_RATE, CLICKHOUSE_RAW])
+        .chain(added_fields::ORIGIN)
+}
 
 /// Checks of a delivery section; `Err((key under the sink, message))`.
 pub(crate) fn validate_delivery(d: &DeliveryConfig) -> Result<(), (String, String)> {

@@ -15,7 +15,7 @@ use crate::batch::Batch;
 use crate::event::{Event, EventKind, Field, FieldValue, FLAG_TRUNCATED};
 
 /// The field added to events whose line was cut at `max_line_bytes`.
-pub const TRUNCATED_FIELD: &str = "sluice_truncated";
+pub const TRUNCATED_FIELD: &str = crate::added_fields::TRUNCATED;
 
 /// Append every event of `batch` to `out`, one line each.
 pub fn write_batch(batch: &Batch, out: &mut Vec<u8>) {

@@ -8,6 +8,7 @@
 //! must not do I/O, parse JSON, or depend on any concrete source, stage or sink.
 
 pub mod ack;
+pub mod added_fields;
 pub mod batch;
 pub mod encode;
 pub mod event;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_config::MultilineConfig;
+use sluice_core::added_fields;
 use sluice_core::encode::write_json_string;
 use sluice_core::event::{FLAG_STACK_TRACE, FLAG_TRUNCATED};
 use sluice_core::{AckToken, Batch, Counter, Event, EventKind, Field, FieldValue, Origin, Registry, Span, Stage};
@@ -283,10 +284,10 @@ impl MultilineStage {
         let info = describe::describe(&lines, g.langs, g.header);
         let mut fields: Vec<(Field, Span)> = Vec::new();
         for (name, field, value) in [
-            ("error_type", Some(Field::ErrorType), &info.error_type),
-            ("error_message", None, &info.error_message),
-            ("ts", Some(Field::Ts), &info.ts),
-            ("level", Some(Field::Level), &info.level),
+            (Field::ErrorType.name(), Some(Field::ErrorType), &info.error_type),
+            (added_fields::ERROR_MESSAGE, None, &info.error_message),
+            (Field::Ts.name(), Some(Field::Ts), &info.ts),
+            (Field::Level.name(), Some(Field::Level), &info.level),
         ] {
             if let Some(v) = value {
                 json.extend_from_slice(b",\"");
@@ -298,7 +299,9 @@ impl MultilineStage {
                 }
             }
         }
-        json.extend_from_slice(b",\"multiline_lines\":");
+        json.extend_from_slice(b",\"");
+        json.extend_from_slice(added_fields::MULTILINE_LINES.as_bytes());
+        json.extend_from_slice(b"\":");
         json.extend_from_slice(itoa::Buffer::new().format(g.lines).as_bytes());
         json.push(b'}');
         e.rewrite = Some(batch.push_arena(&json));

@@ -234,7 +234,7 @@ impl RedactStage {
                 write_json_string(r.as_bytes(), &mut mark);
             }
             mark.push(b']');
-            batch.append_field(index, "redacted", &mark);
+            batch.append_field(index, sluice_core::added_fields::REDACTED, &mark);
         }
         self.changed.inc();
         true

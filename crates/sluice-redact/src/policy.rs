@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use sluice_core::added_fields;
+
 /// The field guide's schema (Appendix D) plus what sluice's own stages add.
 pub const DEFAULT_ALLOW: &[&str] = &[
     "ts",
@@ -27,12 +29,12 @@ pub const DEFAULT_ALLOW: &[&str] = &[
     "timeout_ms",
     "stacktrace",
     "event",
-    "message",
-    "multiline_lines",
-    "sample_rate",
-    // With `sluice_config::ORIGIN_FIELDS`: what the file source adds on a
-    // node, so an aggregator redacting the node tier's output keeps it.
-    "runtime_ts",
+    added_fields::MESSAGE,
+    added_fields::MULTILINE_LINES,
+    added_fields::SAMPLE_RATE,
+    // With `added_fields::ORIGIN`: what the file source adds on a node, so
+    // an aggregator redacting the node tier's output keeps it.
+    added_fields::RUNTIME_TS,
 ];
 
 /// The harmless fields of the major logging libraries' JSON output, so a
@@ -362,9 +364,9 @@ const PROTECTED: &[&str] = &[
     "timeout_ms",
     "event",
     "user_id",
-    "multiline_lines",
-    "sample_rate",
-    "runtime_ts",
+    added_fields::MULTILINE_LINES,
+    added_fields::SAMPLE_RATE,
+    added_fields::RUNTIME_TS,
 ];
 
 /// The allow list of one service, over dotted paths: `msg` is a top-level
@@ -432,7 +434,7 @@ pub use sluice_config::is_secret_key;
 
 /// Whether value detectors must leave this field alone.
 pub fn is_protected(key: &str) -> bool {
-    PROTECTED.contains(&key) || sluice_config::ORIGIN_FIELDS.contains(&key)
+    PROTECTED.contains(&key) || added_fields::ORIGIN.contains(&key)
 }
 
 /// The default allow list: the schema, the logging libraries' fields, and
@@ -442,7 +444,7 @@ pub fn default_allow() -> impl Iterator<Item = &'static str> {
         .iter()
         .copied()
         .chain(LOGGER_FIELDS.iter().flat_map(|(_, _, fields)| fields.iter().copied()))
-        .chain(sluice_config::ORIGIN_FIELDS.iter().copied())
+        .chain(added_fields::ORIGIN)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use sluice_config::ClickhouseSinkConfig;
+use sluice_core::added_fields;
 use sluice_core::encode::{write_event, write_json_string};
 use sluice_core::{Batch, Counter, Event, EventKind, Field};
 
@@ -65,9 +66,9 @@ impl ClickhouseEncoder {
                 key.push(b':');
                 let source = match source.as_str() {
                     "ts" => Source::Ts,
-                    "message" => Source::Message,
-                    "sample_rate" => Source::SampleRate,
-                    "raw" => Source::Raw,
+                    added_fields::MESSAGE => Source::Message,
+                    added_fields::SAMPLE_RATE => Source::SampleRate,
+                    sluice_config::CLICKHOUSE_RAW => Source::Raw,
                     "status" | "duration_ms" => Source::Field(
                         Field::from_key(source.as_bytes()).expect("a routing field"),
                         Kind::Number,

@@ -64,8 +64,10 @@ impl OriginFields {
 /// The `sample_rate` the budget stage appended, if any.
 pub fn sample_rate(batch: &Batch, event: &Event) -> Option<f64> {
     let extra = event.extra.of(batch.arena());
-    let at = memchr::memmem::find(extra, b"\"sample_rate\":")? + 14;
-    let rest = &extra[at..];
+    let name = sluice_core::added_fields::SAMPLE_RATE.as_bytes();
+    let at = memchr::memmem::find_iter(extra, name)
+        .find(|&at| at > 0 && extra[at - 1] == b'"' && extra[at + name.len()..].starts_with(b"\":"))?;
+    let rest = &extra[at + name.len() + 2..];
     let end = rest.iter().position(|&b| b == b',' || b == b'}').unwrap_or(rest.len());
     std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
 }

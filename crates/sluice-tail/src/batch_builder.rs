@@ -151,7 +151,7 @@ impl BatchBuilder {
             quoted.push(b'"');
             quoted.extend_from_slice(span.of(batch.data()));
             quoted.push(b'"');
-            batch.append_field(index, "runtime_ts", &quoted);
+            batch.append_field(index, sluice_core::added_fields::RUNTIME_TS, &quoted);
         }
         self.malformed = 0;
         self.empty = 0;

@@ -75,16 +75,17 @@ impl PathMeta {
     /// The origin events of `stream` from `path` carry.
     pub fn origin(&self, path: &Path, stream: Stream, stream_key: u64, service: Option<&str>) -> Arc<Origin> {
         let path = path.to_string_lossy();
-        let pairs = [
-            ("namespace", self.namespace.as_deref()),
-            ("pod", self.pod.as_deref()),
-            ("pod_uid", self.pod_uid.as_deref()),
-            ("container", self.container.as_deref()),
-            ("stream", Some(stream.name())),
-            ("file", Some(&*path)),
+        // In the order of `added_fields::ORIGIN`, which names them.
+        let values = [
+            self.namespace.as_deref(),
+            self.pod.as_deref(),
+            self.pod_uid.as_deref(),
+            self.container.as_deref(),
+            Some(stream.name()),
+            Some(&*path),
         ];
         let mut json = Vec::new();
-        for (key, value) in pairs {
+        for (key, value) in sluice_core::added_fields::ORIGIN.into_iter().zip(values) {
             let Some(value) = value else { continue };
             if !json.is_empty() {
                 json.push(b',');
