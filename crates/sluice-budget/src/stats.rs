@@ -8,6 +8,7 @@
 //! route, which per batch cost 8% of the decisions; a scrape every few
 //! seconds does not see the difference.
 
+use sluice_core::metric_names;
 use std::collections::HashMap;
 
 use sluice_core::{Counter, Gauge, HistogramSeries, Registry};
@@ -164,7 +165,7 @@ impl Stats {
             .flat_map(|c| LEVELS.iter().map(move |l| (c.label(), *l)))
             .map(|(c, l)| {
                 r.counter(
-                    "budget_events_total",
+                    metric_names::BUDGET_EVENTS_TOTAL,
                     "Events seen by the budget stage before sampling.",
                     &labelled(&base, &[("class", c), ("level", l)]),
                 )

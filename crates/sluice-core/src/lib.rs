@@ -13,6 +13,7 @@ pub mod batch;
 pub mod encode;
 pub mod event;
 pub mod json_scan;
+pub mod metric_names;
 pub mod metrics;
 pub mod shutdown;
 pub mod stage;

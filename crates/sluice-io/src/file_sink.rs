@@ -8,6 +8,7 @@
 //! process dies before closing the frame). A file is fsync'ed when it is
 //! rotated and at shutdown.
 
+use sluice_core::metric_names;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -219,7 +220,7 @@ fn run(mut ctx: SinkContext, cfg: FileSinkConfig) -> Result<SinkSummary, SinkErr
         created: Vec::new(),
         seq: 0,
         disk_bytes: r.counter(
-            "file_bytes_written_total",
+            metric_names::FILE_BYTES_WRITTEN_TOTAL,
             "Bytes written to files (after compression).",
             &labels,
         ),

@@ -15,6 +15,7 @@
 
 use memchr::memchr_iter;
 use sluice_core::event::FLAG_TRUNCATED;
+use sluice_core::metric_names;
 use sluice_core::{Batch, Counter, Event, Registry, Span};
 
 /// Counters a framer keeps, labelled by source id.
@@ -37,11 +38,11 @@ impl FramerCounters {
     pub fn new(registry: &Registry, id: &str) -> FramerCounters {
         let l = [("source", id)];
         FramerCounters {
-            events: registry.counter("events_in_total", "Events read by a source.", &l),
-            bytes: registry.counter("bytes_in_total", "Bytes read by a source.", &l),
-            empty: registry.counter("empty_lines_total", "Empty lines skipped.", &l),
+            events: registry.counter(metric_names::EVENTS_IN_TOTAL, "Events read by a source.", &l),
+            bytes: registry.counter(metric_names::BYTES_IN_TOTAL, "Bytes read by a source.", &l),
+            empty: registry.counter(metric_names::EMPTY_LINES_TOTAL, "Empty lines skipped.", &l),
             truncated: registry.counter(
-                "lines_truncated_total",
+                metric_names::LINES_TRUNCATED_TOTAL,
                 "Lines cut at max_line_bytes (kept, flagged sluice_truncated).",
                 &l,
             ),

@@ -17,6 +17,7 @@
 mod describe;
 pub mod detect;
 
+use sluice_core::metric_names;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,11 +97,19 @@ impl MultilineStage {
             streams: HashMap::new(),
             open_groups: 0,
             counters: Counters {
-                stitched: registry.counter("multiline_events_total", "Multi-line events stitched.", &[]),
-                lines: registry.counter("multiline_lines_total", "Lines that went into stitched events.", &[]),
-                split: registry.counter("multiline_split_total", "Traces split at max_lines/max_bytes.", &[]),
+                stitched: registry.counter(metric_names::MULTILINE_EVENTS_TOTAL, "Multi-line events stitched.", &[]),
+                lines: registry.counter(
+                    metric_names::MULTILINE_LINES_TOTAL,
+                    "Lines that went into stitched events.",
+                    &[],
+                ),
+                split: registry.counter(
+                    metric_names::MULTILINE_SPLIT_TOTAL,
+                    "Traces split at max_lines/max_bytes.",
+                    &[],
+                ),
                 timeouts: registry.counter(
-                    "multiline_flush_timeouts_total",
+                    metric_names::MULTILINE_FLUSH_TIMEOUTS_TOTAL,
                     "Events emitted by the flush timeout.",
                     &[],
                 ),

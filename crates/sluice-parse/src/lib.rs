@@ -16,6 +16,7 @@
 
 use simd_json::{Buffers, Node, StaticNode, Tape, INPUT_PADDING};
 use sluice_core::event::FLAG_INVALID_UTF8;
+use sluice_core::metric_names;
 use sluice_core::{Batch, EventKind, Field, FieldValue, Registry, Span, Stage};
 use sluice_core::{Counter, Event};
 
@@ -55,9 +56,15 @@ struct ParseCounters {
 impl ParseCounters {
     fn new(registry: &Registry) -> ParseCounters {
         const HELP: &str = "Lines that were not a JSON object and were kept as text events.";
-        let err = |reason: TextReason| registry.counter("parse_errors_total", HELP, &[("reason", reason.label())]);
+        let err = |reason: TextReason| {
+            registry.counter(metric_names::PARSE_ERRORS_TOTAL, HELP, &[("reason", reason.label())])
+        };
         ParseCounters {
-            json: registry.counter("parse_json_events_total", "Lines parsed as JSON objects.", &[]),
+            json: registry.counter(
+                metric_names::PARSE_JSON_EVENTS_TOTAL,
+                "Lines parsed as JSON objects.",
+                &[],
+            ),
             invalid_json: err(TextReason::InvalidJson),
             invalid_utf8: err(TextReason::InvalidUtf8),
             not_object: err(TextReason::NotObject),

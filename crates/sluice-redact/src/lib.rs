@@ -18,6 +18,7 @@ mod policy;
 mod serialize;
 pub mod values;
 
+use sluice_core::metric_names;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -98,7 +99,11 @@ impl RedactStage {
             mark: cfg.mark,
             registry: registry.clone(),
             counters: HashMap::new(),
-            changed: registry.counter("redacted_events_total", "Events the redaction stage changed.", &[]),
+            changed: registry.counter(
+                metric_names::REDACTED_EVENTS_TOTAL,
+                "Events the redaction stage changed.",
+                &[],
+            ),
             scratch: Vec::new(),
             buffers: Buffers::new(4096),
             tape: Tape(Vec::new()),
@@ -133,7 +138,7 @@ impl RedactStage {
             .entry(key)
             .or_insert_with(|| {
                 registry.counter(
-                    "redactions_total",
+                    metric_names::REDACTIONS_TOTAL,
                     "Values masked or fields removed, by rule and field (never the values).",
                     &[("rule", rule), ("field", field)],
                 )

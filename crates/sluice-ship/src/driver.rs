@@ -12,6 +12,7 @@
 //! batches undelivered (their sources re-read them next start), a disk
 //! buffer keeps them for the next run.
 
+use sluice_core::metric_names;
 use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
@@ -376,8 +377,12 @@ pub async fn run_sink<E: Encoder, T: Transport>(
         counters: Counters {
             sent_events: r.counter("sink_sent_events_total", "Events a target accepted.", &labels),
             sent_bytes: r.counter("sink_sent_bytes_total", "Encoded bytes a target accepted.", &labels),
-            retries: r.counter("sink_retries_total", "Requests sent again after a failure.", &labels),
-            timeouts: r.counter("sink_timeouts_total", "Requests that timed out.", &labels),
+            retries: r.counter(
+                metric_names::SINK_RETRIES_TOTAL,
+                "Requests sent again after a failure.",
+                &labels,
+            ),
+            timeouts: r.counter(metric_names::SINK_TIMEOUTS_TOTAL, "Requests that timed out.", &labels),
         },
         health: TargetHealth::new(r, &id),
         refuses_everyone: None,

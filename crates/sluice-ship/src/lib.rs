@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod resilience;
 pub mod timestamp;
 
+use sluice_core::metric_names;
 use std::path::Path;
 
 use sluice_config::{ClickhouseSinkConfig, ElasticsearchSinkConfig, LokiSinkConfig};
@@ -63,7 +64,7 @@ fn spawn_with<E: Encoder, T: Transport>(
 /// `invalid_ts_total{sink}`: records whose `ts` a sink could not store.
 fn invalid_ts_counter(ctx: &SinkContext) -> sluice_core::Counter {
     ctx.registry.counter(
-        "invalid_ts_total",
+        metric_names::INVALID_TS_TOTAL,
         "Records whose ts could not be read or is out of the target's range: stored with the time they were encoded, the original kept in the record.",
         &[("sink", ctx.id.as_str())],
     )

@@ -8,6 +8,7 @@
 //! fixed, half random) so a fleet of nodes that lost the same target does
 //! not come back in lockstep, yet never retries in a tight loop.
 
+use sluice_core::metric_names;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -86,7 +87,11 @@ impl Breaker {
             threshold,
             open_for,
             gauge,
-            opened: registry.counter("circuit_open_total", "Times a sink's circuit breaker opened.", &labels),
+            opened: registry.counter(
+                metric_names::CIRCUIT_OPEN_TOTAL,
+                "Times a sink's circuit breaker opened.",
+                &labels,
+            ),
         }
     }
 

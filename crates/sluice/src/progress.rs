@@ -1,6 +1,7 @@
 //! The live progress line (`sluice run`) and bar (`sluice bench`), drawn by
 //! indicatif on stderr from the pipeline's own counters.
 
+use sluice_core::metric_names;
 use std::time::Duration;
 
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -32,10 +33,10 @@ impl Live {
             let mut every = tokio::time::interval(interval);
             loop {
                 every.tick().await;
-                let bytes_in = registry.total("bytes_in_total");
-                let events_in = registry.total("events_in_total");
+                let bytes_in = registry.total(metric_names::BYTES_IN_TOTAL);
+                let events_in = registry.total(metric_names::EVENTS_IN_TOTAL);
                 let events_out = registry.total("events_out_total");
-                let text = registry.total("parse_errors_total");
+                let text = registry.total(metric_names::PARSE_ERRORS_TOTAL);
                 let secs = b.elapsed().as_secs_f64().max(1e-3);
                 b.set_position(bytes_in);
                 b.set_message(format!(

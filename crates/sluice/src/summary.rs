@@ -1,6 +1,7 @@
 //! The end-of-run table (`sluice run`) and the benchmark report
 //! (`sluice bench`). MB here is 10^6 bytes.
 
+use sluice_core::metric_names;
 use std::fmt::Write as _;
 
 use indicatif::HumanCount;
@@ -51,7 +52,7 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             s,
             "  source {id:<14} {:>12} events {:>10.1} MB read   {:>12} acknowledged{}",
             HumanCount(src.emitted_events).to_string(),
-            mb(counter(registry, "bytes_in_total", &l)),
+            mb(counter(registry, metric_names::BYTES_IN_TOTAL, &l)),
             HumanCount(src.delivered_events).to_string(),
             if src.failed_batches > 0 {
                 format!(", {} batches FAILED", src.failed_batches)
@@ -60,47 +61,47 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             }
         );
         let (empty, cut) = (
-            counter(registry, "empty_lines_total", &l),
-            counter(registry, "lines_truncated_total", &l),
+            counter(registry, metric_names::EMPTY_LINES_TOTAL, &l),
+            counter(registry, metric_names::LINES_TRUNCATED_TOTAL, &l),
         );
         if empty + cut > 0 {
             let _ = writeln!(s, "  {:<21} {empty} empty lines skipped, {cut} over-long lines cut", "");
         }
     }
-    if registry.value("parse_json_events_total", &[]).is_some() {
-        let reason = |r: &str| counter(registry, "parse_errors_total", &[("reason", r)]);
+    if registry.value(metric_names::PARSE_JSON_EVENTS_TOTAL, &[]).is_some() {
+        let reason = |r: &str| counter(registry, metric_names::PARSE_ERRORS_TOTAL, &[("reason", r)]);
         let _ = writeln!(
             s,
             "  stage  {:<14} {:>12} JSON   {:>12} text (not an object {}, invalid JSON {}, invalid UTF-8 {})",
             "parse",
-            HumanCount(counter(registry, "parse_json_events_total", &[])).to_string(),
-            HumanCount(registry.total("parse_errors_total")).to_string(),
+            HumanCount(counter(registry, metric_names::PARSE_JSON_EVENTS_TOTAL, &[])).to_string(),
+            HumanCount(registry.total(metric_names::PARSE_ERRORS_TOTAL)).to_string(),
             reason("not_object"),
             reason("invalid_json"),
             reason("invalid_utf8"),
         );
     }
-    if let Some(stitched) = registry.value("multiline_events_total", &[]) {
+    if let Some(stitched) = registry.value(metric_names::MULTILINE_EVENTS_TOTAL, &[]) {
         let _ = writeln!(
             s,
             "  stage  {:<14} {:>12} traces stitched from {} lines ({} split, {} by timeout)",
             "multiline",
             HumanCount(stitched.max(0) as u64).to_string(),
-            HumanCount(counter(registry, "multiline_lines_total", &[])),
-            counter(registry, "multiline_split_total", &[]),
-            counter(registry, "multiline_flush_timeouts_total", &[]),
+            HumanCount(counter(registry, metric_names::MULTILINE_LINES_TOTAL, &[])),
+            counter(registry, metric_names::MULTILINE_SPLIT_TOTAL, &[]),
+            counter(registry, metric_names::MULTILINE_FLUSH_TIMEOUTS_TOTAL, &[]),
         );
     }
-    if let Some(changed) = registry.value("redacted_events_total", &[]) {
+    if let Some(changed) = registry.value(metric_names::REDACTED_EVENTS_TOTAL, &[]) {
         let _ = writeln!(
             s,
             "  stage  {:<14} {:>12} events changed ({} values masked or fields removed)",
             "redact",
             HumanCount(changed.max(0) as u64).to_string(),
-            HumanCount(registry.total("redactions_total")),
+            HumanCount(registry.total(metric_names::REDACTIONS_TOTAL)),
         );
     }
-    if registry.total("budget_events_total") > 0 {
+    if registry.total(metric_names::BUDGET_EVENTS_TOTAL) > 0 {
         let kind = |k: &str| -> u64 {
             registry
                 .snapshot()
@@ -115,7 +116,7 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             s,
             "  stage  {:<14} {:>12} events judged; {:.1} MB in, {:.1} MB kept, {:.1} MB sampled away (errors and slow all kept)",
             "budget",
-            HumanCount(registry.total("budget_events_total")).to_string(),
+            HumanCount(registry.total(metric_names::BUDGET_EVENTS_TOTAL)).to_string(),
             mb(kind("in")),
             mb(kind("kept")),
             mb(kind("dropped")),
@@ -123,7 +124,7 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
     }
     for (id, sink) in &report.sinks {
         let l = [("sink", id.as_str())];
-        let disk = registry.value("file_bytes_written_total", &l);
+        let disk = registry.value(metric_names::FILE_BYTES_WRITTEN_TOTAL, &l);
         let storage = registry.value("circuit_state", &l).is_some();
         let mut line = format!(
             "  sink   {id:<14} {:>12} events {:>10.1} MB {}",
@@ -136,14 +137,14 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
             let _ = write!(
                 line,
                 "; {} retries, {} timeouts, circuit opened {}x, {} dead-lettered, {} dropped (drop_newest), {} not delivered",
-                v("sink_retries_total"),
-                v("sink_timeouts_total"),
-                v("circuit_open_total"),
+                v(metric_names::SINK_RETRIES_TOTAL),
+                v(metric_names::SINK_TIMEOUTS_TOTAL),
+                v(metric_names::CIRCUIT_OPEN_TOTAL),
                 sink.dead_lettered,
                 sink.dropped_events,
                 sink.abandoned_events,
             );
-            let invalid_ts = v("invalid_ts_total");
+            let invalid_ts = v(metric_names::INVALID_TS_TOTAL);
             if invalid_ts > 0 {
                 let _ = write!(line, ", {invalid_ts} invalid ts");
             }
@@ -170,14 +171,14 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
         }
         let _ = writeln!(s, "{line}");
     }
-    let bytes_in = registry.total("bytes_in_total");
+    let bytes_in = registry.total(metric_names::BYTES_IN_TOTAL);
     let secs = usage.wall.as_secs_f64().max(1e-9);
     let cpu = usage.cpu.as_secs_f64().max(1e-9);
     let _ = writeln!(
         s,
         "\n  {:.1} MB/s · {} events/s · CPU {:.2}s ({:.1} MB per CPU-second) · peak RSS {:.1} MB",
         mb(bytes_in) / secs,
-        HumanCount((registry.total("events_in_total") as f64 / secs) as u64),
+        HumanCount((registry.total(metric_names::EVENTS_IN_TOTAL) as f64 / secs) as u64),
         cpu,
         mb(bytes_in) / cpu,
         mb(usage.peak_rss)
@@ -187,8 +188,8 @@ pub fn render(report: &RunReport, registry: &Registry, usage: &Usage) -> String 
 
 /// The report `sluice bench` prints on stdout.
 pub fn render_bench(report: &RunReport, registry: &Registry, usage: &Usage) -> String {
-    let bytes_in = registry.total("bytes_in_total");
-    let events = registry.total("events_in_total");
+    let bytes_in = registry.total(metric_names::BYTES_IN_TOTAL);
+    let events = registry.total(metric_names::EVENTS_IN_TOTAL);
     let secs = usage.wall.as_secs_f64().max(1e-9);
     let cpu = usage.cpu.as_secs_f64().max(1e-9);
     let mut s = String::new();

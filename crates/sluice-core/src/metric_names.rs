@@ -1,0 +1,41 @@
+//! The names of the metrics more than one place reads: the component that
+//! registers a metric and the run summary (or progress line) that prints it
+//! use the same constant, so a renamed metric fails to compile instead of
+//! silently blanking a row.
+
+/// Events the budget stage judged, by service and outcome.
+pub const BUDGET_EVENTS_TOTAL: &str = "budget_events_total";
+/// Bytes a source read.
+pub const BYTES_IN_TOTAL: &str = "bytes_in_total";
+/// Times a sink's circuit breaker opened.
+pub const CIRCUIT_OPEN_TOTAL: &str = "circuit_open_total";
+/// Empty lines a source skipped.
+pub const EMPTY_LINES_TOTAL: &str = "empty_lines_total";
+/// Events a source framed.
+pub const EVENTS_IN_TOTAL: &str = "events_in_total";
+/// Bytes the file sink wrote to disk.
+pub const FILE_BYTES_WRITTEN_TOTAL: &str = "file_bytes_written_total";
+/// Rows a storage sink stored with the receive time because their `ts` could not be read.
+pub const INVALID_TS_TOTAL: &str = "invalid_ts_total";
+/// Lines cut at `max_line_bytes`.
+pub const LINES_TRUNCATED_TOTAL: &str = "lines_truncated_total";
+/// Stack traces the multiline stage stitched.
+pub const MULTILINE_EVENTS_TOTAL: &str = "multiline_events_total";
+/// Stitched events emitted by the flush timeout.
+pub const MULTILINE_FLUSH_TIMEOUTS_TOTAL: &str = "multiline_flush_timeouts_total";
+/// Lines that went into stitched events.
+pub const MULTILINE_LINES_TOTAL: &str = "multiline_lines_total";
+/// Traces split at `max_lines`/`max_bytes`.
+pub const MULTILINE_SPLIT_TOTAL: &str = "multiline_split_total";
+/// Lines the parse stage could not read as a JSON object, by reason.
+pub const PARSE_ERRORS_TOTAL: &str = "parse_errors_total";
+/// Events the parse stage read as JSON objects.
+pub const PARSE_JSON_EVENTS_TOTAL: &str = "parse_json_events_total";
+/// Events the redaction stage changed.
+pub const REDACTED_EVENTS_TOTAL: &str = "redacted_events_total";
+/// Values masked or fields removed, by rule and field.
+pub const REDACTIONS_TOTAL: &str = "redactions_total";
+/// Requests a sink retried.
+pub const SINK_RETRIES_TOTAL: &str = "sink_retries_total";
+/// Requests a sink gave up on at `request_timeout`.
+pub const SINK_TIMEOUTS_TOTAL: &str = "sink_timeouts_total";
