@@ -4,11 +4,13 @@
 //! This crate owns the *shape* and validity of a configuration; it must not
 //! build components or touch the files a configuration names.
 
+mod duration;
 mod endpoint;
 mod interpolate;
 mod model;
 pub mod secret_names;
 mod sinks;
+mod sources;
 mod stages;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ pub use sinks::*;
 /// The keys the file source writes into every event from its log file's
 /// Kubernetes path; their home is [`sluice_core::added_fields::ORIGIN`].
 pub use sluice_core::added_fields::ORIGIN as ORIGIN_FIELDS;
+pub use sources::*;
 pub use stages::*;
 
 /// Why a configuration was refused.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::duration::humantime_serde_compat;
 use crate::sinks::*;
+use crate::sources::*;
 use crate::stages::*;
 
 /// A whole sluice configuration.
@@ -84,164 +86,6 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     /// A Kafka consumer group (sluice as an aggregation tier).
     Kafka(KafkaSourceConfig),
-}
-
-/// How the lines of a tailed file are framed by the container runtime.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileFormat {
-    /// Decide per file from its first line (CRI, Docker, else raw).
-    #[default]
-    Auto,
-    /// `<RFC3339Nano> <stdout|stderr> <P|F> <content>` (containerd, CRI-O).
-    Cri,
-    /// Docker json-file: `{"log":"...\n","stream":"stdout","time":"..."}`.
-    Docker,
-    /// Plain lines, as written.
-    Raw,
-}
-
-/// Where to start in a file that has no checkpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReadFrom {
-    /// From its first byte.
-    #[default]
-    Beginning,
-    /// From its current end. Applies only to files found by the first scan
-    /// at startup: a file that appears later is new data and is read whole.
-    End,
-}
-
-/// The file source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSourceConfig {
-    /// Glob patterns of files to tail.
-    pub include: Vec<String>,
-    /// Glob patterns of files to skip even if included.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Runtime line format.
-    #[serde(default)]
-    pub format: FileFormat,
-    /// Start of files without a checkpoint.
-    #[serde(default)]
-    pub read_from: ReadFrom,
-    /// Longest line after joining partial (`P`) pieces; longer lines are cut
-    /// and marked `"sluice_truncated":true`.
-    #[serde(default = "default_max_merged")]
-    pub max_merged_line_bytes: ByteSize,
-    /// How often the include globs are re-scanned for new files.
-    #[serde(default = "default_scan_interval", with = "humantime_serde_compat")]
-    pub scan_interval: Duration,
-    /// How long an idle reader sleeps before looking for new bytes again.
-    #[serde(default = "default_poll_interval", with = "humantime_serde_compat")]
-    pub poll_interval: Duration,
-    /// How long a partial line (CRI `P`, a Docker piece without `\n`) waits
-    /// for its end; then it is emitted as it is, marked truncated, so the
-    /// file's checkpoint can pass it (a writer that died mid-line).
-    #[serde(default = "default_partial_timeout", with = "humantime_serde_compat")]
-    pub partial_timeout: Duration,
-    /// How long a rotated-away or deleted file is kept open after its last
-    /// byte, in case its writer still appends.
-    #[serde(default = "default_rotate_wait", with = "humantime_serde_compat")]
-    pub rotate_wait: Duration,
-    /// Most files held open at once; more wait their turn.
-    #[serde(default = "default_max_open_files")]
-    pub max_open_files: usize,
-    /// Most bytes read from one file per round, so one chatty file cannot
-    /// starve the rest.
-    #[serde(default = "default_read_per_round")]
-    pub read_bytes_per_round: ByteSize,
-    /// How often acknowledged offsets are written to the checkpoint file.
-    #[serde(default = "default_checkpoint_interval", with = "humantime_serde_compat")]
-    pub checkpoint_interval: Duration,
-    /// End the source once every file was read to its end (backfills,
-    /// benchmarks) instead of tailing forever.
-    #[serde(default)]
-    pub exit_at_eof: bool,
-    /// `service` for records that do not carry one: glob over
-    /// `namespace/pod/container` → service name; unmatched records get the
-    /// container name.
-    #[serde(default)]
-    pub service_map: BTreeMap<String, String>,
-}
-
-fn default_max_merged() -> ByteSize {
-    ByteSize::mib(1)
-}
-fn default_scan_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_poll_interval() -> Duration {
-    Duration::from_millis(100)
-}
-fn default_partial_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_rotate_wait() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_max_open_files() -> usize {
-    1024
-}
-fn default_read_per_round() -> ByteSize {
-    ByteSize::kib(256)
-}
-fn default_checkpoint_interval() -> Duration {
-    Duration::from_secs(1)
-}
-
-/// The stdin source has no settings yet; the table keeps room for them.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StdinConfig {}
-
-/// How generated events get their timestamps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GeneratorClock {
-    /// From `start`, advancing `1 / simulated_rate` per event: the same seed
-    /// gives the same bytes.
-    #[default]
-    Simulated,
-    /// The wall clock at generation.
-    Wall,
-}
-
-/// The built-in workload.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GeneratorConfig {
-    /// Seed: the same seed and settings give the same lines.
-    pub seed: u64,
-    /// Events to generate, then the source ends; absent runs until stopped.
-    pub count: Option<u64>,
-    /// Events per second; absent runs as fast as possible.
-    pub rate: Option<f64>,
-    /// Number of services (volumes follow a Zipf-like law).
-    pub services: usize,
-    /// Timestamp clock.
-    pub clock: GeneratorClock,
-    /// RFC 3339 start of the simulated clock.
-    pub start: String,
-    /// Events per simulated second.
-    pub simulated_rate: f64,
-}
-
-impl Default for GeneratorConfig {
-    fn default() -> Self {
-        GeneratorConfig {
-            seed: 1,
-            count: None,
-            rate: None,
-            services: 20,
-            clock: GeneratorClock::Simulated,
-            start: "2026-11-25T00:00:00Z".into(),
-            simulated_rate: 1000.0,
-        }
-    }
 }
 
 /// One output.
@@ -347,17 +191,6 @@ impl Default for ReportConfig {
             interval: Duration::from_millis(500),
             summary: true,
         }
-    }
-}
-
-pub(crate) mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    /// Deserialize a humantime duration (`"1s"`, `"250ms"`).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))
     }
 }
 

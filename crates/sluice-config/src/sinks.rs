@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
-use crate::model::humantime_serde_compat;
+use crate::duration::humantime_serde_compat;
 use crate::Endpoint;
 
 /// How a storage sink batches, retries and buffers. Every field has a default,
@@ -294,35 +294,6 @@ pub struct ElasticsearchSinkConfig {
 
 fn default_es_index() -> String {
     "logs-{service}-{date}".into()
-}
-
-/// The Kafka source: a consumer group; offsets are committed only once every
-/// sink accepted the events.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSourceConfig {
-    /// `host:port,host:port` of the brokers.
-    pub brokers: String,
-    /// Topics to consume.
-    pub topics: Vec<String>,
-    /// Consumer group id.
-    pub group_id: String,
-    /// Where a group without committed offsets starts: `earliest` or `latest`.
-    #[serde(default = "default_offset_reset")]
-    pub auto_offset_reset: String,
-    /// Commit acknowledged offsets at most this often.
-    #[serde(default = "default_commit_interval", with = "humantime_serde_compat")]
-    pub commit_interval: Duration,
-    /// More librdkafka consumer properties.
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-}
-
-fn default_offset_reset() -> String {
-    "earliest".into()
-}
-fn default_commit_interval() -> Duration {
-    Duration::from_secs(1)
 }
 
 /// The ClickHouse column source that is the whole event as sluice writes it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
-use crate::model::humantime_serde_compat;
+use crate::duration::humantime_serde_compat;
 
 /// The multiline stage: stitches plain-text stack traces into one event.
 #[derive(Debug, Clone, Deserialize)]
