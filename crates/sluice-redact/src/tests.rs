@@ -9,16 +9,22 @@ fn stage(extra: &str) -> RedactStage {
     RedactStage::new(cfg.redact.as_ref().unwrap(), &Registry::new()).unwrap()
 }
 
-/// parse → redact → encode, one output line per input line.
-fn run(st: &mut RedactStage, lines: &[&str]) -> Vec<String> {
+/// One unparsed event per line, as a framer cuts them.
+fn framed<S: AsRef<str>>(lines: &[S]) -> Batch {
     let mut data = Vec::new();
     let mut events = Vec::new();
     for l in lines {
+        let l = l.as_ref();
         events.push(Event::unparsed(Span::new(data.len(), l.len()), 0, Event::NO_ORIGIN));
         data.extend_from_slice(l.as_bytes());
         data.push(b'\n');
     }
-    let mut b = Batch::new(data, events);
+    Batch::new(data, events)
+}
+
+/// parse → redact → encode, one output line per input line.
+fn run(st: &mut RedactStage, lines: &[&str]) -> Vec<String> {
+    let mut b = framed(lines);
     ParseStage::new(&Registry::new()).parse_batch(&mut b);
     let mut out = Vec::new();
     st.process(b, &mut out);

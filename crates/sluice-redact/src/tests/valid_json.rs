@@ -6,10 +6,10 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use sluice_core::encode::write_batch;
-use sluice_core::{Batch, Event, Origin, Registry, Span, Stage};
+use sluice_core::{Origin, Registry, Stage};
 use sluice_parse::ParseStage;
 
-use super::stage;
+use super::{framed, stage};
 
 /// Keys records draw from: allowed by the default list, secret, unlisted,
 /// nested-allowed, empty, and ones that need escapes.
@@ -79,14 +79,7 @@ fn record() -> impl Strategy<Value = Value> {
 /// parse → redact → encode, each event optionally carrying a file origin.
 fn run_with_origin(lines: &[String], extra: &str, origin: bool) -> String {
     let mut st = stage(extra);
-    let mut data = Vec::new();
-    let mut events = Vec::new();
-    for l in lines {
-        events.push(Event::unparsed(Span::new(data.len(), l.len()), 0, Event::NO_ORIGIN));
-        data.extend_from_slice(l.as_bytes());
-        data.push(b'\n');
-    }
-    let mut b = Batch::new(data, events);
+    let mut b = framed(lines);
     if origin {
         let o = b.add_origin(Arc::new(Origin {
             stream_key: 7,
