@@ -36,7 +36,11 @@ pub fn describe(lines: &[&str], langs: Langs, header: bool) -> TraceInfo {
         return info;
     };
     // Node's uncaught error: location, source line, carets, then the error.
-    if langs.has(Langs::NODE) && body.len() > 3 && is_carets(body[2]) && !first.contains(' ') {
+    if langs.has(Langs::NODE)
+        && body.len() > 3
+        && crate::detect::is_caret_line(body[2].as_bytes())
+        && !first.contains(' ')
+    {
         if let Some(l) = body[3..].iter().find(|l| !l.is_empty()) {
             first = l;
         }
@@ -94,11 +98,6 @@ pub fn describe(lines: &[&str], langs: Langs, header: bool) -> TraceInfo {
     info.error_type = t;
     info.error_message = m.filter(|m| !m.is_empty());
     info
-}
-
-fn is_carets(line: &str) -> bool {
-    let t = line.trim();
-    !t.is_empty() && t.bytes().all(|b| b == b'^')
 }
 
 /// `Type: message` → (Type, message); `Type` alone → (Type, None).

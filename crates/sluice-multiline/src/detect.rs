@@ -173,6 +173,13 @@ const CONTINUES: &[(Langs, &str)] = &[
 const PYTHON_EXCEPTION: &str =
     r"[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration|Timeout\w*)?(?:: .*)?$";
 
+/// A line of carets under the source line Node quotes where an error was
+/// thrown.
+pub fn is_caret_line(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    !t.is_empty() && t.iter().all(|&b| b == b'^')
+}
+
 /// What a line is to the stream's current group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {

@@ -170,7 +170,7 @@ impl MultilineStage {
                 let line = batch.line(&e);
                 let fits = match g.node_phase {
                     1 | 3 => e.blank_before == 0 || g.node_phase == 3,
-                    _ => e.blank_before == 0 && is_caret_line(line),
+                    _ => e.blank_before == 0 && detect::is_caret_line(line),
                 };
                 if fits {
                     g.node_phase = (g.node_phase + 1) % 4;
@@ -417,12 +417,6 @@ impl MultilineStage {
 fn python_group_end(line: &[u8]) -> bool {
     line.strip_prefix(b"    +")
         .is_some_and(|rest| !rest.is_empty() && rest.iter().all(|&b| b == b'-'))
-}
-
-/// A line of carets under the source line Node or Python quotes.
-fn is_caret_line(line: &[u8]) -> bool {
-    let t = line.trim_ascii();
-    !t.is_empty() && t.iter().all(|&b| b == b'^')
 }
 
 fn chain_sentence(line: &[u8]) -> bool {
