@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
-use common::{copy_sink, count_lines, generated, raw_file_source, sluice, stop, write_config};
+use common::{copy_sink, count_lines, generated, raw_file_source, sluice, spawn_piped, stop, write_config};
 
 /// `raw` of every row, counted.
 fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
@@ -153,13 +153,7 @@ raw = "raw"
         let day = if i == 617 { "nope" } else { "2026-11-25" };
         input.push_str(&format!("{{\"env\":\"{day}\",\"service\":\"ok\",\"seq\":{i}}}\n"));
     }
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&config);
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -225,13 +219,7 @@ endpoint = "{endpoint}"
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&config);
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
 use common::http_server::HttpServer;
-use common::{run_with_stdin, sluice, write_config};
+use common::{run_with_stdin, sluice, spawn_piped, write_config};
 
 /// `n` CRI lines of JSON records numbered from `from`, each about 300 bytes.
 fn cri_lines(from: u64, n: u64) -> String {
@@ -237,13 +237,7 @@ type = "disk"
     let input: String = (0..1000)
         .map(|i| format!("{{\"ts\":\"2026-11-25T01:02:03Z\",\"service\":\"orders\",\"seq\":{i}}}\n"))
         .collect();
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&config);
     let mut stdin = child.stdin.take().unwrap();
     for chunk in input.lines().collect::<Vec<_>>().chunks(100) {
         stdin.write_all((chunk.join("\n") + "\n").as_bytes()).unwrap();
@@ -480,13 +474,7 @@ when_full = "drop_newest""#,
     });
     // Twenty batches of 150 lines (each a frame larger than the buffer)
     // while the target is down: the first is taken, later ones dropped.
-    let mut child = sluice()
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&config);
     let mut stdin = child.stdin.take().unwrap();
     for chunk in 0..20 {
         let lines: String = (chunk * 150..(chunk + 1) * 150)

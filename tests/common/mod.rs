@@ -88,6 +88,18 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `sluice run -c <config>` started with its standard input and standard
+/// error piped to the test.
+pub fn spawn_piped(config: &Path) -> Child {
+    sluice()
+        .args(["run", "-c"])
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `sluice run -c <config>` with `input` on its standard input, to its
 /// end; standard output is discarded, standard error kept.
 pub fn run_with_stdin(config: &Path, input: &str) -> std::process::Output {

@@ -24,19 +24,3 @@ pub const RUNTIME_TS: &str = "runtime_ts";
 /// redaction stage lets them pass, so an aggregator keeps what the node
 /// tier added.
 pub const ORIGIN: [&str; 6] = ["namespace", "pod", "pod_uid", "container", "stream", "file"];
-
-/// Every field sluice adds (the origin fields included).
-pub fn all() -> impl Iterator<Item = &'static str> {
-    [
-        SAMPLE_RATE,
-        LOOKBACK,
-        MULTILINE_LINES,
-        ERROR_MESSAGE,
-        MESSAGE,
-        REDACTED,
-        TRUNCATED,
-        RUNTIME_TS,
-    ]
-    .into_iter()
-    .chain(ORIGIN)
-}

@@ -7,7 +7,7 @@
 //! part of a PEM body (base64, RFC 1421 headers such as `Proc-Type:`, blank
 //! lines) until the END line; any other line means the key is over.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use memchr::memmem;
 
@@ -18,7 +18,7 @@ const MAX_OPEN: usize = 10_000;
 /// Streams inside a private key. See the module docs.
 #[derive(Default)]
 pub(crate) struct OpenKeys {
-    streams: HashMap<u64, (), foldhash::fast::FixedState>,
+    streams: HashSet<u64, foldhash::fast::FixedState>,
 }
 
 impl OpenKeys {
@@ -33,14 +33,14 @@ impl OpenKeys {
         if self.streams.len() >= MAX_OPEN {
             self.streams.clear();
         }
-        self.streams.insert(stream, ());
+        self.streams.insert(stream);
     }
 
     /// The masked form of `line` when `stream` is inside a key and the line
     /// belongs to it (the END line closes the key and is kept as written);
     /// `None` when the line is not part of a key, which also closes it.
     pub(crate) fn mask_line(&mut self, stream: u64, line: &[u8]) -> Option<Vec<u8>> {
-        if !self.streams.contains_key(&stream) {
+        if !self.streams.contains(&stream) {
             return None;
         }
         if closes_key(line) {
