@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sluice, KillOnDrop};
+use common::{run_to_end, sluice, KillOnDrop};
 
 /// A config reading `include` as raw lines into an uncompressed file sink
 /// under `root/out`, with `extra` in the source table.
@@ -71,8 +71,7 @@ fn files_beyond_max_open_files_are_read_too() {
     }
     let include = format!("{}/logs/*.log", root.path().display());
     let cfg = config(root.path(), &include, "max_open_files = 2\nexit_at_eof = true");
-    let out = sluice().args(["run", "-c"]).arg(&cfg).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = run_to_end(&cfg);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("clean: every event was delivered to every sink"),
@@ -175,8 +174,7 @@ fn a_checkpoint_that_cannot_be_saved_makes_the_run_not_clean() {
     std::fs::create_dir_all(root.path().join("state/checkpoints/files.json.tmp")).unwrap();
     let include = format!("{}/logs/*.log", root.path().display());
     let cfg = config(root.path(), &include, "exit_at_eof = true");
-    let out = sluice().args(["run", "-c"]).arg(&cfg).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = run_to_end(&cfg);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("NOT clean: source `files`: checkpoint not saved ("),
@@ -200,8 +198,7 @@ fn cut_lines_of_files_are_counted() {
     let cfg = config(root.path(), &include, "exit_at_eof = true");
     let text = std::fs::read_to_string(&cfg).unwrap() + "[pipeline]\nmax_line_bytes = \"1KiB\"\n";
     std::fs::write(&cfg, text).unwrap();
-    let out = sluice().args(["run", "-c"]).arg(&cfg).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = run_to_end(&cfg);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("0 empty lines skipped, 1 over-long lines cut"),

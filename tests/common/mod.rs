@@ -88,6 +88,13 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `sluice run -c <config>` to its end: its output and standard error.
+pub fn run_to_end(config: &Path) -> (std::process::Output, String) {
+    let out = sluice().args(["run", "-c"]).arg(config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
 /// `sluice run -c <config>` started with its standard input and standard
 /// error piped to the test.
 pub fn spawn_piped(config: &Path) -> Child {
