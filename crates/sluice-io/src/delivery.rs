@@ -4,22 +4,7 @@
 //! events reached every sink, and tests can prove none went missing.
 
 use sluice_core::ack::{self, AckSender};
-use sluice_core::{AckReceiver, AckStatus, AckTracker, Batch, Counter, Registry};
-
-/// What a source reports when it ends.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceSummary {
-    /// Events the source emitted.
-    pub emitted_events: u64,
-    /// Events every sink accepted (a contiguous prefix of what was emitted).
-    pub delivered_events: u64,
-    /// Batches some sink could not deliver.
-    pub failed_batches: u64,
-    /// Input the source could not read, or progress it could not save
-    /// (a file it may not open, a checkpoint it could not write), one
-    /// message each: any makes the run not clean.
-    pub problems: Vec<String>,
-}
+use sluice_core::{AckReceiver, AckStatus, AckTracker, Batch, Counter, Registry, SourceSummary};
 
 /// Issues acknowledgement tokens and settles them. See the module docs.
 #[derive(Debug)]

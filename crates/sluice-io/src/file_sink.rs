@@ -15,11 +15,10 @@ use std::path::{Path, PathBuf};
 
 use sluice_config::{Compression, FileSinkConfig};
 use sluice_core::encode::write_batch;
-use sluice_core::{Counter, SinkBatch};
+use sluice_core::{Counter, SinkBatch, SinkContext, SinkError, SinkSummary};
 use tokio::task::JoinHandle;
 
 use crate::stdout_sink::fail_all;
-use crate::{SinkContext, SinkError, SinkSummary};
 
 /// Start the file sink.
 pub fn spawn(ctx: SinkContext, cfg: FileSinkConfig) -> JoinHandle<Result<SinkSummary, SinkError>> {

@@ -8,7 +8,8 @@ use sluice_config::{GeneratorClock, GeneratorConfig};
 use sluice_generator::{TimestampClock, Workload, WorkloadSettings};
 use tokio::task::JoinHandle;
 
-use crate::{DeliveryLedger, FramerCounters, LineFramer, SourceContext, SourceError, SourceSummary};
+use crate::{DeliveryLedger, FramerCounters, LineFramer};
+use sluice_core::{SourceContext, SourceError, SourceSummary};
 
 /// Workload settings from the source's configuration.
 pub fn settings(cfg: &GeneratorConfig) -> Result<WorkloadSettings, String> {

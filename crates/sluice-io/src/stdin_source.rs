@@ -12,7 +12,8 @@ use std::os::fd::AsRawFd;
 
 use tokio::task::JoinHandle;
 
-use crate::{DeliveryLedger, FramerCounters, LineFramer, SourceContext, SourceError, SourceSummary};
+use crate::{DeliveryLedger, FramerCounters, LineFramer};
+use sluice_core::{SourceContext, SourceError, SourceSummary};
 
 /// Start the stdin source.
 pub fn spawn(ctx: SourceContext) -> JoinHandle<Result<SourceSummary, SourceError>> {

@@ -5,10 +5,8 @@
 use std::io::Write;
 
 use sluice_core::encode::write_batch;
-use sluice_core::SinkBatch;
+use sluice_core::{SinkBatch, SinkContext, SinkError, SinkSummary};
 use tokio::task::JoinHandle;
-
-use crate::{SinkContext, SinkError, SinkSummary};
 
 /// Start the stdout sink.
 pub fn spawn(ctx: SinkContext) -> JoinHandle<Result<SinkSummary, SinkError>> {

@@ -13,8 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use sluice_config::KafkaSinkConfig;
 use sluice_core::encode::write_event;
-use sluice_core::{Batch, Field};
-use sluice_io::{SinkContext, SinkError, SinkSummary};
+use sluice_core::{Batch, Field, SinkContext, SinkError, SinkSummary};
 use sluice_ship::{run_sink, Encoder, Failure, FailureKind, Frame, SendResult, SinkParts, Transport};
 use tokio::task::JoinHandle;
 
@@ -237,10 +236,9 @@ pub fn spawn_sink(
 ) -> JoinHandle<Result<SinkSummary, SinkError>> {
     let data_dir = data_dir.to_path_buf();
     tokio::spawn(async move {
-        let transport = KafkaTransport::new(&cfg).map_err(|m| SinkError::Write {
+        let transport = KafkaTransport::new(&cfg).map_err(|message| SinkError::Setup {
             id: ctx.id.clone(),
-            action: "setting up",
-            source: std::io::Error::other(m),
+            message,
         })?;
         let encoder = KafkaEncoder::new(&cfg.key_field);
         let parts = SinkParts {

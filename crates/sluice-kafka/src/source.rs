@@ -15,8 +15,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_config::KafkaSourceConfig;
 use sluice_core::ack::{self, AckReceiver, AckSender};
-use sluice_core::{AckStatus, AckTracker, Counter};
-use sluice_io::{FramerCounters, LineFramer, SourceContext, SourceError, SourceSummary};
+use sluice_core::{AckStatus, AckTracker, Counter, SourceContext, SourceError, SourceSummary};
+use sluice_io::{FramerCounters, LineFramer};
 use tokio::task::JoinHandle;
 
 /// Next offset to read, per (topic, partition).

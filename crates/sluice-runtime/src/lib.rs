@@ -18,8 +18,9 @@ mod chain;
 use std::time::{Duration, Instant};
 
 use sluice_config::{Config, SinkConfig, SourceConfig};
-use sluice_core::{Batch, Registry, Shutdown, SinkBatch, Stage};
-use sluice_io::{SinkContext, SinkSummary, SourceContext, SourceSummary};
+use sluice_core::{
+    Batch, Registry, Shutdown, SinkBatch, SinkContext, SinkSummary, SourceContext, SourceSummary, Stage,
+};
 use sluice_parse::ParseStage;
 use tokio::sync::mpsc;
 

@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_config::DeliveryConfig;
-use sluice_core::{Batch, Counter};
-use sluice_io::{SinkContext, SinkError, SinkSummary};
+use sluice_core::{Batch, Counter, SinkContext, SinkError, SinkSummary};
 
 use crate::buffer::{Buffer, Pushed};
 use crate::frame::Frame;

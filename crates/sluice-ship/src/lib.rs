@@ -24,7 +24,7 @@ use sluice_core::metric_names;
 use std::path::Path;
 
 use sluice_config::{ClickhouseSinkConfig, ElasticsearchSinkConfig, LokiSinkConfig};
-use sluice_io::{SinkContext, SinkError, SinkSummary};
+use sluice_core::{SinkContext, SinkError, SinkSummary};
 use tokio::task::JoinHandle;
 
 pub use driver::{run_sink, Encoder, SinkParts, Transport};
@@ -32,14 +32,6 @@ pub use frame::Frame;
 pub use outcome::{Blame, Failure, FailureKind, Rejection, SendResult};
 
 type SinkTask = JoinHandle<Result<SinkSummary, SinkError>>;
-
-fn setup_error(id: &str, message: String) -> SinkError {
-    SinkError::Write {
-        id: id.to_string(),
-        action: "setting up",
-        source: std::io::Error::other(message),
-    }
-}
 
 /// Start a storage sink whose encoder and transport `build` makes (on the
 /// runtime, so a setup failure is the sink's error, not a panic).
@@ -51,7 +43,10 @@ fn spawn_with<E: Encoder, T: Transport>(
 ) -> SinkTask {
     let data_dir = data_dir.to_path_buf();
     tokio::spawn(async move {
-        let (encoder, transport) = build().map_err(|m| setup_error(&ctx.id, m))?;
+        let (encoder, transport) = build().map_err(|message| SinkError::Setup {
+            id: ctx.id.clone(),
+            message,
+        })?;
         let parts = SinkParts {
             ctx,
             cfg: delivery,

@@ -18,7 +18,7 @@ mod wake;
 use std::path::PathBuf;
 
 use sluice_config::FileSourceConfig;
-use sluice_io::{SourceContext, SourceError, SourceSummary};
+use sluice_core::{SourceContext, SourceError, SourceSummary};
 use tokio::task::JoinHandle;
 
 pub use source::Tailer;

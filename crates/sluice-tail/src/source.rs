@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sluice_config::{FileSourceConfig, ReadFrom};
-use sluice_core::{AckReceiver, AckSender, AckTracker, Counter, Gauge};
-use sluice_io::{FramerCounters, SourceContext, SourceSummary};
+use sluice_core::{AckReceiver, AckSender, AckTracker, Counter, Gauge, SourceContext, SourceSummary};
+use sluice_io::FramerCounters;
 
 use crate::batch_builder::BatchBuilder;
 use crate::checkpoint::{CheckpointStore, FileCheckpoint, Fingerprint, Loaded};
