@@ -375,11 +375,11 @@ impl BudgetStage {
         for &(i, rate) in &sc.rates {
             // As `f32`: the trace memory keeps `p` in 32 bits, and its
             // shortest form prints 1/0.1 as 10.0, not 9.99999985.
-            batch.append_field(
-                i,
-                sluice_core::added_fields::SAMPLE_RATE,
-                buf.format(rate as f32).as_bytes(),
-            );
+            let rate = rate as f32;
+            batch.append_field(i, sluice_core::added_fields::SAMPLE_RATE, buf.format(rate).as_bytes());
+            // The sinks read the rate from the slot, as they would one an
+            // upstream sluice wrote into the record.
+            batch.events_mut()[i].fields[Field::SampleRate as usize] = FieldValue::Float(f64::from(rate));
         }
         if self.lookback.enabled() {
             self.lookback.expire(now);

@@ -158,9 +158,10 @@ pub struct ClickhouseSinkConfig {
     pub password: Option<String>,
     /// Column → source of its value. Sources: the event fields (`ts`,
     /// `level`, `service`, `env`, `trace_id`, `request_id`, `status`,
-    /// `duration_ms`, `route`, `path`, `msg`, `error_type`, `event`),
-    /// `message` (msg, else the text line), the origin's fields
-    /// (`namespace`, `pod`, `container`, ...), `sample_rate`, and `raw` (the
+    /// `duration_ms`, `route`, `path`, `msg`, `error_type`, `event`,
+    /// `stacktrace`, `namespace`, `sample_rate`: the budget's, or the one
+    /// an upstream sluice wrote, 1 when unsampled), `message` (msg, else
+    /// the text line), the origin's fields (`pod`, `container`, ...), and `raw` (the
     /// whole event as sluice would write it). Absent: the schema's defaults.
     #[serde(default = "default_ch_columns")]
     pub columns: BTreeMap<String, String>,
@@ -306,8 +307,13 @@ pub fn clickhouse_sources() -> impl Iterator<Item = &'static str> + Clone {
     sluice_core::Field::ALL
         .iter()
         .map(|f| f.name())
-        .chain([added_fields::MESSAGE, added_fields::SAMPLE_RATE, CLICKHOUSE_RAW])
-        .chain(added_fields::ORIGIN)
+        .chain([added_fields::MESSAGE, CLICKHOUSE_RAW])
+        // `namespace` is a routing field too (the record's wins).
+        .chain(
+            added_fields::ORIGIN
+                .into_iter()
+                .filter(|o| sluice_core::Field::from_key(o.as_bytes()).is_none()),
+        )
 }
 
 /// Checks of a delivery section; `Err((key under the sink, message))`.

@@ -299,7 +299,7 @@ fn clickhouse_columns_take_known_sources_only() {
         "{e}"
     );
     assert!(
-        e.ends_with("sample_rate, raw, namespace, pod, pod_uid, container, stream, file)"),
+        e.ends_with("namespace, sample_rate, message, raw, pod, pod_uid, container, stream, file)"),
         "{e}"
     );
 }

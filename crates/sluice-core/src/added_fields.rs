@@ -2,8 +2,10 @@
 //! stage, sink and configuration check refers to. A routing field the
 //! records carry is a [`crate::Field`]; these are what the pipeline writes.
 
-/// The budget stage: how many events a kept event stands for.
-pub const SAMPLE_RATE: &str = "sample_rate";
+/// The budget stage: how many events a kept event stands for. Also a
+/// routing field ([`crate::Field::SampleRate`]): a record sampled by an
+/// upstream sluice carries it, and the sinks read it from the event's slot.
+pub const SAMPLE_RATE: &str = crate::Field::SampleRate.name();
 /// The budget stage: a line released from lookback by a later error.
 pub const LOOKBACK: &str = "lookback";
 /// The multiline stage: how many lines a stitched trace has.

@@ -164,7 +164,11 @@ impl ClickhouseEncoder {
                     write_json_string(v.as_bytes(), out);
                 }
                 Source::SampleRate => {
-                    let rate = fields::sample_rate(batch, event).unwrap_or(1.0);
+                    // Unsampled (or an odd value): the event stands for itself.
+                    let rate = batch
+                        .num_field(event, Field::SampleRate)
+                        .filter(|r| r.is_finite() && *r >= 1.0)
+                        .unwrap_or(1.0);
                     out.extend_from_slice(ryu::Buffer::new().format(rate).as_bytes());
                 }
                 Source::Raw => {
@@ -355,6 +359,8 @@ mod tests {
             r#"{"ts":"2026-11-25T10:00:00.5Z","level":"ERROR","service":"pay","status":503,"duration_ms":12.5,"msg":"a \"q\"","trace_id":"t1","route":"/v1/x/{id}"}"#,
             "plain text line",
             r#"{"service":"relay","namespace":"edge"}"#,
+            // Sampled by an upstream sluice (the aggregator's case).
+            r#"{"service":"relay","sample_rate":20}"#,
         ]);
         let o = b.add_origin(Arc::new(Origin {
             stream_key: 1,
@@ -365,7 +371,9 @@ mod tests {
         b.events_mut()[1].origin = o;
         // The record's own namespace wins over its origin's.
         b.events_mut()[2].origin = o;
+        // As the budget stage keeps an event: the pair, and the slot.
         b.append_field(1, "sample_rate", b"4");
+        b.events_mut()[1].fields[Field::SampleRate as usize] = sluice_core::FieldValue::Float(4.0);
         let mut enc = ClickhouseEncoder::new(&sluice_config::default_ch_columns());
         enc.now = 1_795_604_400_000_000_000; // 2026-11-25T11:00:00Z
         let mut frame = Frame::default();
@@ -393,6 +401,7 @@ mod tests {
             (rows[2]["namespace"].as_str(), rows[2]["pod"].as_str()),
             (Some("edge"), Some("api-1"))
         );
+        assert_eq!(rows[3]["sample_rate"].as_f64(), Some(20.0));
     }
 
     fn answer(status: u16, code_header: Option<&str>, body: &str) -> http::Answer {

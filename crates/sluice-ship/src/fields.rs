@@ -1,6 +1,5 @@
 //! Reading an event's values for the storage encoders: routing fields as
-//! JSON values, the origin's fields (namespace, pod, ...), the budget stage's
-//! `sample_rate`, and the clock (the event's own `ts` is [`crate::timestamp`]'s).
+//! JSON values, the origin's fields (namespace, pod, ...), and the clock (the event's own `ts` is [`crate::timestamp`]'s).
 
 use std::sync::Arc;
 
@@ -61,17 +60,6 @@ impl OriginFields {
     }
 }
 
-/// The `sample_rate` the budget stage appended, if any.
-pub fn sample_rate(batch: &Batch, event: &Event) -> Option<f64> {
-    let extra = event.extra.of(batch.arena());
-    let name = sluice_core::added_fields::SAMPLE_RATE.as_bytes();
-    let at = memchr::memmem::find_iter(extra, name)
-        .find(|&at| at > 0 && extra[at - 1] == b'"' && extra[at + name.len()..].starts_with(b"\":"))?;
-    let rest = &extra[at + name.len() + 2..];
-    let end = rest.iter().position(|&b| b == b',' || b == b'}').unwrap_or(rest.len());
-    std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
-}
-
 /// Now, as Unix nanoseconds.
 pub fn now_nanos() -> i128 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos()
@@ -83,7 +71,7 @@ mod tests {
     use sluice_core::{Origin, Span};
 
     #[test]
-    fn reads_sample_rate_origin_fields_and_timestamps() {
+    fn reads_origin_fields() {
         let mut b = Batch::new(
             b"{}".to_vec(),
             vec![Event::unparsed(Span::new(0, 2), 0, Event::NO_ORIGIN)],
@@ -95,10 +83,7 @@ mod tests {
             namespace: None,
         }));
         b.events_mut()[0].origin = o;
-        b.append_field(0, "lookback", b"true");
-        b.append_field(0, "sample_rate", b"12.5");
         let e = b.events()[0].clone();
-        assert_eq!(sample_rate(&b, &e), Some(12.5));
         let mut of = OriginFields::default();
         assert_eq!(of.get(&b, &e, "pod"), Some("api-1"));
         assert_eq!(of.get(&b, &e, "namespace"), Some("shop"));
