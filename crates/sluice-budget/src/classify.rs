@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use sluice_config::Glob;
 use sluice_core::event::FLAG_STACK_TRACE;
 use sluice_core::{Batch, Event, Field, FieldValue};
 
@@ -221,7 +222,7 @@ pub struct SlowThresholds {
     /// `slow_routes`: route template → threshold.
     pub routes: HashMap<Box<[u8]>, f64, foldhash::fast::FixedState>,
     /// `slow_services`, most specific first (see [`by_specificity`]).
-    pub services: Vec<(glob::Pattern, f64)>,
+    pub services: Vec<(Glob, f64)>,
     /// Each ledger's threshold for routes without their own: its
     /// service's, else `slow_ms` (resolved once, when the ledger is made).
     pub by_ledger: Vec<f64>,
@@ -254,15 +255,11 @@ impl SlowThresholds {
 /// before `*`; a `[...]` class counts as none, like `?`), ties in name
 /// order. A TOML table has no order a user can rely on (it is read
 /// sorted), so `"*"` must not shadow `"checkout"`.
-pub fn by_specificity<'a, T: Copy + 'a>(
-    entries: impl IntoIterator<Item = (&'a String, &'a T)>,
-) -> Result<Vec<(glob::Pattern, T)>, String> {
-    let exact = |p: &str| !p.contains(['*', '?', '[']);
-    let mut out: Vec<(&String, T)> = entries.into_iter().map(|(k, v)| (k, *v)).collect();
-    out.sort_by_key(|(k, _)| (!exact(k), std::cmp::Reverse(literal(k))));
-    out.into_iter()
-        .map(|(k, v)| glob::Pattern::new(k).map(|p| (p, v)).map_err(|e| format!("{k}: {e}")))
-        .collect()
+pub fn by_specificity<'a, T: Copy + 'a>(entries: impl IntoIterator<Item = (&'a Glob, &'a T)>) -> Vec<(Glob, T)> {
+    let mut out: Vec<(Glob, T)> = entries.into_iter().map(|(k, v)| (k.clone(), *v)).collect();
+    // Stable: ties stay in name order.
+    out.sort_by_key(|(k, _)| (!k.is_exact(), std::cmp::Reverse(literal(k.as_str()))));
+    out
 }
 
 /// The route template of an event: its `route`, else its `path` with ids
@@ -433,12 +430,12 @@ mod tests {
             ["checkout", "legacy-*", "*", "c?eck*", "[a-z]*", "[!]x]y", "ab[]-]*"].map(literal),
             [8, 7, 0, 4, 0, 1, 2]
         );
-        let entries: std::collections::BTreeMap<String, u8> =
+        let entries: std::collections::BTreeMap<Glob, u8> =
             [("*", 0), ("[a-z]*", 1), ("ab*", 2), ("a*", 3), ("*b", 4), ("abc", 5)]
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
+                .map(|(k, v)| (Glob::try_from(k.to_string()).unwrap(), v))
                 .collect();
-        let order: Vec<u8> = by_specificity(&entries).unwrap().into_iter().map(|(_, v)| v).collect();
+        let order: Vec<u8> = by_specificity(&entries).into_iter().map(|(_, v)| v).collect();
         // Exact, then 2 literals, then 1 (`*b` and `a*` tie: name order), then none.
         assert_eq!(order, [5, 2, 4, 3, 0, 1]);
     }

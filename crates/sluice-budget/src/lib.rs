@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_config::{parse_utc_offset, time_zone, Budget, BudgetClock, BudgetConfig};
+use sluice_config::{parse_utc_offset, time_zone, Budget, BudgetClock, BudgetConfig, Glob};
 use sluice_core::{Batch, Field, FieldValue, Registry, Stage};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
@@ -105,23 +105,17 @@ impl BudgetStage {
         registry: &Registry,
         state_dir: Option<PathBuf>,
     ) -> Result<BudgetStage, BudgetError> {
-        let default = Budget::parse(&cfg.default).map_err(BudgetError)?;
-        let glob = |g: &str| glob::Pattern::new(g).map_err(|e| BudgetError(format!("{g}: {e}")));
+        let default = cfg.default;
         let mut rules = Vec::new();
         for o in &cfg.overrides {
             rules.push(BudgetRule {
-                service: glob(&o.service)?,
-                env: o.env.as_deref().map(glob).transpose()?,
-                namespace: o.namespace.as_deref().map(glob).transpose()?,
-                budget: Budget::parse(&o.budget).map_err(BudgetError)?,
+                service: o.service.clone(),
+                env: o.env.clone(),
+                namespace: o.namespace.clone(),
+                budget: o.budget,
             });
         }
-        let services: Vec<(String, Budget)> = cfg
-            .services
-            .iter()
-            .map(|(k, v)| Budget::parse(v).map(|b| (k.clone(), b)).map_err(BudgetError))
-            .collect::<Result<_, _>>()?;
-        for (service, budget) in classify::by_specificity(services.iter().map(|(k, b)| (k, b))).map_err(BudgetError)? {
+        for (service, budget) in classify::by_specificity(&cfg.services) {
             rules.push(BudgetRule {
                 service,
                 env: None,
@@ -158,7 +152,7 @@ impl BudgetStage {
                     .iter()
                     .map(|(r, ms)| (r.as_bytes().into(), *ms))
                     .collect(),
-                services: classify::by_specificity(&cfg.slow_services).map_err(BudgetError)?,
+                services: classify::by_specificity(&cfg.slow_services),
                 by_ledger: Vec::new(),
             },
             floor: cfg.floor,
@@ -444,9 +438,9 @@ pub const OVERFLOW_SERVICE: &str = "_overflow";
 
 /// One budget rule: an override, or a `services` entry (no env/namespace).
 struct BudgetRule {
-    service: glob::Pattern,
-    env: Option<glob::Pattern>,
-    namespace: Option<glob::Pattern>,
+    service: Glob,
+    env: Option<Glob>,
+    namespace: Option<Glob>,
     budget: Budget,
 }
 

@@ -24,7 +24,7 @@ impl BudgetStage {
     pub(crate) fn budget_for(&self, key: &str) -> Budget {
         let (service, env, namespace) = self.key_parts(key);
         let matches =
-            |p: &Option<glob::Pattern>, v: Option<&str>| p.as_ref().is_none_or(|p| p.matches(v.unwrap_or("")));
+            |p: &Option<sluice_config::Glob>, v: Option<&str>| p.as_ref().is_none_or(|p| p.matches(v.unwrap_or("")));
         self.rules
             .iter()
             .find(|r| r.service.matches(service) && matches(&r.env, env) && matches(&r.namespace, namespace))

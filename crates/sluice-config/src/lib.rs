@@ -12,6 +12,7 @@ pub mod secret_names;
 mod sinks;
 mod sources;
 mod stages;
+mod typed;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ pub use sinks::*;
 pub use sluice_core::added_fields::ORIGIN as ORIGIN_FIELDS;
 pub use sources::*;
 pub use stages::*;
+pub use typed::{Glob, KafkaCompression, OffsetReset, RegexPattern};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +108,13 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Fn(&str) -> Option<String>) ->
         let precise = model::component_error(&text).unwrap_or(e);
         syntax_error(&text, origin, &precise)
     })?;
-    config.validate().map_err(|(key, message)| ConfigError::Invalid {
-        path: origin.to_owned(),
-        key,
-        message: mask_urls(&message),
-    })?;
+    config
+        .validate()
+        .map_err(|Invalid { key, message }| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key,
+            message: mask_urls(&message),
+        })?;
     Ok(config)
 }
 
@@ -121,7 +125,13 @@ fn syntax_error(text: &str, origin: &Path, e: &toml::de::Error) -> ConfigError {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
     let line_text = text[line_start..].lines().next().unwrap_or("");
-    let (message, line_text) = echo_safely(e.message().trim(), line_text);
+    let (mut message, line_text) = echo_safely(e.message().trim(), line_text);
+    if let Some(key) = key_at(text, line_start) {
+        // toml names an unknown key itself (`unknown field `x``).
+        if !message.starts_with("unknown field") {
+            message = format!("`{key}`: {message}");
+        }
+    }
     ConfigError::Syntax {
         path: origin.to_owned(),
         line,
@@ -129,6 +139,59 @@ fn syntax_error(text: &str, origin: &Path, e: &toml::de::Error) -> ConfigError {
         message,
         line_text,
     }
+}
+
+/// The dotted key set on the line starting at `line_start`, with the table
+/// header above it (`[[budget.overrides]]` counted: `budget.overrides[1]`),
+/// so an error names the key as well as the line. `None` where the line
+/// sets no key (a header, a continued array).
+fn key_at(text: &str, line_start: usize) -> Option<String> {
+    let line = text[line_start..].lines().next()?;
+    if line.trim_start().starts_with('[') {
+        return None;
+    }
+    let (key, _) = line.split_once('=')?;
+    let clean = |k: &str| -> String {
+        k.split('.')
+            .map(|p| p.trim().trim_matches(['"', '\'']))
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let key = clean(key);
+    if key.is_empty() || key.contains(['{', '#']) {
+        return None;
+    }
+    let mut header: Option<String> = None;
+    let mut arrays: Vec<(String, usize)> = Vec::new();
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = l
+            .strip_prefix("[[")
+            .and_then(|r| r.split_once("]]"))
+            .map(|(n, _)| clean(n))
+        {
+            let n = match arrays.iter_mut().find(|(a, _)| *a == name) {
+                Some((_, count)) => {
+                    *count += 1;
+                    *count
+                }
+                None => {
+                    arrays.push((name.clone(), 0));
+                    0
+                }
+            };
+            header = Some(format!("{name}[{n}]"));
+        } else if let Some(name) = l
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|(n, _)| clean(n))
+        {
+            header = Some(name);
+        }
+    }
+    Some(match header {
+        Some(h) => format!("{h}.{key}"),
+        None => key,
+    })
 }
 
 /// The message and line of a syntax error as they may be printed: the

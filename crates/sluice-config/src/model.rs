@@ -242,274 +242,149 @@ pub(crate) fn component_error(text: &str) -> Option<toml::de::Error> {
     None
 }
 
+/// A configuration serde accepted that sluice still cannot run: the dotted
+/// key at fault, relative to the table that checked it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted key (`batch_bytes`, `overrides[0].budget`); empty for the
+    /// table itself.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    /// `key` is wrong because of `message`.
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same fault seen from the table `prefix` that holds this one.
+    pub(crate) fn under(self, prefix: &str) -> Invalid {
+        let key = if self.key.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", self.key)
+        };
+        Invalid { key, ..self }
+    }
+}
+
+/// Checks of one table that serde cannot express (ranges, and settings
+/// that only make sense together); each table checks its own keys.
+pub(crate) fn check(ok: bool, key: &str, message: &str) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(key, message))
+    }
+}
+
 impl Config {
-    /// Checks serde cannot express; `Err((key, message))`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |key: &str, msg: &str| Err((key.to_string(), msg.to_string()));
-        if self.sources.is_empty() {
-            return err("sources", "at least one source is required");
-        }
-        if self.sinks.is_empty() {
-            return err("sinks", "at least one sink is required");
-        }
-        let p = &self.pipeline;
-        if !(4 * 1024..=64 * 1024 * 1024).contains(&p.batch_bytes.0) {
-            return err("pipeline.batch_bytes", "must be between 4KiB and 64MiB");
-        }
-        if !(1..=1024).contains(&p.channel_capacity) {
-            return err("pipeline.channel_capacity", "must be between 1 and 1024");
-        }
-        if !(1024..=1024 * 1024 * 1024).contains(&p.max_line_bytes.0) {
-            return err("pipeline.max_line_bytes", "must be between 1KiB and 1GiB");
-        }
+    /// Checks serde cannot express, table by table.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check(!self.sources.is_empty(), "sources", "at least one source is required")?;
+        check(!self.sinks.is_empty(), "sinks", "at least one sink is required")?;
+        self.pipeline.validate().map_err(|e| e.under("pipeline"))?;
         if let Some(m) = &self.multiline {
-            for l in &m.languages {
-                if !MULTILINE_LANGUAGES.contains(&l.as_str()) {
-                    return err(
-                        "multiline.languages",
-                        &format!(
-                            "unknown language `{l}` (expected one of {})",
-                            MULTILINE_LANGUAGES.join(", ")
-                        ),
-                    );
-                }
-            }
-            for (key, p) in [
-                ("multiline.start_pattern", &m.start_pattern),
-                ("multiline.continue_pattern", &m.continue_pattern),
-            ] {
-                if let Some(p) = p {
-                    if let Err(e) = regex_automata::meta::Regex::new(p) {
-                        return err(key, &format!("invalid regex: {e}"));
-                    }
-                }
-            }
-            if m.continue_pattern.is_some() && m.start_pattern.is_none() {
-                return err("multiline.continue_pattern", "needs a start_pattern");
-            }
-            if m.languages.is_empty() && m.start_pattern.is_none() {
-                return err("multiline", "no detector: give languages or a start_pattern");
-            }
-            if m.max_lines < 2 || m.max_streams == 0 || m.max_bytes.0 < 1024 {
-                return err(
-                    "multiline",
-                    "max_lines must be at least 2, max_streams at least 1, max_bytes at least 1KiB",
-                );
-            }
+            m.validate().map_err(|e| e.under("multiline"))?;
         }
         if let Some(r) = &self.redact {
-            if r.unlisted == UnlistedField::Hash && r.hash_key.as_deref().is_none_or(str::is_empty) {
-                return err("redact.hash_key", "required when unlisted = \"hash\"");
-            }
-            for c in &r.custom {
-                if let Err(e) = regex_automata::meta::Regex::new(&c.pattern) {
-                    return err("redact.custom", &format!("pattern of `{}`: {e}", c.name));
-                }
-            }
-            for k in r.services.keys() {
-                if let Err(e) = glob::Pattern::new(k) {
-                    return err("redact.services", &format!("`{k}` is not a valid glob: {e}"));
-                }
-            }
+            r.validate().map_err(|e| e.under("redact"))?;
         }
         if let Some(b) = &self.budget {
-            Budget::parse(&b.default).map_err(|e| ("budget.default".to_string(), e))?;
-            for (k, v) in &b.services {
-                Budget::parse(v).map_err(|e| (format!("budget.services.{k}"), e))?;
-                glob::Pattern::new(k)
-                    .map_err(|e| (format!("budget.services.{k}"), format!("not a valid glob: {e}")))?;
-            }
-            for (i, o) in b.overrides.iter().enumerate() {
-                let at = format!("budget.overrides[{i}]");
-                Budget::parse(&o.budget).map_err(|e| (format!("{at}.budget"), e))?;
-                for (key, glob) in [
-                    ("service", Some(&o.service)),
-                    ("env", o.env.as_ref()),
-                    ("namespace", o.namespace.as_ref()),
-                ] {
-                    if let Some(g) = glob {
-                        glob::Pattern::new(g)
-                            .map_err(|e| (format!("{at}.{key}"), format!("`{g}` is not a valid glob: {e}")))?;
-                    }
-                }
-            }
-            match (&b.utc_offset, &b.timezone) {
-                (Some(_), Some(_)) => {
-                    return err("budget", "set `timezone` or `utc_offset`, not both");
-                }
-                (Some(o), None) => {
-                    parse_utc_offset(o).map_err(|e| ("budget.utc_offset".to_string(), e))?;
-                }
-                (None, Some(tz)) => {
-                    time_zone(tz).map_err(|e| ("budget.timezone".to_string(), e))?;
-                }
-                (None, None) => {}
-            }
-            if !(0.0 < b.floor && b.floor <= b.ceiling && b.ceiling <= 1.0) {
-                return err("budget", "need 0 < floor <= ceiling <= 1");
-            }
-            if !(b.slow_ms > 0.0 && b.slow_ms.is_finite()) {
-                return err("budget.slow_ms", "must be positive");
-            }
-            for (table, thresholds) in [("slow_routes", &b.slow_routes), ("slow_services", &b.slow_services)] {
-                for (k, ms) in thresholds {
-                    if !(*ms > 0.0 && ms.is_finite()) {
-                        return err(&format!("budget.{table}.{k}"), "must be positive");
-                    }
-                }
-            }
-            for k in b.slow_services.keys() {
-                glob::Pattern::new(k)
-                    .map_err(|e| (format!("budget.slow_services.{k}"), format!("not a valid glob: {e}")))?;
-            }
-            if b.max_services == 0 {
-                return err("budget.max_services", "must be at least 1");
-            }
+            b.validate().map_err(|e| e.under("budget"))?;
         }
         let stdin_count = self
             .sources
             .values()
             .filter(|s| matches!(s, SourceConfig::Stdin(_)))
             .count();
-        if stdin_count > 1 {
-            return err("sources", "standard input can feed only one stdin source");
-        }
+        check(
+            stdin_count <= 1,
+            "sources",
+            "standard input can feed only one stdin source",
+        )?;
         for (id, source) in &self.sources {
-            if let SourceConfig::File(f) = source {
-                let key = |k: &str| format!("sources.{id}.{k}");
-                if f.include.is_empty() {
-                    return Err((key("include"), "at least one glob pattern is required".into()));
-                }
-                for (k, patterns) in [("include", &f.include), ("exclude", &f.exclude)] {
-                    for p in patterns {
-                        if let Err(e) = glob::Pattern::new(p) {
-                            return Err((key(k), format!("`{p}` is not a valid glob: {e}")));
-                        }
-                    }
-                }
-                for p in f.service_map.keys() {
-                    if let Err(e) = glob::Pattern::new(p) {
-                        return Err((key("service_map"), format!("`{p}` is not a valid glob: {e}")));
-                    }
-                }
-                if f.max_open_files == 0 {
-                    return Err((key("max_open_files"), "must be at least 1".into()));
-                }
-                // Shorter would spin: an idle source re-reading and
-                // re-scanning with no pause burns a core.
-                for (name, interval, least) in [
-                    ("poll_interval", f.poll_interval, Duration::from_millis(10)),
-                    ("scan_interval", f.scan_interval, Duration::from_millis(10)),
-                    ("checkpoint_interval", f.checkpoint_interval, Duration::from_millis(10)),
-                    ("partial_timeout", f.partial_timeout, Duration::from_millis(10)),
-                ] {
-                    if interval < least {
-                        return Err((
-                            key(name),
-                            format!("must be at least {}", humantime::format_duration(least)),
-                        ));
-                    }
-                }
-                if f.max_merged_line_bytes.0 < 1024 {
-                    return Err((key("max_merged_line_bytes"), "must be at least 1KiB".into()));
-                }
-                if f.read_bytes_per_round.0 < 4096 {
-                    return Err((key("read_bytes_per_round"), "must be at least 4KiB".into()));
-                }
-            }
-            if let SourceConfig::Generator(g) = source {
-                let key = |k: &str| format!("sources.{id}.{k}");
-                if g.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-                    return Err((key("rate"), "must be a positive number of events per second".into()));
-                }
-                if !(1..=10_000).contains(&g.services) {
-                    return Err((key("services"), "must be between 1 and 10000".into()));
-                }
-                if !(g.simulated_rate > 0.0 && g.simulated_rate.is_finite()) {
-                    return Err((key("simulated_rate"), "must be a positive number".into()));
-                }
-                if time::OffsetDateTime::parse(&g.start, &time::format_description::well_known::Rfc3339).is_err() {
-                    return Err((key("start"), format!("`{}` is not an RFC 3339 timestamp", g.start)));
-                }
-            }
-        }
-        for (id, source) in &self.sources {
-            if let SourceConfig::Kafka(k) = source {
-                let key = |k: &str| format!("sources.{id}.{k}");
-                if k.topics.is_empty() {
-                    return Err((key("topics"), "at least one topic is required".into()));
-                }
-                if !["earliest", "latest"].contains(&k.auto_offset_reset.as_str()) {
-                    return Err((key("auto_offset_reset"), "must be `earliest` or `latest`".into()));
-                }
-            }
+            source.validate().map_err(|e| e.under(&format!("sources.{id}")))?;
         }
         for (id, sink) in &self.sinks {
-            let key = |k: &str| format!("sinks.{id}.{k}");
-            if let Some(d) = sink.delivery() {
-                validate_delivery(d).map_err(|(k, m)| (key(&k), m))?;
-            }
-            let gzip = match sink {
-                SinkConfig::Clickhouse(c) => Some(c.gzip_level),
-                SinkConfig::Loki(c) => Some(c.gzip_level),
-                SinkConfig::Elasticsearch(c) => Some(c.gzip_level),
-                _ => None,
-            };
-            if let Some(gzip) = gzip {
-                if gzip > 9 {
-                    return Err((key("gzip_level"), "must be between 0 and 9".into()));
-                }
-            }
-            if let SinkConfig::Clickhouse(c) = sink {
-                for (column, source) in &c.columns {
-                    let known = clickhouse_sources();
-                    if !known.clone().any(|k| k == source) {
-                        return Err((
-                            key(&format!("columns.{column}")),
-                            format!(
-                                "unknown source `{source}` (expected one of {})",
-                                known.collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-            if let SinkConfig::Loki(l) = sink {
-                for label in &l.labels {
-                    if !LOKI_LABELS.contains(&label.as_str()) {
-                        return Err((
-                            key("labels"),
-                            format!(
-                                "`{label}` is not a low-cardinality field (allowed: {})",
-                                LOKI_LABELS.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-            if let SinkConfig::Kafka(k) = sink {
-                if !["zstd", "lz4", "snappy", "gzip", "none"].contains(&k.compression.as_str()) {
-                    return Err((
-                        key("compression"),
-                        "must be one of zstd, lz4, snappy, gzip, none".into(),
-                    ));
-                }
-            }
-            if let SinkConfig::File(f) = sink {
-                if !(1..=19).contains(&f.zstd_level) {
-                    return Err((key("zstd_level"), "must be between 1 and 19".into()));
-                }
-                if f.rotate_bytes.0 < 64 * 1024 {
-                    return Err((key("rotate_bytes"), "must be at least 64KiB".into()));
-                }
-                if f.prefix.is_empty() || f.prefix.contains('/') {
-                    return Err((key("prefix"), "must be a non-empty file name without `/`".into()));
-                }
-                if f.max_files == Some(0) {
-                    return Err((key("max_files"), "must be at least 1 (or absent to keep all)".into()));
-                }
-            }
+            sink.validate().map_err(|e| e.under(&format!("sinks.{id}")))?;
         }
         Ok(())
+    }
+}
+
+impl PipelineConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        check(
+            (4 * 1024..=64 * 1024 * 1024).contains(&self.batch_bytes.0),
+            "batch_bytes",
+            "must be between 4KiB and 64MiB",
+        )?;
+        check(
+            (1..=1024).contains(&self.channel_capacity),
+            "channel_capacity",
+            "must be between 1 and 1024",
+        )?;
+        check(
+            (1024..=1024 * 1024 * 1024).contains(&self.max_line_bytes.0),
+            "max_line_bytes",
+            "must be between 1KiB and 1GiB",
+        )
+    }
+}
+
+impl SourceConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            SourceConfig::Stdin(_) => Ok(()),
+            SourceConfig::Generator(g) => g.validate(),
+            SourceConfig::File(f) => f.validate(),
+            SourceConfig::Kafka(k) => k.validate(),
+        }
+    }
+}
+
+impl SinkConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(d) = self.delivery() {
+            d.validate().map_err(|e| e.under("delivery"))?;
+        }
+        match self {
+            SinkConfig::Stdout(_) | SinkConfig::Kafka(_) => Ok(()),
+            SinkConfig::File(f) => f.validate(),
+            SinkConfig::Clickhouse(c) => c.validate(),
+            SinkConfig::Loki(l) => l.validate(),
+            SinkConfig::Elasticsearch(e) => check_gzip_level(e.gzip_level),
+        }
+    }
+}
+
+impl FileSinkConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        check(
+            (1..=19).contains(&self.zstd_level),
+            "zstd_level",
+            "must be between 1 and 19",
+        )?;
+        check(
+            self.rotate_bytes.0 >= 64 * 1024,
+            "rotate_bytes",
+            "must be at least 64KiB",
+        )?;
+        check(
+            !self.prefix.is_empty() && !self.prefix.contains('/'),
+            "prefix",
+            "must be a non-empty file name without `/`",
+        )?;
+        check(
+            self.max_files != Some(0),
+            "max_files",
+            "must be at least 1 (or absent to keep all)",
+        )
     }
 }

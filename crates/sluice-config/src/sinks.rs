@@ -10,6 +10,8 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::duration::humantime_serde_compat;
+use crate::model::{check, Invalid};
+use crate::typed::KafkaCompression;
 use crate::Endpoint;
 
 /// How a storage sink batches, retries and buffers. Every field has a default,
@@ -222,8 +224,8 @@ pub struct KafkaSinkConfig {
     #[serde(default = "default_kafka_key")]
     pub key_field: String,
     /// Compression codec (`zstd`, `lz4`, `snappy`, `gzip`, `none`).
-    #[serde(default = "default_kafka_compression")]
-    pub compression: String,
+    #[serde(default)]
+    pub compression: KafkaCompression,
     /// More librdkafka producer properties (`linger.ms`, `security.protocol`, ...).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -234,9 +236,6 @@ pub struct KafkaSinkConfig {
 
 fn default_kafka_key() -> String {
     "service".into()
-}
-fn default_kafka_compression() -> String {
-    "zstd".into()
 }
 
 /// The Loki sink: the push API, streams labelled only by low-cardinality
@@ -316,29 +315,69 @@ pub fn clickhouse_sources() -> impl Iterator<Item = &'static str> + Clone {
         )
 }
 
-/// Checks of a delivery section; `Err((key under the sink, message))`.
-pub(crate) fn validate_delivery(d: &DeliveryConfig) -> Result<(), (String, String)> {
-    let err = |k: &str, m: &str| Err((format!("delivery.{k}"), m.to_string()));
-    if d.batch_max_bytes.0 < 1024 {
-        return err("batch_max_bytes", "must be at least 1KiB");
-    }
-    if d.batch_max_events == 0 {
-        return err("batch_max_events", "must be at least 1");
-    }
-    if d.request_timeout.is_zero() {
-        return err("request_timeout", "must be more than 0");
-    }
-    if d.retry_initial_backoff.is_zero() || d.retry_max_backoff < d.retry_initial_backoff {
-        return err(
+impl DeliveryConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check(
+            self.batch_max_bytes.0 >= 1024,
+            "batch_max_bytes",
+            "must be at least 1KiB",
+        )?;
+        check(self.batch_max_events > 0, "batch_max_events", "must be at least 1")?;
+        check(
+            !self.request_timeout.is_zero(),
+            "request_timeout",
+            "must be more than 0",
+        )?;
+        check(
+            !self.retry_initial_backoff.is_zero() && self.retry_max_backoff >= self.retry_initial_backoff,
             "retry_max_backoff",
             "retry_initial_backoff must be more than 0 and at most retry_max_backoff",
-        );
+        )?;
+        check(self.breaker_failures > 0, "breaker_failures", "must be at least 1")?;
+        check(
+            self.buffer.limit().0 >= self.batch_max_bytes.0,
+            "buffer.max_bytes",
+            "must be at least batch_max_bytes",
+        )
     }
-    if d.breaker_failures == 0 {
-        return err("breaker_failures", "must be at least 1");
+}
+
+/// A request body's gzip level.
+pub(crate) fn check_gzip_level(level: u32) -> Result<(), Invalid> {
+    check(level <= 9, "gzip_level", "must be between 0 and 9")
+}
+
+impl ClickhouseSinkConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check_gzip_level(self.gzip_level)?;
+        for (column, source) in &self.columns {
+            let known = clickhouse_sources();
+            check(
+                known.clone().any(|k| k == source),
+                &format!("columns.{column}"),
+                &format!(
+                    "unknown source `{source}` (expected one of {})",
+                    known.collect::<Vec<_>>().join(", ")
+                ),
+            )?;
+        }
+        Ok(())
     }
-    if d.buffer.limit().0 < d.batch_max_bytes.0 {
-        return err("buffer.max_bytes", "must be at least batch_max_bytes");
+}
+
+impl LokiSinkConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check_gzip_level(self.gzip_level)?;
+        for label in &self.labels {
+            check(
+                LOKI_LABELS.contains(&label.as_str()),
+                "labels",
+                &format!(
+                    "`{label}` is not a low-cardinality field (allowed: {})",
+                    LOKI_LABELS.join(", ")
+                ),
+            )?;
+        }
+        Ok(())
     }
-    Ok(())
 }

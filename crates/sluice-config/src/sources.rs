@@ -8,6 +8,8 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::duration::humantime_serde_compat;
+use crate::model::{check, Invalid};
+use crate::typed::{Glob, OffsetReset};
 
 /// How the lines of a tailed file are framed by the container runtime.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -41,10 +43,10 @@ pub enum ReadFrom {
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// Glob patterns of files to tail.
-    pub include: Vec<String>,
+    pub include: Vec<Glob>,
     /// Glob patterns of files to skip even if included.
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub exclude: Vec<Glob>,
     /// Runtime line format.
     #[serde(default)]
     pub format: FileFormat,
@@ -88,7 +90,7 @@ pub struct FileSourceConfig {
     /// `namespace/pod/container` → service name; unmatched records get the
     /// container name.
     #[serde(default)]
-    pub service_map: BTreeMap<String, String>,
+    pub service_map: BTreeMap<Glob, String>,
 }
 
 fn default_max_merged() -> ByteSize {
@@ -179,8 +181,8 @@ pub struct KafkaSourceConfig {
     /// Consumer group id.
     pub group_id: String,
     /// Where a group without committed offsets starts: `earliest` or `latest`.
-    #[serde(default = "default_offset_reset")]
-    pub auto_offset_reset: String,
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
     /// Commit acknowledged offsets at most this often.
     #[serde(default = "default_commit_interval", with = "humantime_serde_compat")]
     pub commit_interval: Duration,
@@ -189,9 +191,73 @@ pub struct KafkaSourceConfig {
     pub options: BTreeMap<String, String>,
 }
 
-fn default_offset_reset() -> String {
-    "earliest".into()
-}
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+impl FileSourceConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check(
+            !self.include.is_empty(),
+            "include",
+            "at least one glob pattern is required",
+        )?;
+        check(self.max_open_files > 0, "max_open_files", "must be at least 1")?;
+        // Shorter would spin: an idle source re-reading and re-scanning
+        // with no pause burns a core.
+        let least = Duration::from_millis(10);
+        for (key, interval) in [
+            ("poll_interval", self.poll_interval),
+            ("scan_interval", self.scan_interval),
+            ("checkpoint_interval", self.checkpoint_interval),
+            ("partial_timeout", self.partial_timeout),
+        ] {
+            check(
+                interval >= least,
+                key,
+                &format!("must be at least {}", humantime::format_duration(least)),
+            )?;
+        }
+        check(
+            self.max_merged_line_bytes.0 >= 1024,
+            "max_merged_line_bytes",
+            "must be at least 1KiB",
+        )?;
+        check(
+            self.read_bytes_per_round.0 >= 4096,
+            "read_bytes_per_round",
+            "must be at least 4KiB",
+        )
+    }
+}
+
+impl GeneratorConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check(
+            self.rate.is_none_or(|r| r > 0.0 && r.is_finite()),
+            "rate",
+            "must be a positive number of events per second",
+        )?;
+        check(
+            (1..=10_000).contains(&self.services),
+            "services",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            self.simulated_rate > 0.0 && self.simulated_rate.is_finite(),
+            "simulated_rate",
+            "must be a positive number",
+        )?;
+        check(
+            time::OffsetDateTime::parse(&self.start, &time::format_description::well_known::Rfc3339).is_ok(),
+            "start",
+            &format!("`{}` is not an RFC 3339 timestamp", self.start),
+        )
+    }
+}
+
+impl KafkaSourceConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check(!self.topics.is_empty(), "topics", "at least one topic is required")
+    }
 }

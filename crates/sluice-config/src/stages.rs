@@ -8,6 +8,8 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::duration::humantime_serde_compat;
+use crate::model::{check, Invalid};
+use crate::typed::{Glob, RegexPattern};
 
 /// The multiline stage: stitches plain-text stack traces into one event.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,10 +22,10 @@ pub struct MultilineConfig {
     /// Custom rule: a line matching this regex (anchored at the line start)
     /// starts an event.
     #[serde(default)]
-    pub start_pattern: Option<String>,
+    pub start_pattern: Option<RegexPattern>,
     /// Custom rule: a line matching this regex continues the current event.
     #[serde(default)]
-    pub continue_pattern: Option<String>,
+    pub continue_pattern: Option<RegexPattern>,
     /// A stream's open event is emitted after this long without a new line.
     #[serde(default = "default_flush_timeout", with = "humantime_serde_compat")]
     pub flush_timeout: Duration,
@@ -71,11 +73,11 @@ pub struct BudgetConfig {
     /// `<size>/<period>` (`"1GiB/day"`, `"50MiB/h"`), `<N> events/s`, or
     /// both (`"1GiB/day, 500 events/s"`).
     #[serde(default = "default_budget")]
-    pub default: String,
+    pub default: Budget,
     /// Budgets by service name or glob: an exact name first, then the
     /// glob with the most literal characters (`legacy-*` before `*`).
     #[serde(default)]
-    pub services: BTreeMap<String, String>,
+    pub services: BTreeMap<Glob, Budget>,
     /// Budgets by env or namespace as well as service (`[[budget.overrides]]`),
     /// tried in order before `services`; the first that matches wins. Once
     /// any override names `env` (or `namespace`), every service's spend is
@@ -109,7 +111,7 @@ pub struct BudgetConfig {
     /// Per-service slow thresholds (service name or glob → ms): an exact
     /// name first, then the glob with the most literal characters.
     #[serde(default)]
-    pub slow_services: BTreeMap<String, f64>,
+    pub slow_services: BTreeMap<Glob, f64>,
     /// Lowest keep-probability for normal events.
     #[serde(default = "default_floor")]
     pub floor: f64,
@@ -145,22 +147,18 @@ fn default_max_services() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct BudgetOverride {
     /// Service name or glob (default: every service).
-    #[serde(default = "any_glob")]
-    pub service: String,
+    #[serde(default = "Glob::any")]
+    pub service: Glob,
     /// `env` name or glob (the record's `env`); absent: any env.
     #[serde(default)]
-    pub env: Option<String>,
+    pub env: Option<Glob>,
     /// Namespace name or glob (the record's `namespace`, else the Kubernetes
     /// namespace of its log file); absent: any namespace.
     #[serde(default)]
-    pub namespace: Option<String>,
+    pub namespace: Option<Glob>,
     /// The budget, as [`Budget::parse`] reads it (`"200MiB/day"`,
     /// `"500 events/s"`, or both).
-    pub budget: String,
-}
-
-fn any_glob() -> String {
-    "*".into()
+    pub budget: Budget,
 }
 
 fn default_lookback() -> Duration {
@@ -170,8 +168,12 @@ fn default_lookback_bytes() -> ByteSize {
     ByteSize::mib(8)
 }
 
-fn default_budget() -> String {
-    "1GiB/day".into()
+fn default_budget() -> Budget {
+    Budget {
+        bytes: 1 << 30,
+        period_secs: 86_400,
+        events_per_sec: None,
+    }
 }
 fn default_slow_ms() -> f64 {
     1000.0
@@ -184,7 +186,8 @@ fn default_ceiling() -> f64 {
 }
 
 /// A parsed budget: bytes per period, events per second, or both.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Budget {
     /// Bytes allowed per window; `u64::MAX` for a budget of events only.
     pub bytes: u64,
@@ -244,6 +247,13 @@ impl Budget {
             return Err(format!("`{s}`: period must be at least a second"));
         }
         Ok((bytes.0, period_secs))
+    }
+}
+
+impl TryFrom<String> for Budget {
+    type Error = String;
+    fn try_from(s: String) -> Result<Budget, String> {
+        Budget::parse(&s)
     }
 }
 
@@ -308,7 +318,7 @@ pub struct RedactConfig {
     pub custom: Vec<CustomPattern>,
     /// Per-service additions to `allow`, by service name or glob.
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceRedact>,
+    pub services: BTreeMap<Glob, ServiceRedact>,
 }
 
 fn default_true() -> bool {
@@ -322,7 +332,7 @@ pub struct CustomPattern {
     /// Rule name (counters, `redacted` marks).
     pub name: String,
     /// Regex (regex-automata syntax).
-    pub pattern: String,
+    pub pattern: RegexPattern,
     /// Replacement text.
     #[serde(default = "default_mask")]
     pub mask: String,
@@ -358,4 +368,82 @@ fn default_max_bytes() -> ByteSize {
 }
 fn default_max_streams() -> usize {
     10_000
+}
+
+impl MultilineConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        for l in &self.languages {
+            check(
+                MULTILINE_LANGUAGES.contains(&l.as_str()),
+                "languages",
+                &format!(
+                    "unknown language `{l}` (expected one of {})",
+                    MULTILINE_LANGUAGES.join(", ")
+                ),
+            )?;
+        }
+        check(
+            self.continue_pattern.is_none() || self.start_pattern.is_some(),
+            "continue_pattern",
+            "needs a start_pattern",
+        )?;
+        check(
+            !self.languages.is_empty() || self.start_pattern.is_some(),
+            "",
+            "no detector: give languages or a start_pattern",
+        )?;
+        check(
+            self.max_lines >= 2 && self.max_streams > 0 && self.max_bytes.0 >= 1024,
+            "",
+            "max_lines must be at least 2, max_streams at least 1, max_bytes at least 1KiB",
+        )
+    }
+}
+
+impl RedactConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        check(
+            self.unlisted != UnlistedField::Hash || self.hash_key.as_deref().is_some_and(|k| !k.is_empty()),
+            "hash_key",
+            "required when unlisted = \"hash\"",
+        )
+    }
+}
+
+impl BudgetConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        match (&self.utc_offset, &self.timezone) {
+            (Some(_), Some(_)) => return Err(Invalid::new("", "set `timezone` or `utc_offset`, not both")),
+            (Some(o), None) => {
+                parse_utc_offset(o).map_err(|e| Invalid::new("utc_offset", e))?;
+            }
+            (None, Some(tz)) => {
+                time_zone(tz).map_err(|e| Invalid::new("timezone", e))?;
+            }
+            (None, None) => {}
+        }
+        check(
+            0.0 < self.floor && self.floor <= self.ceiling && self.ceiling <= 1.0,
+            "",
+            "need 0 < floor <= ceiling <= 1",
+        )?;
+        check(
+            self.slow_ms > 0.0 && self.slow_ms.is_finite(),
+            "slow_ms",
+            "must be positive",
+        )?;
+        let routes = self.slow_routes.iter().map(|(k, ms)| ("slow_routes", k.as_str(), ms));
+        let services = self
+            .slow_services
+            .iter()
+            .map(|(k, ms)| ("slow_services", k.as_str(), ms));
+        for (table, key, ms) in routes.chain(services) {
+            check(
+                *ms > 0.0 && ms.is_finite(),
+                &format!("{table}.{key}"),
+                "must be positive",
+            )?;
+        }
+        check(self.max_services > 0, "max_services", "must be at least 1")
+    }
 }

@@ -119,12 +119,12 @@ fn budget_overrides_are_checked() {
     let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nenv = \"staging\"\nbudget = \"1GiB/week\"\n");
     assert_eq!(
         parse_str(&text).unwrap_err().to_string(),
-        "test.toml: `budget.overrides[0].budget`: `1GiB/week`: unknown period `week` (use day, h, min or a duration such as 6h)"
+        "test.toml:10:10: `budget.overrides[0].budget`: `1GiB/week`: unknown period `week` (use day, h, min or a duration such as 6h)\n    budget = \"1GiB/week\""
     );
     let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nnamespace = \"[shop\"\nbudget = \"1GiB/day\"\n");
     let e = parse_str(&text).unwrap_err().to_string();
     assert!(
-        e.starts_with("test.toml: `budget.overrides[0].namespace`: `[shop` is not a valid glob"),
+        e.starts_with("test.toml:9:13: `budget.overrides[0].namespace`: `[shop` is not a valid glob"),
         "{e}"
     );
     let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nnamspace = \"shop\"\nbudget = \"1GiB/day\"\n");
@@ -133,7 +133,11 @@ fn budget_overrides_are_checked() {
     let text = format!("{MINIMAL}\n[budget]\n[[budget.overrides]]\nenv = \"prod\"\nbudget = \"5GiB/day\"\n");
     let o = &parse_str(&text).unwrap().budget.unwrap().overrides[0];
     assert_eq!(
-        (o.service.as_str(), o.env.as_deref(), o.namespace.as_deref()),
+        (
+            o.service.as_str(),
+            o.env.as_ref().map(Glob::as_str),
+            o.namespace.as_ref().map(Glob::as_str)
+        ),
         ("*", Some("prod"), None)
     );
 }
@@ -226,7 +230,7 @@ fn budgets_are_bytes_per_window_events_per_second_or_both() {
     let text = format!("{MINIMAL}\n[budget]\n[budget.services]\napi = \"1GiB/day, 9 events/h\"\n");
     assert_eq!(
         parse_str(&text).unwrap_err().to_string(),
-        "test.toml: `budget.services.api`: `9 events/h`: events are budgeted per second (`500 events/s`)"
+        "test.toml:9:7: `budget.services.api`: `9 events/h`: events are budgeted per second (`500 events/s`)\n    api = \"1GiB/day, 9 events/h\""
     );
 }
 
@@ -237,7 +241,10 @@ fn slow_thresholds_are_positive_and_service_globs_valid() {
         .unwrap()
         .budget
         .unwrap();
-    assert_eq!(b.slow_services.get("batch-*"), Some(&60000.0));
+    assert_eq!(
+        b.slow_services.get(&Glob::try_from("batch-*".to_string()).unwrap()),
+        Some(&60000.0)
+    );
     for (extra, message) in [
         (
             "[budget.slow_services]\nsearch = 0",
@@ -249,7 +256,7 @@ fn slow_thresholds_are_positive_and_service_globs_valid() {
         ),
         (
             "[budget.slow_services]\n\"[abc\" = 10",
-            "test.toml: `budget.slow_services.[abc`: not a valid glob: Pattern syntax error near position 0: invalid range pattern",
+            "test.toml:9:1: `budget.slow_services.[abc`: `[abc` is not a valid glob: Pattern syntax error near position 0: invalid range pattern\n    \"[abc\" = 10",
         ),
     ] {
         assert_eq!(budget(extra).unwrap_err().to_string(), message, "{extra}");
@@ -363,4 +370,35 @@ fn errors_never_echo_a_secret() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("gzip_level = \"high\""), "{e}");
+}
+
+#[test]
+fn typed_values_are_refused_at_their_line_and_key() {
+    let kafka = "[sources.in]\ntype = \"stdin\"\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopic = \"t\"\ncompression = \"zip\"\n";
+    assert_eq!(
+        parse_str(kafka).unwrap_err().to_string(),
+        "test.toml:7:15: `sinks.k.compression`: unknown variant `zip`, expected one of `zstd`, `lz4`, `snappy`, `gzip`, `none`\n    compression = \"zip\""
+    );
+    let ok = parse_str(&kafka.replace("zip", "lz4")).unwrap();
+    let SinkConfig::Kafka(k) = &ok.sinks["k"] else {
+        panic!("a kafka sink")
+    };
+    assert_eq!(k.compression.as_str(), "lz4");
+    let source = "[sources.k]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\nauto_offset_reset = \"oldest\"\n[sinks.o]\ntype = \"stdout\"\n";
+    assert_eq!(
+        parse_str(source).unwrap_err().to_string(),
+        "test.toml:6:21: `sources.k.auto_offset_reset`: unknown variant `oldest`, expected `earliest` or `latest`\n    auto_offset_reset = \"oldest\""
+    );
+    let regex = format!("{MINIMAL}\n[multiline]\nstart_pattern = \"(unclosed\"\n");
+    let e = parse_str(&regex).unwrap_err().to_string();
+    assert!(
+        e.starts_with("test.toml:8:17: `multiline.start_pattern`: invalid regex: unclosed group\n"),
+        "{e}"
+    );
+    let custom = format!("{MINIMAL}\n[redact]\n[[redact.custom]]\nname = \"a\"\npattern = \"x\"\n[[redact.custom]]\nname = \"b\"\npattern = \"[z\"\n");
+    let e = parse_str(&custom).unwrap_err().to_string();
+    assert!(
+        e.starts_with("test.toml:13:11: `redact.custom[1].pattern`: invalid regex: unclosed character class\n"),
+        "{e}"
+    );
 }

@@ -76,7 +76,7 @@ impl KafkaTransport {
         config
             .set("bootstrap.servers", &cfg.brokers)
             .set("enable.idempotence", "true")
-            .set("compression.type", &cfg.compression)
+            .set("compression.type", cfg.compression.as_str())
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("message.timeout.ms", &timeout_ms)

@@ -40,7 +40,7 @@ pub fn spawn_source(ctx: SourceContext, cfg: KafkaSourceConfig) -> JoinHandle<Re
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &cfg.auto_offset_reset)
+            .set("auto.offset.reset", cfg.auto_offset_reset.as_str())
             .set("enable.partition.eof", "false");
         for (k, v) in &cfg.options {
             config.set(k, v);

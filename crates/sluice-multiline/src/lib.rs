@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_config::MultilineConfig;
+use sluice_config::{MultilineConfig, RegexPattern};
 use sluice_core::added_fields;
 use sluice_core::encode::write_json_string;
 use sluice_core::event::{FLAG_STACK_TRACE, FLAG_TRUNCATED};
@@ -87,7 +87,11 @@ impl MultilineStage {
             .iter()
             .filter_map(|l| Langs::from_name(l))
             .fold(Langs::NONE, Langs::or);
-        let detector = Detector::new(langs, cfg.start_pattern.as_deref(), cfg.continue_pattern.as_deref())?;
+        let detector = Detector::new(
+            langs,
+            cfg.start_pattern.as_ref().map(RegexPattern::as_str),
+            cfg.continue_pattern.as_ref().map(RegexPattern::as_str),
+        )?;
         Ok(MultilineStage {
             detector,
             flush_timeout: cfg.flush_timeout,

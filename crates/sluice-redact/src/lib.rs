@@ -68,7 +68,7 @@ impl RedactStage {
         let custom: Vec<(String, String, String)> = cfg
             .custom
             .iter()
-            .map(|c| (c.name.clone(), c.pattern.clone(), c.mask.clone()))
+            .map(|c| (c.name.clone(), c.pattern.as_str().to_string(), c.mask.clone()))
             .collect();
         let detectors = ValueDetectors::new(&cfg.disable, &custom).map_err(RedactError)?;
         let base: Vec<String> = match &cfg.allow {
@@ -78,7 +78,7 @@ impl RedactStage {
         let mut lists = vec![Arc::new(AllowList::new(base.iter().map(String::as_str)))];
         let mut services = Vec::new();
         for (pattern, s) in &cfg.services {
-            let p = glob::Pattern::new(pattern).map_err(|e| RedactError(format!("services `{pattern}`: {e}")))?;
+            let p = pattern.pattern().clone();
             let list = AllowList::new(
                 base.iter()
                     .map(String::as_str)

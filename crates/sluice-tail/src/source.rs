@@ -174,7 +174,7 @@ impl Tailer {
         let service_map = cfg
             .service_map
             .iter()
-            .filter_map(|(k, v)| glob::Pattern::new(k).ok().map(|p| (p, v.clone())))
+            .map(|(k, v)| (k.pattern().clone(), v.clone()))
             .collect();
         Ok(Tailer {
             id: ctx.id,
@@ -293,19 +293,16 @@ impl Tailer {
 
     /// Find files; returns whether any new one was taken on.
     fn scan(&mut self, first_scan: bool) -> bool {
-        let excludes: Vec<glob::Pattern> = self
-            .cfg
-            .exclude
-            .iter()
-            .filter_map(|p| glob::Pattern::new(p).ok())
-            .collect();
+        let excludes = self.cfg.exclude.clone();
         let mut found = false;
         let mut waiting = 0u64;
         let mut seen = std::collections::HashSet::new();
         for pattern in self.cfg.include.clone() {
-            let Ok(paths) = glob::glob(&pattern) else { continue };
+            let Ok(paths) = glob::glob(pattern.as_str()) else {
+                continue;
+            };
             for path in paths.flatten() {
-                if excludes.iter().any(|e| e.matches_path(&path)) {
+                if excludes.iter().any(|e| e.pattern().matches_path(&path)) {
                     continue;
                 }
                 let Ok(meta) = std::fs::metadata(&path) else { continue };

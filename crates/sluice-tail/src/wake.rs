@@ -40,7 +40,7 @@ pub fn glob_base(pattern: &str) -> PathBuf {
 
 impl Wakeups {
     /// Watch the base directories of `include`; on failure, polling only.
-    pub fn watch(include: &[String]) -> Wakeups {
+    pub fn watch(include: &[sluice_config::Glob]) -> Wakeups {
         // Capacity 1: a burst of writes is one wake-up, never a backlog.
         let (tx, rx) = sync_channel(1);
         let structural = Arc::new(AtomicBool::new(false));
@@ -70,7 +70,7 @@ impl Wakeups {
         };
         let mut w = Wakeups {
             watcher,
-            unwatched: include.iter().map(|p| glob_base(p)).collect(),
+            unwatched: include.iter().map(|p| glob_base(p.as_str())).collect(),
             rx,
             structural,
         };
@@ -135,7 +135,7 @@ mod tests {
     fn a_new_file_wakes_the_sleeper_early() {
         let dir = tempfile::tempdir().unwrap();
         let pattern = format!("{}/*.log", dir.path().display());
-        let w = Wakeups::watch(&[pattern]);
+        let w = Wakeups::watch(&[sluice_config::Glob::try_from(pattern).unwrap()]);
         let path = dir.path().join("new.log");
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
@@ -151,7 +151,7 @@ mod tests {
     fn a_directory_created_later_is_watched_and_the_wake_channel_stays_open() {
         let root = tempfile::tempdir().unwrap();
         let base = root.path().join("pods");
-        let mut w = Wakeups::watch(&[format!("{}/*/*.log", base.display())]);
+        let mut w = Wakeups::watch(&[sluice_config::Glob::try_from(format!("{}/*/*.log", base.display())).unwrap()]);
         assert_eq!(w.unwatched, vec![base.clone()], "missing at start");
         // The watcher lives on although it watches nothing yet, so its
         // wake-up channel stays open and a wait blocks (a dropped watcher
