@@ -9,11 +9,13 @@
 //! event's bytes beyond appending `sample_rate`.
 
 mod classify;
+mod event_clock;
 mod key_cache;
 mod ledger;
 mod lookback;
 mod persist;
 mod resolve;
+mod route;
 mod stats;
 mod trace_memory;
 
@@ -26,8 +28,9 @@ use sluice_core::{Batch, Field, FieldValue, Registry, Stage};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
-pub use classify::{route_template, Class, Facts};
+pub use classify::{Class, Facts};
 pub use ledger::{BudgetLedger, LedgerState};
+pub use route::route_template;
 use stats::Stats;
 
 /// The stage could not be built or its state not restored.
@@ -81,7 +84,7 @@ pub struct BudgetStage {
     event_now: f64,
     /// No `ts` was read yet: the first sets the clock, older or not.
     event_clock_unread: bool,
-    ts_cache: classify::TsCache,
+    ts_cache: event_clock::TsCache,
     unkeyed: u64,
     /// Counts batches: a ledger whose `batch` differs was not yet touched
     /// by the current one.
@@ -172,7 +175,7 @@ impl BudgetStage {
             last_save: Instant::now(),
             event_now: 0.0,
             event_clock_unread: true,
-            ts_cache: classify::TsCache::default(),
+            ts_cache: event_clock::TsCache::default(),
             unkeyed: 0,
             batch_seq: 0,
             recent: trace_memory::TraceMemory::default(),
@@ -287,7 +290,7 @@ impl BudgetStage {
                     // duration.
                     let route = match e.field(Field::DurationMs) {
                         FieldValue::Absent | FieldValue::Null => None,
-                        _ => classify::route_key(batch, e, &mut sc.route),
+                        _ => route::route_key(batch, e, &mut sc.route),
                     };
                     let route = route.map(|r| match e.field(Field::Route) {
                         FieldValue::Str(s) => (r, key_cache::Key::in_buf(data, s)),

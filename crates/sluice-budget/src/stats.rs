@@ -250,7 +250,7 @@ impl Stats {
         // A record's own `route` is meant to be a template already; one
         // that carries ids (`/v1/users/123`) is templated here, on the cold
         // path, so no id becomes a label (the caches keep the raw key).
-        let template = crate::classify::route_template(&String::from_utf8_lossy(route));
+        let template = crate::route::route_template(&String::from_utf8_lossy(route));
         let i = match s.routes.get(template.as_bytes()) {
             Some(&i) => i,
             // Cached as such, so a route past the cap is templated once,
