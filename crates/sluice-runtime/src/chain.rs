@@ -194,3 +194,6 @@ fn forward(out: &mut Vec<Batch>, downstream: &Downstream) -> bool {
     }
     alive
 }
+
+#[cfg(test)]
+mod tests;
