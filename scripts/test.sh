@@ -18,7 +18,7 @@ done
 # System packages the tests need: the multiline tests run real Python, Java,
 # Node.js, Go and Ruby programs to capture their stack traces; the clickhouse tests
 # start Debian's ClickHouse server as a plain process (no service is
-# started by the package); the redaction tests make a real private key with
+# started by the package); the admin tests run Debian's Prometheus; the redaction tests make a real private key with
 # openssl. zstd, simd-json and librdkafka build from crates.
 need=()
 for pair in python3:python3 java:openjdk-17-jdk-headless node:nodejs go:golang-go ruby:ruby openssl:openssl; do
@@ -27,6 +27,9 @@ done
 if [ ! -x /usr/sbin/clickhouse-server ] && [ ! -x /usr/bin/clickhouse-server ]; then
   need+=(clickhouse-server clickhouse-client)
 fi
+# The admin tests lint /metrics with promtool and scrape sluice with a real
+# Prometheus server, both from Debian's package (no service is started).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   step "apt-get install ${need[*]}"
   apt-get update -qq

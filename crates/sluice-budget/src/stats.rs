@@ -93,7 +93,7 @@ struct Hist {
     pending_sum: f64,
     /// The route template's slow threshold.
     slow_ms: f64,
-    /// `request_duration_ms{service,route}` in the registry.
+    /// `request_duration_seconds{service,route}` in the registry.
     series: HistogramSeries,
 }
 
@@ -257,9 +257,9 @@ impl Stats {
             // not on every event that carries it.
             None if s.routes.len() >= 1000 => NO_HIST,
             None => {
-                let series = registry.histogram(
-                    "request_duration_ms",
-                    "Request latency in milliseconds by route template, before sampling.",
+                let series = registry.histogram_ms_as_seconds(
+                    metric_names::REQUEST_DURATION_SECONDS,
+                    "Request latency by route template, before sampling.",
                     &labelled(base, &[("route", template.as_str())]),
                     &BUCKETS_MS,
                 );

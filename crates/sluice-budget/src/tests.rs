@@ -550,32 +550,49 @@ fn exact_counts_are_taken_before_sampling_and_published_whole() {
     assert_eq!(bytes("kept"), kept as i64);
     let bucket = |route: &str, le: &str| {
         v(
-            "request_duration_ms_bucket",
+            "request_duration_seconds_bucket",
             &[("service", "api"), ("route", route), ("le", le)],
         )
     };
     let users = "/v1/users/{id}";
     assert_eq!(
-        ["5", "10", "25", "1000", "2500", "+Inf"].map(|le| bucket(users, le)),
+        ["0.005", "0.01", "0.025", "1", "2.5", "+Inf"].map(|le| bucket(users, le)),
         [1, 1, 2, 2, 3, 3],
         "3 ms, 20 ms and 1500 ms, cumulative"
     );
     assert_eq!(
-        v("request_duration_ms_sum", &[("service", "api"), ("route", users)]),
+        v("request_duration_seconds_sum", &[("service", "api"), ("route", users)]),
         1523
     );
     assert_eq!(
-        v("request_duration_ms_count", &[("service", "api"), ("route", users)]),
+        v(
+            "request_duration_seconds_count",
+            &[("service", "api"), ("route", users)]
+        ),
         3
     );
     let text = registry.render_prometheus();
-    assert!(text.contains("# TYPE sluice_request_duration_ms histogram\n"), "{text}");
+    assert!(
+        text.contains("# TYPE sluice_request_duration_seconds histogram\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nsluice_request_duration_seconds_sum{service=\"api\",route=\"/v1/users/{id}\"} 1.523\n"),
+        "the sum in seconds: {text}"
+    );
     let orders = "/v1/users/{id}/orders/{id}";
-    assert_eq!([bucket(orders, "100"), bucket(orders, "250")], [0, 1]);
-    assert_eq!([bucket("/v1/items/{id}", "5"), bucket("/v1/items/{id}", "10")], [0, 1]);
+    assert_eq!([bucket(orders, "0.1"), bucket(orders, "0.25")], [0, 1]);
+    assert_eq!(
+        [bucket("/v1/items/{id}", "0.005"), bucket("/v1/items/{id}", "0.01")],
+        [0, 1]
+    );
     let members = "/v1/organizations/{id}/projects/{id}/members";
     assert_eq!(
-        [bucket(members, "25"), bucket(members, "50"), bucket(members, "+Inf")],
+        [
+            bucket(members, "0.025"),
+            bucket(members, "0.05"),
+            bucket(members, "+Inf")
+        ],
         [0, 1, 1]
     );
     // No raw path became a label.
@@ -652,21 +669,21 @@ fn a_route_field_that_carries_ids_is_templated_before_it_is_a_label() {
     let bucket = |le: &str| {
         registry
             .value(
-                "request_duration_ms_bucket",
+                "request_duration_seconds_bucket",
                 &[("service", "api"), ("route", "/v1/orders/{id}"), ("le", le)],
             )
             .unwrap_or(-1)
     };
-    assert_eq!(["5", "50", "500"].map(bucket), [1, 2, 3]);
+    assert_eq!(["0.005", "0.05", "0.5"].map(bucket), [1, 2, 3]);
     let routes: Vec<String> = registry
         .snapshot()
         .into_iter()
-        .filter(|(series, _)| series.starts_with("request_duration_ms_sum"))
+        .filter(|(series, _)| series.starts_with("request_duration_seconds_sum"))
         .map(|(series, _)| series)
         .collect();
     assert_eq!(
         routes,
-        [r#"request_duration_ms_sum{service="api",route="/v1/orders/{id}"}"#]
+        [r#"request_duration_seconds_sum{service="api",route="/v1/orders/{id}"}"#]
     );
 }
 
@@ -764,13 +781,13 @@ fn a_service_has_at_most_1000_route_histograms_and_counts_every_event() {
     let sums: Vec<(String, i64)> = registry
         .snapshot()
         .into_iter()
-        .filter(|(series, _)| series.starts_with("request_duration_ms_sum"))
+        .filter(|(series, _)| series.starts_with("request_duration_seconds_sum"))
         .collect();
     assert_eq!(sums.len(), 1000);
     assert!(sums.iter().all(|(_, v)| *v == 7));
     assert_eq!(
         sums.last().unwrap().0,
-        r#"request_duration_ms_sum{service="api",route="/r999"}"#
+        r#"request_duration_seconds_sum{service="api",route="/r999"}"#
     );
     assert_eq!(
         registry.value(

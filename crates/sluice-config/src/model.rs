@@ -39,6 +39,45 @@ pub struct Config {
     /// What sluice shows while it runs and when it ends.
     #[serde(default)]
     pub report: ReportConfig,
+    /// The admin HTTP endpoint: `/metrics`, `/health/live`, `/health/ready`.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve it. When its address is taken, sluice says so and runs
+    /// without it: the pipeline is never held hostage by its admin port.
+    pub enabled: bool,
+    /// Where it listens: loopback unless the operator opens it (a
+    /// DaemonSet's probes and scraper reach the pod IP: `0.0.0.0:9598`).
+    pub address: std::net::SocketAddr,
+    /// `/health/live` fails once a stage has spent this long on one batch
+    /// (a hung stage; a slow but moving drain never holds one batch long).
+    #[serde(with = "humantime_serde_compat")]
+    pub stall_after: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], 9598)),
+            stall_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        check(
+            self.stall_after >= Duration::from_secs(1),
+            "stall_after",
+            "must be at least 1s",
+        )
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -289,6 +328,7 @@ impl Config {
         check(!self.sources.is_empty(), "sources", "at least one source is required")?;
         check(!self.sinks.is_empty(), "sinks", "at least one sink is required")?;
         self.pipeline.validate().map_err(|e| e.under("pipeline"))?;
+        self.admin.validate().map_err(|e| e.under("admin"))?;
         if let Some(m) = &self.multiline {
             m.validate().map_err(|e| e.under("multiline"))?;
         }

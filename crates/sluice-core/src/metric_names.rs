@@ -7,6 +7,19 @@
 pub const BUDGET_EVENTS_TOTAL: &str = "budget_events_total";
 /// Bytes a source read.
 pub const BYTES_IN_TOTAL: &str = "bytes_in_total";
+/// The budget's request latency histogram by service and route template
+/// (observed before sampling; the records' `duration_ms`, exposed in seconds).
+pub const REQUEST_DURATION_SECONDS: &str = "request_duration_seconds";
+/// Bytes waiting in a sink's buffer.
+pub const BUFFER_BYTES: &str = "buffer_bytes";
+/// Bytes a sink's buffer may hold.
+pub const BUFFER_MAX_BYTES: &str = "buffer_max_bytes";
+/// A sink's circuit breaker: 0 closed, 1 open, 2 half-open.
+pub const CIRCUIT_STATE: &str = "circuit_state";
+/// Batches waiting in a stage's input channel (where backpressure shows).
+pub const STAGE_QUEUE_BATCHES: &str = "stage_queue_batches";
+/// Unix time a stage began its current batch; 0 while it waits for one.
+pub const STAGE_BUSY_SINCE_SECONDS: &str = "stage_busy_since_seconds";
 /// Times a sink's circuit breaker opened.
 pub const CIRCUIT_OPEN_TOTAL: &str = "circuit_open_total";
 /// Empty lines a source skipped.

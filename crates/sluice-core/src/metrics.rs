@@ -89,6 +89,10 @@ struct Entry {
     help: &'static str,
     labels: Vec<(&'static str, String)>,
     metric: Metric,
+    /// What the stored integer is divided by when rendered (a histogram
+    /// observed in milliseconds and exposed in seconds has 1000 on its
+    /// `_sum`); 1 for everything else.
+    divisor: u32,
 }
 
 impl Entry {
@@ -183,9 +187,33 @@ impl Registry {
         labels: &[(&'static str, &str)],
         bounds: &[f64],
     ) -> HistogramSeries {
+        self.histogram_scaled(name, help, labels, bounds, 1)
+    }
+
+    /// A histogram observed in whole milliseconds (integer sums are one
+    /// atomic add) and exposed in seconds, Prometheus's base unit: `name`
+    /// should end in `_seconds`; `bounds_ms` are in milliseconds.
+    pub fn histogram_ms_as_seconds(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        bounds_ms: &[f64],
+    ) -> HistogramSeries {
+        self.histogram_scaled(name, help, labels, bounds_ms, 1000)
+    }
+
+    fn histogram_scaled(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        bounds: &[f64],
+        divisor: u32,
+    ) -> HistogramSeries {
         let les: Vec<String> = bounds
             .iter()
-            .map(|b| b.to_string())
+            .map(|b| (b / f64::from(divisor)).to_string())
             .chain(["+Inf".to_string()])
             .collect();
         let mut entries = self.entries.lock().expect("metrics lock");
@@ -199,6 +227,9 @@ impl Registry {
             let c = Counter::default();
             let mut e = entry(name, help, &all, Metric::HistogramPart(c.clone()));
             e.suffix = suffix;
+            if suffix == "_sum" {
+                e.divisor = divisor;
+            }
             entries.push(e);
             c
         };
@@ -232,6 +263,18 @@ impl Registry {
         entries.list.iter().map(|e| (series(e), e.metric.value())).collect()
     }
 
+    /// Every series of metric `name` (a histogram's with its suffix): its
+    /// labels and value, in registration order.
+    pub fn series_of(&self, name: &str) -> Vec<(Vec<(&'static str, String)>, i64)> {
+        let entries = self.entries.lock().expect("metrics lock");
+        entries
+            .list
+            .iter()
+            .filter(|e| e.is_named(name))
+            .map(|e| (e.labels.clone(), e.metric.value()))
+            .collect()
+    }
+
     /// The Prometheus text exposition of every metric, prefixed `sluice_`.
     pub fn render_prometheus(&self) -> String {
         let entries = self.entries.lock().expect("metrics lock");
@@ -258,7 +301,12 @@ impl Registry {
                 let _ = writeln!(out, "# HELP sluice_{} {}", e.name, e.help);
                 let _ = writeln!(out, "# TYPE sluice_{} {}", e.name, kind);
             }
-            let _ = writeln!(out, "sluice_{} {}", series(e), e.metric.value());
+            let value = e.metric.value();
+            if e.divisor > 1 {
+                let _ = writeln!(out, "sluice_{} {}", series(e), value as f64 / f64::from(e.divisor));
+            } else {
+                let _ = writeln!(out, "sluice_{} {}", series(e), value);
+            }
         }
         out
     }
@@ -271,6 +319,7 @@ fn entry(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]
         help,
         labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         metric,
+        divisor: 1,
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sluice_core::{AckToken, Batch, Counter, Registry, SinkBatch, Stage};
+use sluice_core::{metric_names, AckToken, Batch, Counter, Gauge, Registry, SinkBatch, Stage};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -103,15 +103,58 @@ pub fn start(
             "Batches lost to a bug in a stage (the stage keeps running).",
             &[("stage", name)],
         );
+        let watch = StageWatch {
+            busy_since: registry.gauge(
+                metric_names::STAGE_BUSY_SINCE_SECONDS,
+                "Unix time a stage began its current batch; 0 while it waits (liveness reads it).",
+                &[("stage", name)],
+            ),
+            queue: registry.gauge(
+                metric_names::STAGE_QUEUE_BATCHES,
+                "Batches waiting in a stage's input channel: where backpressure shows.",
+                &[("stage", name)],
+            ),
+            stall: std::env::var(STALL_HOOK).is_ok_and(|s| s == name),
+        };
         let rx = std::mem::replace(&mut input, next_input.unwrap_or_else(|| mpsc::channel(1).1));
         let h = handle.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-{name}"))
-            .spawn(move || stage_loop(stage, rx, downstream, h, panics))
+            .spawn(move || stage_loop(stage, rx, downstream, h, panics, watch))
             .map_err(|source| RuntimeError::Thread { stage: name, source })?;
         threads.push((name, thread));
     }
     Ok(Chain { threads })
+}
+
+/// Test hook: a stage named in this variable hangs on its first batch, so
+/// the liveness check can be seen failing. Never set in production.
+pub const STALL_HOOK: &str = "SLUICE_TEST_STALL_STAGE";
+
+/// What a stage thread publishes about itself for the admin endpoint.
+struct StageWatch {
+    busy_since: Gauge,
+    queue: Gauge,
+    stall: bool,
+}
+
+impl StageWatch {
+    fn begin(&self, queued: usize) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1));
+        self.busy_since.set(now as i64);
+        self.queue.set(queued as i64);
+        if self.stall {
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+
+    fn end(&self) {
+        self.busy_since.set(0);
+    }
 }
 
 fn stage_loop(
@@ -120,6 +163,7 @@ fn stage_loop(
     downstream: Downstream,
     handle: Handle,
     panics: Counter,
+    watch: StageWatch,
 ) {
     let mut out = Vec::new();
     let mut last_tick = Instant::now();
@@ -142,6 +186,7 @@ fn stage_loop(
                 }
             }
         };
+        watch.begin(input.len());
         match next {
             Some(batch) => match stage.as_mut() {
                 Some(s) => {
@@ -164,6 +209,7 @@ fn stage_loop(
         if last_tick.elapsed() >= TICK {
             tick(&mut stage, &mut out, &mut last_tick);
         }
+        watch.end();
         if !forward(&mut out, &downstream) {
             break;
         }

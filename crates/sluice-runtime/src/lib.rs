@@ -163,6 +163,16 @@ pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn 
 pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Result<RunReport, RuntimeError> {
     let started = Instant::now();
     let capacity = config.pipeline.channel_capacity;
+    let admin_state = sluice_admin::AdminState::new(registry.clone(), shutdown.clone(), config.admin.stall_after);
+    // Up before the components, so a probe sees `starting`; a taken port
+    // costs the endpoint, never the run.
+    let _admin = match sluice_admin::start(&config.admin, admin_state.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::warn!(error = %e, "running without the admin endpoint");
+            None
+        }
+    };
 
     // Sinks first, so the chain has somewhere to send.
     let mut sink_senders = Vec::new();
@@ -212,6 +222,7 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
     // Only sources may keep the head open: when the last one ends, the
     // chain drains and closes behind it.
     drop(head_tx);
+    admin_state.mark_started();
 
     let mut report = RunReport::default();
     for (id, task) in sink_tasks {

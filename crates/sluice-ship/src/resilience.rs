@@ -76,7 +76,7 @@ impl Breaker {
     pub fn new(threshold: u32, open_for: Duration, registry: &Registry, sink: &str) -> Breaker {
         let labels = [("sink", sink)];
         let gauge = registry.gauge(
-            "circuit_state",
+            metric_names::CIRCUIT_STATE,
             "A sink's circuit breaker: 0 closed, 1 open, 2 half-open.",
             &labels,
         );

@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sluice_config::{BufferConfig, BufferKind, WhenFull};
+use sluice_core::metric_names;
 use sluice_core::{AckToken, Counter, Gauge, Registry, SinkBatch};
 use tokio::sync::Notify;
 
@@ -146,8 +147,15 @@ impl Buffer {
             }
         };
         let labels = [("sink", sink)];
-        let bytes_gauge = registry.gauge("buffer_bytes", "Bytes waiting in a sink's buffer.", &labels);
+        let bytes_gauge = registry.gauge(metric_names::BUFFER_BYTES, "Bytes waiting in a sink's buffer.", &labels);
         bytes_gauge.set(bytes as i64);
+        registry
+            .gauge(
+                metric_names::BUFFER_MAX_BYTES,
+                "Bytes a sink's buffer may hold.",
+                &labels,
+            )
+            .set(cfg.limit().0 as i64);
         Ok(Buffer {
             state: Mutex::new(State {
                 backend,

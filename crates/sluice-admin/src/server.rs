@@ -1,0 +1,129 @@
+//! The accept loop and the routes. Every limit here protects the pipeline
+//! from its admin port: at most [`MAX_CONNECTIONS`] at once (more are
+//! closed on accept), headers within [`HEADER_TIMEOUT`] and
+//! [`MAX_HEADER_BYTES`], a connection at most [`CONNECTION_LIFETIME`], and
+//! request bodies are never read.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::{exposition, health, AdminState};
+
+/// Connections served at once; a scraper and two probes need three.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client has this long to send its request's headers (slowloris).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection lives, however it behaves.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request head read.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Serve until `stopped` fires (or its sender is dropped).
+pub fn serve(listener: std::net::TcpListener, state: AdminState, stopped: oneshot::Receiver<()>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "admin endpoint: cannot build its runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin endpoint: cannot register its socket");
+                return;
+            }
+        };
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::pin!(stopped);
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = &mut stopped => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait, do not spin.
+                        tracing::warn!(error = %e, "admin endpoint: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(&req, &state)) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEADER_BYTES)
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+                drop(permit);
+            });
+        }
+    });
+}
+
+/// The answer to one request.
+pub fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+    respond(req.method(), req.uri().path(), state)
+}
+
+fn respond(method: &Method, path: &str, state: &AdminState) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    match path {
+        "/metrics" => {
+            let mut r = Response::new(Full::new(Bytes::from(exposition::render(&state.registry))));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/health/live" => json(health::liveness(state, state.stall_after)),
+        "/health/ready" => json(health::readiness(state)),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /health/live or /health/ready\n".into(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json(h: health::Health) -> Response<Full<Bytes>> {
+    let status = if h.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut r = Response::new(Full::new(Bytes::from(h.to_json())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
