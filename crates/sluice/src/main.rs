@@ -2,6 +2,7 @@
 //! and hands it to the runtime. It only wires things together; every
 //! capability lives in a library crate.
 
+mod logging;
 mod progress;
 mod resources;
 mod summary;
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use logging::LogFormat;
 use sluice_config::{Config, SourceConfig};
 use sluice_core::{Registry, Shutdown};
 use sluice_runtime::Verdict;
@@ -40,15 +42,10 @@ struct Cli {
     /// Log filter for sluice's own logs (e.g. `info`, `sluice=debug`).
     #[arg(long, global = true, env = "SLUICE_LOG", default_value = "info")]
     log: String,
-    /// Format of sluice's own logs on stderr.
-    #[arg(long, global = true, value_enum, env = "SLUICE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    /// Format of sluice's own logs on stderr: `auto` is JSON lines when
+    /// stderr is not a terminal (a pod's log, a file), text otherwise.
+    #[arg(long, global = true, value_enum, env = "SLUICE_LOG_FORMAT", default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -125,7 +122,7 @@ fn no_transparent_huge_pages() {
 fn main() -> ExitCode {
     no_transparent_huge_pages();
     let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_format);
+    logging::init(&cli.log, cli.log_format);
     let result = match cli.command {
         Command::Run {
             config,
@@ -148,21 +145,6 @@ fn main() -> ExitCode {
             eprintln!("sluice: {e:#}");
             ExitCode::from(2)
         }
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal: escape codes in a collected
-    // log (a pod's, a file's) are noise.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
