@@ -10,6 +10,12 @@ pub const BYTES_IN_TOTAL: &str = "bytes_in_total";
 /// The budget's request latency histogram by service and route template
 /// (observed before sampling; the records' `duration_ms`, exposed in seconds).
 pub const REQUEST_DURATION_SECONDS: &str = "request_duration_seconds";
+/// The file source: bytes of open files past their checkpoints, summed.
+pub const FILE_LAG_BYTES: &str = "file_lag_bytes";
+/// The file source: the largest lag of one open file.
+pub const FILE_LAG_MAX_BYTES: &str = "file_lag_max_bytes";
+/// A storage sink's request latency histogram, by sink.
+pub const SINK_REQUEST_DURATION_SECONDS: &str = "sink_request_duration_seconds";
 /// Bytes waiting in a sink's buffer.
 pub const BUFFER_BYTES: &str = "buffer_bytes";
 /// Bytes a sink's buffer may hold.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_config::DeliveryConfig;
-use sluice_core::{Batch, Counter, SinkContext, SinkError, SinkSummary};
+use sluice_core::{Batch, Counter, HistogramSeries, SinkContext, SinkError, SinkSummary};
 
 use crate::buffer::{Buffer, Pushed};
 use crate::frame::Frame;
@@ -101,6 +101,32 @@ struct Counters {
     sent_bytes: Counter,
     retries: Counter,
     timeouts: Counter,
+    latency: HistogramSeries,
+}
+
+/// Bucket bounds of `sink_request_duration_seconds`, in milliseconds: a
+/// local ClickHouse answers in single-digit ms, a remote store under load
+/// in seconds, and `request_timeout` defaults to 30 s.
+const LATENCY_BOUNDS_MS: [f64; 12] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+];
+
+impl Counters {
+    /// Count one request's time in the histogram (cumulative buckets).
+    fn observe_latency(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        for (bound, bucket) in LATENCY_BOUNDS_MS.iter().zip(&self.latency.buckets) {
+            if ms as f64 <= *bound {
+                bucket.inc();
+            }
+        }
+        // `+Inf`, last.
+        if let Some(inf) = self.latency.buckets.last() {
+            inf.inc();
+        }
+        self.latency.sum.add(ms);
+        self.latency.count.inc();
+    }
 }
 
 /// The delivery side of one sink.
@@ -181,6 +207,7 @@ impl<T: Transport> Delivery<T> {
                 request.extend(group.iter().map(|&i| records[i]));
                 let sent_at = Instant::now();
                 let result = self.transport.send(&request).await;
+                self.counters.observe_latency(sent_at.elapsed());
                 tracing::debug!(records = request.len(), took = ?sent_at.elapsed(), ?result, "request");
                 match result {
                     SendResult::Accepted => {
@@ -382,6 +409,12 @@ pub async fn run_sink<E: Encoder, T: Transport>(
                 &labels,
             ),
             timeouts: r.counter(metric_names::SINK_TIMEOUTS_TOTAL, "Requests that timed out.", &labels),
+            latency: r.histogram_ms_as_seconds(
+                metric_names::SINK_REQUEST_DURATION_SECONDS,
+                "Time from sending a request to its answer (or its failure), by sink.",
+                &labels,
+                &LATENCY_BOUNDS_MS,
+            ),
         },
         health: TargetHealth::new(r, &id),
         refuses_everyone: None,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sluice_config::{FileSourceConfig, ReadFrom};
-use sluice_core::{AckReceiver, AckSender, AckTracker, Counter, Gauge, SourceContext, SourceSummary};
+use sluice_core::{metric_names, AckReceiver, AckSender, AckTracker, Counter, Gauge, SourceContext, SourceSummary};
 use sluice_io::FramerCounters;
 
 use crate::batch_builder::BatchBuilder;
@@ -30,6 +30,8 @@ struct Counters {
     framer: FramerCounters,
     files_open: Gauge,
     files_waiting: Gauge,
+    lag_bytes: Gauge,
+    lag_max_bytes: Gauge,
     files_parked: Counter,
     partial_timeouts: Counter,
     rotations: Counter,
@@ -103,6 +105,22 @@ pub struct Tailer {
 }
 
 impl Tailer {
+    /// Publish how far the open files' checkpoints are behind their ends
+    /// (one `fstat` per open file, once a scan). Per source, never per
+    /// file: a path is not a label.
+    fn publish_lag(&mut self) {
+        let (mut sum, mut max) = (0u64, 0u64);
+        for (id, t) in &self.files {
+            let Ok(size) = t.size() else { continue };
+            let done = self.committed.get(id).map_or(0, |c| c.offset);
+            let lag = size.saturating_sub(done);
+            sum += lag;
+            max = max.max(lag);
+        }
+        self.counters.lag_bytes.set(sum as i64);
+        self.counters.lag_max_bytes.set(max as i64);
+    }
+
     /// Set up the source and restore its checkpoints.
     pub fn new(ctx: SourceContext, cfg: FileSourceConfig, data_dir: PathBuf) -> std::io::Result<Tailer> {
         let store = CheckpointStore::new(&data_dir, &ctx.id);
@@ -111,6 +129,16 @@ impl Tailer {
         let counters = Counters {
             framer: FramerCounters::new(r, &ctx.id),
             files_open: r.gauge("files_open", "Files the file source holds open.", &l),
+            lag_bytes: r.gauge(
+                metric_names::FILE_LAG_BYTES,
+                "Bytes of the open files not yet acknowledged by every sink (file end minus checkpoint), summed.",
+                &l,
+            ),
+            lag_max_bytes: r.gauge(
+                metric_names::FILE_LAG_MAX_BYTES,
+                "The largest lag of one open file: how far behind the slowest file is.",
+                &l,
+            ),
             files_waiting: r.gauge(
                 "files_waiting",
                 "Files found but not open: max_open_files binds and every open file is still being read.",
@@ -351,6 +379,7 @@ impl Tailer {
             .retain(|id, c| c.final_offset.is_none_or(|f| seen.contains(id) || c.offset < f));
         self.counters.files_open.set(self.files.len() as i64);
         self.counters.files_waiting.set(waiting as i64);
+        self.publish_lag();
         if waiting > 0 && !self.cap_warned {
             self.cap_warned = true;
             tracing::warn!(source = %self.id, max_open_files = self.cfg.max_open_files, waiting,

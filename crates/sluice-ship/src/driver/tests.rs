@@ -426,3 +426,37 @@ async fn a_dead_letter_that_cannot_be_written_leaves_the_request_undelivered() {
     assert_eq!(ack_rx.recv().await.unwrap().status, AckStatus::Failed);
     assert_eq!(registry.value("sink_rejected_events_total", &[("sink", "t")]), Some(0));
 }
+
+#[test]
+fn request_latency_lands_in_cumulative_buckets_exposed_in_seconds() {
+    let r = Registry::new();
+    let counters = Counters {
+        sent_events: Counter::default(),
+        sent_bytes: Counter::default(),
+        retries: Counter::default(),
+        timeouts: Counter::default(),
+        latency: r.histogram_ms_as_seconds(
+            "sink_request_duration_seconds",
+            "t",
+            &[("sink", "ch")],
+            &LATENCY_BOUNDS_MS,
+        ),
+    };
+    for ms in [3, 30, 40_000] {
+        counters.observe_latency(Duration::from_millis(ms));
+    }
+    let bucket = |le: &str| r.value("sink_request_duration_seconds_bucket", &[("sink", "ch"), ("le", le)]);
+    assert_eq!(
+        ["0.005", "0.025", "0.05", "30", "+Inf"].map(bucket),
+        [Some(1), Some(1), Some(2), Some(2), Some(3)]
+    );
+    let text = r.render_prometheus();
+    assert!(
+        text.contains("\nsluice_sink_request_duration_seconds_sum{sink=\"ch\"} 40.033\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nsluice_sink_request_duration_seconds_count{sink=\"ch\"} 3\n"),
+        "{text}"
+    );
+}

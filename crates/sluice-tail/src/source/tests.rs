@@ -205,3 +205,24 @@ fn a_copy_that_stops_short_of_where_its_original_was_read_delivers_nothing_and_l
     assert!(!s.t.read_file(c, &mut s.b), "the copy is not taken for truncated");
     assert_eq!(numbers(&mut s.b), (0..17).collect::<Vec<u64>>());
 }
+
+#[test]
+fn lag_is_what_lies_past_the_checkpoint() {
+    let mut s = scene(0..10, "");
+    let size = std::fs::metadata(&s.original).unwrap().len() as i64;
+    // Read, but nothing acknowledged yet: the whole file is behind.
+    s.t.publish_lag();
+    assert_eq!(
+        (s.t.counters.lag_bytes.get(), s.t.counters.lag_max_bytes.get()),
+        (size, size)
+    );
+    // Acknowledged up to the end, then the writer appends two lines.
+    s.t.committed.get_mut(&s.o).unwrap().offset = size as u64;
+    append(&s.original, &lines(10..12));
+    let grown = std::fs::metadata(&s.original).unwrap().len() as i64;
+    s.t.publish_lag();
+    assert_eq!(
+        (s.t.counters.lag_bytes.get(), s.t.counters.lag_max_bytes.get()),
+        (grown - size, grown - size)
+    );
+}
