@@ -276,3 +276,79 @@ fn abuse_of_the_admin_port_costs_the_pipeline_nothing() {
     assert_eq!(written, lines, "every line, with the admin port under abuse");
     wait_for_gone(port);
 }
+
+#[test]
+fn not_ready_while_clickhouse_is_down_and_the_disk_buffer_full_ready_again_after() {
+    let mut ch = common::clickhouse::ClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        "ready.toml",
+        &format!(
+            r#"data_dir = "{d}/state"
+[sources.in]
+type = "stdin"
+[sinks.ch]
+type = "clickhouse"
+endpoint = "{endpoint}"
+[sinks.ch.delivery]
+batch_max_bytes = "4KiB"
+batch_timeout = "100ms"
+retry_initial_backoff = "100ms"
+retry_max_backoff = "300ms"
+breaker_failures = 1
+breaker_open_for = "300ms"
+[sinks.ch.delivery.buffer]
+type = "disk"
+max_bytes = "64KiB"
+[admin]
+address = "127.0.0.1:{port}"
+"#,
+            d = dir.path().display(),
+            endpoint = ch.endpoint()
+        ),
+    );
+    let mut child = spawn_piped(&config);
+    let _guard = KillOnDrop(child.id());
+    let mut stdin = child.stdin.take().unwrap();
+    let (status, body) = wait_for(port, "/health/ready", |s, _| s == 200);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{\"components\":{\"sink ch\":\"ok\"},\"status\":\"ok\"}\n")
+    );
+
+    ch.stop();
+    // Far more than the buffer holds: the writer blocks on backpressure,
+    // so it writes from a thread of its own.
+    let lines: String = (0..4000)
+        .map(|i| format!("{{\"seq\":{i},\"msg\":\"{}\"}}\n", "x".repeat(100)))
+        .collect();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(lines.as_bytes()).unwrap();
+        stdin
+    });
+    let (status, body) = wait_for(port, "/health/ready", |s, _| s == 503);
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "not_ready", "{body}");
+    assert!(
+        v["components"]["sink ch"]
+            .as_str()
+            .unwrap()
+            .starts_with("target failing (breaker open) and buffer full ("),
+        "{body}"
+    );
+    // Liveness is not readiness: a blocked pipeline is alive.
+    assert_eq!(get(port, "/health/live").unwrap().0, 200);
+
+    ch.restart();
+    let (status, _) = wait_for(port, "/health/ready", |s, _| s == 200);
+    assert_eq!(status, 200);
+    drop(writer.join().unwrap());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let counts = ch.seq_counts("logs");
+    assert_eq!(counts.len(), 4000, "every line arrived");
+    assert!(counts.values().all(|&n| n == 1), "each exactly once");
+}
