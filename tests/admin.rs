@@ -99,8 +99,11 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
     let lines = input.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as f64;
     stdin.write_all(&input).unwrap();
     stdin.flush().unwrap();
+    // Every line read, and the budget's statistics published (about once
+    // a second, not per batch).
     let (_, body) = wait_for(port, "/metrics", |_, b| {
         sample(b, "sluice_events_in_total{source=\"in\"}") == Some(lines)
+            && b.contains("# TYPE sluice_request_duration_seconds histogram")
     });
 
     // The naming and help lint of a real scraper's tool.
