@@ -515,7 +515,8 @@ fn kafka_unknown_topic_holds_and_retries_until_it_exists() {
     let lines = refusal_lines(&stderr);
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        lines[0].contains("kind=\"missing\"") && lines[0].contains("Unknown topic or partition"),
+        // stderr is a pipe: sluice logs JSON lines (`--log-format auto`).
+        lines[0].contains("\"kind\":\"missing\"") && lines[0].contains("Unknown topic or partition"),
         "the unknown topic is reported as missing: {}",
         lines[0]
     );
@@ -541,7 +542,7 @@ fn kafka_authorization_failure_holds_and_retries_until_granted() {
     let lines = refusal_lines(&stderr);
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        lines[0].contains("kind=\"auth\""),
+        lines[0].contains("\"kind\":\"auth\""),
         "reported as credentials or grants: {}",
         lines[0]
     );
