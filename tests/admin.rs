@@ -134,6 +134,35 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
         assert!(body.contains(family), "{family} missing");
     }
     assert_eq!(get(port, "/nope").unwrap().0, 404);
+    // `sluice top` to a pipe: one snapshot of the running instance.
+    let top = sluice()
+        .args(["top", "--interval", "200ms", "--address"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    let view = String::from_utf8(top.stdout).unwrap();
+    let names: Vec<(&str, &str)> = view
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap(), w.next().unwrap())
+        })
+        .filter(|(kind, _)| *kind != "service")
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("source", "in"),
+            ("stage", "budget"),
+            ("stage", "multiline"),
+            ("stage", "parse"),
+            ("stage", "redact"),
+            ("sink", "out")
+        ],
+        "{view}"
+    );
+    assert!(view.lines().any(|l| l.starts_with("service ")), "{view}");
     let (live, live_body) = get(port, "/health/live").unwrap();
     assert_eq!(live, 200, "{live_body}");
     assert!(live_body.contains("\"stage parse\":"), "{live_body}");

@@ -6,6 +6,7 @@ mod logging;
 mod progress;
 mod resources;
 mod summary;
+mod top;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,15 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// A live view of a running sluice through its admin endpoint: rates, queues, breakers, budgets (one snapshot when stdout is not a terminal).
+    Top {
+        /// The admin endpoint's address.
+        #[arg(long, default_value = "127.0.0.1:9598")]
+        address: String,
+        /// Refresh interval (also the span the first rates are measured over).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+    },
     /// Print the SQL that creates the table a storage sink writes (`sluice schema clickhouse | clickhouse-client`).
     Schema {
         /// The storage.
@@ -132,6 +142,9 @@ fn main() -> ExitCode {
         Command::Validate { config } => validate(&config),
         Command::Generate { count, seed, services } => generate(count, seed, services),
         Command::Bench { config, count } => bench(config.as_deref(), count),
+        Command::Top { address, interval } => runtime()
+            .and_then(|rt| rt.block_on(top::run(&address, interval)))
+            .map(|()| ExitCode::SUCCESS),
         Command::Schema {
             target: SchemaTarget::Clickhouse,
         } => {
