@@ -133,6 +133,14 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
     ] {
         assert!(body.contains(family), "{family} missing");
     }
+    // README documents every family the run exposes.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let undocumented: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE sluice_")?.split(' ').next())
+        .filter(|f| !readme.contains(&format!("`{f}")) && !readme.contains(&format!("`sluice_{f}")))
+        .collect();
+    assert!(undocumented.is_empty(), "families missing from README: {undocumented:?}");
     assert_eq!(get(port, "/nope").unwrap().0, 404);
     // `sluice top` to a pipe: one snapshot of the running instance.
     let top = sluice()
