@@ -22,9 +22,18 @@ fn free_port() -> u16 {
 /// `GET path` on `127.0.0.1:port`: (status, body); `None` when nothing
 /// answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    get_with(port, path, "")
+}
+
+/// `GET path` with `headers` (each ending `\r\n`).
+fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
@@ -140,7 +149,24 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
         .filter_map(|l| l.strip_prefix("# TYPE sluice_")?.split(' ').next())
         .filter(|f| !readme.contains(&format!("`{f}")) && !readme.contains(&format!("`sluice_{f}")))
         .collect();
-    assert!(undocumented.is_empty(), "families missing from README: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "families missing from README: {undocumented:?}"
+    );
+    // OpenMetrics when asked, as Prometheus asks (the server below scrapes
+    // it that way).
+    let (status, om) = get_with(
+        port,
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(om.ends_with("\n# EOF\n"), "{om}");
+    assert!(
+        om.contains("\n# TYPE sluice_events_in counter\nsluice_events_in_total{source=\"in\"} "),
+        "{om}"
+    );
     assert_eq!(get(port, "/nope").unwrap().0, 404);
     // `sluice top` to a pipe: one snapshot of the running instance.
     let top = sluice()

@@ -82,14 +82,27 @@ pub fn serve(listener: std::net::TcpListener, state: AdminState, stopped: onesho
 
 /// The answer to one request.
 pub fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
-    respond(req.method(), req.uri().path(), state)
+    let openmetrics = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(exposition::wants_openmetrics);
+    respond(req.method(), req.uri().path(), openmetrics, state)
 }
 
-fn respond(method: &Method, path: &str, state: &AdminState) -> Response<Full<Bytes>> {
+fn respond(method: &Method, path: &str, openmetrics: bool, state: &AdminState) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
     }
     match path {
+        "/metrics" if openmetrics => {
+            let mut r = Response::new(Full::new(Bytes::from(exposition::render_openmetrics(&state.registry))));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            r
+        }
         "/metrics" => {
             let mut r = Response::new(Full::new(Bytes::from(exposition::render(&state.registry))));
             r.headers_mut().insert(
