@@ -1,6 +1,8 @@
 //! The accept loop and the routes. Every limit here protects the pipeline
-//! from its admin port: at most [`MAX_CONNECTIONS`] at once (more are
-//! closed on accept), headers within [`HEADER_TIMEOUT`] and
+//! from its admin port: at most [`MAX_CONNECTIONS`] at once (more wait in
+//! the kernel's accept queue, costing sluice nothing: accepting and closing
+//! them would let a reconnecting client spin this thread), headers within
+//! [`HEADER_TIMEOUT`] and
 //! [`MAX_HEADER_BYTES`], a connection at most [`CONNECTION_LIFETIME`], and
 //! request bodies are never read.
 
@@ -46,6 +48,13 @@ pub fn serve(listener: std::net::TcpListener, state: AdminState, stopped: onesho
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(stopped);
         loop {
+            let permit = tokio::select! {
+                _ = &mut stopped => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
             let (stream, _) = tokio::select! {
                 _ = &mut stopped => return,
                 accepted = listener.accept() => match accepted {
@@ -57,10 +66,6 @@ pub fn serve(listener: std::net::TcpListener, state: AdminState, stopped: onesho
                         continue;
                     }
                 },
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                drop(stream);
-                continue;
             };
             let state = state.clone();
             tokio::spawn(async move {
