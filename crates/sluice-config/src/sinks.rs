@@ -351,15 +351,13 @@ impl ClickhouseSinkConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         check_gzip_level(self.gzip_level)?;
         for (column, source) in &self.columns {
-            let known = clickhouse_sources();
-            check(
-                known.clone().any(|k| k == source),
-                &format!("columns.{column}"),
-                &format!(
-                    "unknown source `{source}` (expected one of {})",
-                    known.collect::<Vec<_>>().join(", ")
-                ),
-            )?;
+            if !clickhouse_sources().any(|k| k == source) {
+                let known: Vec<_> = clickhouse_sources().collect();
+                return Err(Invalid::new(
+                    format!("columns.{column}"),
+                    format!("unknown source `{source}` (expected one of {})", known.join(", ")),
+                ));
+            }
         }
         Ok(())
     }
@@ -368,15 +366,14 @@ impl ClickhouseSinkConfig {
 impl LokiSinkConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         check_gzip_level(self.gzip_level)?;
-        for label in &self.labels {
-            check(
-                LOKI_LABELS.contains(&label.as_str()),
+        if let Some(label) = self.labels.iter().find(|l| !LOKI_LABELS.contains(&l.as_str())) {
+            return Err(Invalid::new(
                 "labels",
-                &format!(
+                format!(
                     "`{label}` is not a low-cardinality field (allowed: {})",
                     LOKI_LABELS.join(", ")
                 ),
-            )?;
+            ));
         }
         Ok(())
     }

@@ -372,15 +372,18 @@ fn default_max_streams() -> usize {
 
 impl MultilineConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
-        for l in &self.languages {
-            check(
-                MULTILINE_LANGUAGES.contains(&l.as_str()),
+        if let Some(l) = self
+            .languages
+            .iter()
+            .find(|l| !MULTILINE_LANGUAGES.contains(&l.as_str()))
+        {
+            return Err(Invalid::new(
                 "languages",
-                &format!(
+                format!(
                     "unknown language `{l}` (expected one of {})",
                     MULTILINE_LANGUAGES.join(", ")
                 ),
-            )?;
+            ));
         }
         check(
             self.continue_pattern.is_none() || self.start_pattern.is_some(),
@@ -437,12 +440,11 @@ impl BudgetConfig {
             .slow_services
             .iter()
             .map(|(k, ms)| ("slow_services", k.as_str(), ms));
-        for (table, key, ms) in routes.chain(services) {
-            check(
-                *ms > 0.0 && ms.is_finite(),
-                &format!("{table}.{key}"),
-                "must be positive",
-            )?;
+        if let Some((table, key, _)) = routes
+            .chain(services)
+            .find(|(_, _, ms)| !(**ms > 0.0 && ms.is_finite()))
+        {
+            return Err(Invalid::new(format!("{table}.{key}"), "must be positive"));
         }
         check(self.max_services > 0, "max_services", "must be at least 1")
     }
