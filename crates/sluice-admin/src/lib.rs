@@ -1,13 +1,15 @@
 //! sluice's admin HTTP endpoint: `GET /metrics` (Prometheus text, every
 //! family of the run's [`Registry`] plus build and process metrics),
 //! `GET /health/live` and `GET /health/ready` (JSON, one reason per
-//! component). It runs on a thread and a tokio runtime of its own, so
+//! component), and `POST /reload` (asks the runtime to read its
+//! configuration again and answers with the outcome). It runs on a thread and a tokio runtime of its own, so
 //! a slow or hostile client costs this thread, never the pipeline's
 //! workers; connections are bounded in number and time.
 //!
 //! This crate reads what components publish in the registry (the stage
 //! threads' busy-since and queue gauges, the sinks' breaker and buffer
-//! gauges); it must not reach into a component or change the pipeline.
+//! gauges); it must not reach into a component or change the pipeline
+//! other than by asking for a reload.
 
 mod exposition;
 mod health;
@@ -19,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sluice_config::AdminConfig;
+use sluice_core::reload::ReloadHandle;
 use sluice_core::{Registry, Shutdown};
 
 pub use health::{liveness, readiness, Health, STALL_AFTER_SECS};
@@ -52,6 +55,8 @@ pub struct AdminState {
     pub stall_after: std::time::Duration,
     /// Set once every source and sink was started.
     started: Arc<AtomicBool>,
+    /// Where `POST /reload` goes; `None` when there is no file to reload.
+    reload: Option<ReloadHandle>,
 }
 
 impl AdminState {
@@ -62,7 +67,14 @@ impl AdminState {
             shutdown,
             stall_after,
             started: Arc::new(AtomicBool::new(false)),
+            reload: None,
         }
+    }
+
+    /// Serve `POST /reload` through `handle`.
+    pub fn with_reload(mut self, handle: ReloadHandle) -> AdminState {
+        self.reload = Some(handle);
+        self
     }
 
     /// Every source and sink is running.

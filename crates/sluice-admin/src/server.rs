@@ -71,7 +71,12 @@ pub fn serve(listener: std::net::TcpListener, state: AdminState, stopped: onesho
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(route(&req, &state)) }
+                    async move {
+                        if req.uri().path() == "/reload" {
+                            return Ok::<_, Infallible>(reload(req.method(), &state).await);
+                        }
+                        Ok(route(&req, &state))
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -97,7 +102,10 @@ pub fn route(req: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes
 
 fn respond(method: &Method, path: &str, openmetrics: bool, state: &AdminState) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD (and POST /reload)\n".into(),
+        );
     }
     match path {
         "/metrics" if openmetrics => {
@@ -120,9 +128,38 @@ fn respond(method: &Method, path: &str, openmetrics: bool, state: &AdminState) -
         "/health/ready" => json(health::readiness(state)),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /health/live or /health/ready\n".into(),
+            "not found: try /metrics, /health/live, /health/ready or POST /reload\n".into(),
         ),
     }
+}
+
+/// `POST /reload`: the outcome once the reload is done (applied, or
+/// refused with the old pipeline still running). The body is never read.
+async fn reload(method: &Method, state: &AdminState) -> Response<Full<Bytes>> {
+    if method != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST /reload\n".into());
+    }
+    let Some(handle) = &state.reload else {
+        return text(
+            StatusCode::CONFLICT,
+            "no configuration file to reload: sluice runs its embedded default\n".into(),
+        );
+    };
+    let (status, body) = match handle.reload().await {
+        Ok(changes) => (
+            StatusCode::OK,
+            serde_json::json!({"status": "applied", "changes": changes}),
+        ),
+        Err(error) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({"status": "refused", "error": error}),
+        ),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

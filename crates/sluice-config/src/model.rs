@@ -45,7 +45,7 @@ pub struct Config {
 }
 
 /// The admin HTTP endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Serve it. When its address is taken, sluice says so and runs
@@ -128,7 +128,7 @@ pub enum SourceConfig {
 }
 
 /// One output.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     /// NDJSON on standard output.
@@ -160,7 +160,7 @@ impl SinkConfig {
 }
 
 /// The stdout sink has no settings yet; the table keeps room for them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {}
 
@@ -176,7 +176,7 @@ pub enum Compression {
 }
 
 /// The file sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
     /// Directory the files are written to (created if missing).

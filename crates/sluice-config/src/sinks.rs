@@ -16,7 +16,7 @@ use crate::Endpoint;
 
 /// How a storage sink batches, retries and buffers. Every field has a default,
 /// so `[sinks.x.delivery]` may be left out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// A request is sent once it holds this many bytes (before compression).
@@ -100,7 +100,7 @@ pub enum WhenFull {
 }
 
 /// The sink's buffer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BufferConfig {
     /// `memory` or `disk`.
@@ -141,7 +141,7 @@ impl Default for BufferConfig {
 }
 
 /// The ClickHouse sink: `INSERT ... FORMAT JSONEachRow` over HTTP, gzip.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickhouseSinkConfig {
     /// Base URL of the HTTP interface, e.g. `http://127.0.0.1:8123`.
@@ -211,7 +211,7 @@ pub fn default_ch_columns() -> BTreeMap<String, String> {
 }
 
 /// The Kafka sink: one message per event, the event's JSON as the value.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
     /// `host:port,host:port` of the brokers.
@@ -240,7 +240,7 @@ fn default_kafka_key() -> String {
 
 /// The Loki sink: the push API, streams labelled only by low-cardinality
 /// fields.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LokiSinkConfig {
     /// Base URL, e.g. `http://loki:3100`; requests go to `/loki/api/v1/push`.
@@ -269,7 +269,7 @@ fn default_loki_labels() -> Vec<String> {
 }
 
 /// The Elasticsearch / OpenSearch sink: the `_bulk` API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElasticsearchSinkConfig {
     /// Base URL, e.g. `http://es:9200`.

@@ -136,7 +136,7 @@ pub enum GeneratorClock {
 }
 
 /// The built-in workload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeneratorConfig {
     /// Seed: the same seed and settings give the same lines.

@@ -4,7 +4,7 @@
 //! acknowledgement path ([`AckToken`], [`AckTracker`]) through which a source
 //! learns that every sink accepted its data, the source/sink contract
 //! ([`component`]), the cooperative [`Shutdown`]
-//! signal, the [`Registry`] of internal counters, and the NDJSON output
+//! signal and the [`reload`] request, the [`Registry`] of internal counters, and the NDJSON output
 //! contract ([`encode`]). This crate owns data layout and contracts only: it
 //! must not do I/O, parse JSON, or depend on any concrete source, stage or sink.
 
@@ -17,6 +17,7 @@ pub mod event;
 pub mod json_scan;
 pub mod metric_names;
 pub mod metrics;
+pub mod reload;
 pub mod shutdown;
 pub mod stage;
 

@@ -26,6 +26,10 @@ pub const CIRCUIT_STATE: &str = "circuit_state";
 pub const STAGE_QUEUE_BATCHES: &str = "stage_queue_batches";
 /// Unix time a stage began its current batch; 0 while it waits for one.
 pub const STAGE_BUSY_SINCE_SECONDS: &str = "stage_busy_since_seconds";
+/// Configuration reloads applied.
+pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
+/// Configuration reloads refused (the old pipeline kept running).
+pub const CONFIG_RELOAD_FAILURES_TOTAL: &str = "config_reload_failures_total";
 /// Times a sink's circuit breaker opened.
 pub const CIRCUIT_OPEN_TOTAL: &str = "circuit_open_total";
 /// Empty lines a source skipped.

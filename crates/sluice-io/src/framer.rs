@@ -55,6 +55,14 @@ impl FramerCounters {
     }
 }
 
+/// What a stopped [`LineFramer`] had not framed yet.
+#[derive(Debug, Default)]
+pub struct FramerCarry {
+    partial: Vec<u8>,
+    discarding: bool,
+    blank_pending: u16,
+}
+
 /// See the module docs.
 pub struct LineFramer {
     buf: Vec<u8>,
@@ -82,6 +90,25 @@ impl LineFramer {
             committed: 0,
             counters,
         }
+    }
+
+    /// Stop framing and keep what is not framed yet (the start of a line
+    /// whose end has not arrived), for a framer that goes on reading the
+    /// same input: stdin outlives a configuration reload.
+    pub fn into_carry(self) -> FramerCarry {
+        FramerCarry {
+            partial: self.buf,
+            discarding: self.discarding,
+            blank_pending: self.blank_pending,
+        }
+    }
+
+    /// Go on from where another framer of the same input stopped.
+    pub fn resume(&mut self, carry: FramerCarry) {
+        self.buf.extend_from_slice(&carry.partial);
+        self.committed = self.buf.len();
+        self.discarding = carry.discarding;
+        self.blank_pending = carry.blank_pending;
     }
 
     /// Bytes buffered and not yet framed.
@@ -253,6 +280,26 @@ mod tests {
         let b = f.take_batch(false).unwrap();
         assert_eq!((lines(&b)[0].0.as_str(), b.events()[0].blank_before), ("d", 2));
         assert_eq!(r.value("empty_lines_total", &[("source", "t")]), Some(4));
+    }
+
+    #[test]
+    fn a_framer_that_goes_on_from_a_carry_cuts_no_line_and_counts_no_byte_twice() {
+        let (mut f, r) = framer(4096, 4);
+        feed(&mut f, b"a\n\nbc");
+        assert_eq!(lines(&f.take_batch(false).unwrap()), [("a".into(), false)]);
+        let carry = f.into_carry();
+        let (mut g, _) = framer(4096, 4);
+        // Same registry series: the bytes of the carry were counted once.
+        g.counters = FramerCounters::new(&r, "t");
+        g.resume(carry);
+        feed(&mut g, b"d\nefghij\nk\n");
+        let b = g.take_batch(false).unwrap();
+        assert_eq!(
+            lines(&b),
+            [("bcd".into(), false), ("efgh".into(), true), ("k".into(), false)]
+        );
+        assert_eq!(b.events()[0].blank_before, 1);
+        assert_eq!(r.value("bytes_in_total", &[("source", "t")]), Some(16));
     }
 
     #[test]

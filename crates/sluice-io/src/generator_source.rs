@@ -11,6 +11,15 @@ use tokio::task::JoinHandle;
 use crate::{DeliveryLedger, FramerCounters, LineFramer};
 use sluice_core::{SourceContext, SourceError, SourceSummary};
 
+/// Where stopped generators were, by source id and settings: a
+/// configuration reload that keeps a generator's settings resumes it
+/// instead of starting its count (and its lines) over.
+static STOPPED: std::sync::Mutex<Vec<(String, GeneratorConfig, Workload)>> = std::sync::Mutex::new(Vec::new());
+
+fn stopped() -> std::sync::MutexGuard<'static, Vec<(String, GeneratorConfig, Workload)>> {
+    STOPPED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Workload settings from the source's configuration.
 pub fn settings(cfg: &GeneratorConfig) -> Result<WorkloadSettings, String> {
     let clock = match cfg.clock {
@@ -53,7 +62,13 @@ fn generate(ctx: SourceContext, cfg: GeneratorConfig, settings: WorkloadSettings
         ctx.max_line_bytes,
         FramerCounters::new(&ctx.registry, &ctx.id),
     );
-    let mut workload = Workload::new(settings);
+    let resumed = {
+        let mut stopped = stopped();
+        let at = stopped.iter().position(|(id, c, _)| *id == ctx.id && *c == cfg);
+        at.map(|i| stopped.swap_remove(i).2)
+    };
+    let mut workload = resumed.unwrap_or_else(|| Workload::new(settings));
+    let first = workload.lines();
     let limit = cfg.count.unwrap_or(u64::MAX);
     // At a fixed rate, batches hold ~50 ms of events so the flow is smooth.
     let per_batch = cfg.rate.map_or(u64::MAX, |r| ((r / 20.0).ceil() as u64).max(1));
@@ -63,7 +78,7 @@ fn generate(ctx: SourceContext, cfg: GeneratorConfig, settings: WorkloadSettings
         let want = per_batch.min(limit - workload.lines());
         workload.fill(&mut data, ctx.batch_bytes, want);
         if let Some(rate) = cfg.rate {
-            let due = started + Duration::from_secs_f64(workload.lines() as f64 / rate);
+            let due = started + Duration::from_secs_f64((workload.lines() - first) as f64 / rate);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
@@ -74,6 +89,9 @@ fn generate(ctx: SourceContext, cfg: GeneratorConfig, settings: WorkloadSettings
                 break;
             }
         }
+    }
+    if ctx.shutdown.is_triggered() {
+        stopped().push((ctx.id.clone(), cfg, workload));
     }
     ledger
 }

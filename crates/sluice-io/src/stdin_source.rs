@@ -12,7 +12,13 @@ use std::os::fd::AsRawFd;
 
 use tokio::task::JoinHandle;
 
+use crate::framer::FramerCarry;
 use crate::{DeliveryLedger, FramerCounters, LineFramer};
+
+/// The start of a line a stopped stdin source read but could not frame
+/// yet. Stdin is one per process and outlives a configuration reload: the
+/// next stdin source starts from here, so a reload cuts no line in two.
+static CARRY: std::sync::Mutex<Option<FramerCarry>> = std::sync::Mutex::new(None);
 use sluice_core::{SourceContext, SourceError, SourceSummary};
 
 /// Start the stdin source.
@@ -62,6 +68,9 @@ fn read_loop(ctx: SourceContext) -> Result<DeliveryLedger, SourceError> {
         ctx.max_line_bytes,
         FramerCounters::new(&ctx.registry, &ctx.id),
     );
+    if let Some(carry) = CARRY.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        framer.resume(carry);
+    }
     let stdin = std::io::stdin();
     let fd = stdin.as_raw_fd();
     let mut stdin = stdin.lock();
@@ -73,10 +82,12 @@ fn read_loop(ctx: SourceContext) -> Result<DeliveryLedger, SourceError> {
     };
     loop {
         if ctx.shutdown.is_triggered() {
-            // Whatever complete lines were read are still delivered.
+            // Whatever complete lines were read are still delivered; the
+            // rest waits for the next stdin source (after a reload).
             if let Some(b) = framer.take_batch(false) {
                 send(b, &mut ledger);
             }
+            *CARRY.lock().unwrap_or_else(|p| p.into_inner()) = Some(framer.into_carry());
             break;
         }
         if !wait_readable(fd, 0).map_err(read_err)? {

@@ -1,9 +1,10 @@
 //! Builds a running pipeline from a [`Config`] and drives it to the end:
 //! sources (tokio tasks or blocking readers) → a fixed chain of synchronous
 //! stages, one worker thread each, joined by bounded channels → fan-out to
-//! every sink. It owns wiring, backpressure, ticking and the shutdown order;
-//! it must not know how any source reads, any stage transforms or any sink
-//! writes.
+//! every sink. It owns wiring, backpressure, ticking, the shutdown order and
+//! configuration reload (a new generation of sources and stages over the
+//! sinks that stay); it must not know how any source reads, any stage
+//! transforms or any sink writes.
 //!
 //! How a run ends (the mini-redis way): the input ends or [`Shutdown`]
 //! fires → each source stops reading, sends what it framed and drops its
@@ -14,15 +15,16 @@
 //! flight is abandoned; shutdown only stops *new* input.
 
 mod chain;
+mod reload;
+mod topology;
 
 use std::time::{Duration, Instant};
 
-use sluice_config::{Config, SinkConfig, SourceConfig};
-use sluice_core::{
-    Batch, Registry, Shutdown, SinkBatch, SinkContext, SinkSummary, SourceContext, SourceSummary, Stage,
-};
+use reload::ReloadCounters;
+use sluice_config::Config;
+use sluice_core::{Registry, Shutdown, SinkSummary, SourceSummary, Stage};
 use sluice_parse::ParseStage;
-use tokio::sync::mpsc;
+use topology::Generation;
 
 pub use chain::TICK;
 
@@ -158,12 +160,25 @@ pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn 
     Ok(stages)
 }
 
-/// Run `config` to the end (input exhausted or `shutdown` fired). Must be
-/// called inside a multi-threaded tokio runtime.
-pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Result<RunReport, RuntimeError> {
+/// Reads and checks the configuration again for a reload: the binary
+/// knows where it came from.
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Run `config` to the end (input exhausted or `shutdown` fired), applying
+/// reloads (SIGHUP, `POST /reload`) with `reload` when there is one. Must
+/// be called inside a multi-threaded tokio runtime.
+pub async fn run(
+    config: &Config,
+    registry: &Registry,
+    shutdown: Shutdown,
+    reload: Option<ConfigLoader>,
+) -> Result<RunReport, RuntimeError> {
     let started = Instant::now();
-    let capacity = config.pipeline.channel_capacity;
-    let admin_state = sluice_admin::AdminState::new(registry.clone(), shutdown.clone(), config.admin.stall_after);
+    let (reload_handle, mut requests) = sluice_core::reload::channel();
+    let mut admin_state = sluice_admin::AdminState::new(registry.clone(), shutdown.clone(), config.admin.stall_after);
+    if reload.is_some() {
+        admin_state = admin_state.with_reload(reload_handle.clone());
+    }
     // Up before the components, so a probe sees `starting`; a taken port
     // costs the endpoint, never the run.
     let _admin = match sluice_admin::start(&config.admin, admin_state.clone()) {
@@ -173,82 +188,79 @@ pub async fn run(config: &Config, registry: &Registry, shutdown: Shutdown) -> Re
             None
         }
     };
-
-    // Sinks first, so the chain has somewhere to send.
-    let mut sink_senders = Vec::new();
-    let mut sink_tasks = Vec::new();
-    for (id, sink) in &config.sinks {
-        let (tx, rx) = mpsc::channel::<SinkBatch>(capacity);
-        sink_senders.push(tx);
-        let ctx = SinkContext {
-            id: id.clone(),
-            input: rx,
-            registry: registry.clone(),
-            shutdown: shutdown.clone(),
-        };
-        let task = match sink {
-            SinkConfig::Stdout(_) => sluice_io::stdout_sink::spawn(ctx),
-            SinkConfig::File(cfg) => sluice_io::file_sink::spawn(ctx, cfg.clone()),
-            SinkConfig::Clickhouse(cfg) => sluice_ship::spawn_clickhouse(ctx, cfg.clone(), &config.data_dir),
-            SinkConfig::Loki(cfg) => sluice_ship::spawn_loki(ctx, cfg.clone(), &config.data_dir),
-            SinkConfig::Elasticsearch(cfg) => sluice_ship::spawn_elasticsearch(ctx, cfg.clone(), &config.data_dir),
-            SinkConfig::Kafka(cfg) => sluice_kafka::spawn_sink(ctx, cfg.clone(), &config.data_dir),
-        };
-        sink_tasks.push((id.clone(), task));
-    }
-
-    let (head_tx, head_rx) = mpsc::channel::<Batch>(capacity);
-    let stages = build_stages(config, registry)?;
-    let chain = chain::start(stages, head_rx, sink_senders, capacity, registry)?;
-
-    let mut source_tasks = Vec::new();
-    for (id, source) in &config.sources {
-        let ctx = SourceContext {
-            id: id.clone(),
-            out: head_tx.clone(),
-            shutdown: shutdown.clone(),
-            registry: registry.clone(),
-            batch_bytes: config.pipeline.batch_bytes.0 as usize,
-            max_line_bytes: config.pipeline.max_line_bytes.0 as usize,
-        };
-        let task = match source {
-            SourceConfig::Stdin(_) => sluice_io::stdin_source::spawn(ctx),
-            SourceConfig::Generator(cfg) => sluice_io::generator_source::spawn(ctx, cfg.clone()),
-            SourceConfig::File(cfg) => sluice_tail::spawn(ctx, cfg.clone(), config.data_dir.clone()),
-            SourceConfig::Kafka(cfg) => sluice_kafka::spawn_source(ctx, cfg.clone()),
-        };
-        source_tasks.push((id.clone(), task));
-    }
-    // Only sources may keep the head open: when the last one ends, the
-    // chain drains and closes behind it.
-    drop(head_tx);
-    admin_state.mark_started();
+    listen_for_hangup(reload.is_some().then(|| reload_handle.clone()));
+    let counters = ReloadCounters::new(registry);
 
     let mut report = RunReport::default();
-    for (id, task) in sink_tasks {
-        match task.await {
-            Ok(Ok(summary)) => report.sinks.push((id, summary)),
-            Ok(Err(e)) => {
-                // A dead sink cannot take more: stop the input, let the rest drain.
-                shutdown.trigger();
-                report.errors.push(e.to_string());
-            }
-            Err(e) => {
-                shutdown.trigger();
-                report.errors.push(format!("sink `{id}` crashed: {e}"));
+    let mut current = config.clone();
+    // Sinks first, so the chain has somewhere to send.
+    let mut sinks = topology::Sinks::default();
+    sinks.reconcile(&current, registry, &shutdown, &mut report).await;
+    let mut generation = match Generation::start(&current, registry, sinks.senders(&current), &shutdown) {
+        Ok(g) => g,
+        Err(e) => {
+            sinks.finish(&mut report).await;
+            return Err(e);
+        }
+    };
+    admin_state.mark_started();
+
+    loop {
+        tokio::select! {
+            _ = generation.sources_ended() => break,
+            Some(request) = requests.recv() => {
+                let (next, outcome) = match &reload {
+                    _ if shutdown.is_triggered() => (Ok(generation), Err("the pipeline is shutting down".to_string())),
+                    None => (Ok(generation), Err("no configuration file to reload: sluice runs its embedded default".to_string())),
+                    Some(load) => {
+                        reload::apply(load, &mut current, generation, &mut sinks, registry, &shutdown, &mut report).await
+                    }
+                };
+                counters.record(&outcome);
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(outcome);
+                }
+                match next {
+                    Ok(g) => generation = g,
+                    Err(e) => {
+                        // Neither the new configuration nor the old one
+                        // would start again: end the run, report why.
+                        report.errors.push(e.to_string());
+                        shutdown.trigger();
+                        sinks.finish(&mut report).await;
+                        report.elapsed = started.elapsed();
+                        return Ok(report);
+                    }
+                }
             }
         }
     }
-    report.errors.extend(chain.join());
-    for (id, task) in source_tasks {
-        match task.await {
-            Ok(Ok(summary)) => report.sources.push((id, summary)),
-            Ok(Err(e)) => report.errors.push(e.to_string()),
-            Err(e) => report.errors.push(format!("source `{id}` crashed: {e}")),
-        }
-    }
+    generation.finish(&mut report).await;
+    sinks.finish(&mut report).await;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// SIGHUP asks for a reload; without a configuration file to read again it
+/// is logged and ignored (never the default action, which would kill the
+/// process).
+fn listen_for_hangup(handle: Option<sluice_core::reload::ReloadHandle>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload through the admin endpoint");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match &handle {
+                Some(h) if h.request() => tracing::info!("SIGHUP: reloading the configuration"),
+                Some(_) => tracing::warn!("SIGHUP: a reload is already queued"),
+                None => tracing::warn!("SIGHUP ignored: no configuration file to reload (the embedded default runs)"),
+            }
+        }
+    });
 }
 
 /// Turn SIGINT and SIGTERM into `shutdown`; a second signal exits at once

@@ -238,6 +238,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn execute(
     config: &Config,
     progress: Option<(std::time::Duration, Option<u64>)>,
+    reload: Option<sluice_runtime::ConfigLoader>,
 ) -> anyhow::Result<(sluice_runtime::RunReport, Registry, resources::Usage)> {
     let registry = Registry::new();
     let shutdown = Shutdown::new();
@@ -246,7 +247,7 @@ fn execute(
     let report = rt.block_on(async {
         sluice_runtime::install_signal_handlers(shutdown.clone());
         let live = progress.map(|(every, total)| progress::Live::start(&registry, every, total));
-        let report = sluice_runtime::run(config, &registry, shutdown).await;
+        let report = sluice_runtime::run(config, &registry, shutdown, reload).await;
         if let Some(l) = live {
             l.finish();
         }
@@ -258,7 +259,12 @@ fn execute(
 fn run(path: Option<&Path>, force_progress: bool, no_progress: bool) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     let show_progress = !no_progress && (force_progress || (config.report.progress && std::io::stderr().is_terminal()));
-    let (report, registry, usage) = execute(&config, show_progress.then_some((config.report.interval, None)))?;
+    // A reload reads the same file again; the embedded default has none.
+    let reload = path.map(|p| {
+        let p = p.to_path_buf();
+        Box::new(move || sluice_config::load(&p).map_err(|e| e.to_string())) as sluice_runtime::ConfigLoader
+    });
+    let (report, registry, usage) = execute(&config, show_progress.then_some((config.report.interval, None)), reload)?;
     if config.report.summary {
         eprint!("{}", summary::render(&report, &registry, &usage));
     }
@@ -297,7 +303,11 @@ fn bench(path: Option<&Path>, count: Option<u64>) -> anyhow::Result<ExitCode> {
             SourceConfig::Kafka(_) => anyhow::bail!("bench needs an end: a kafka source never ends by itself"),
         }
     }
-    let (report, registry, usage) = execute(&config, Some((std::time::Duration::from_millis(200), total_bytes)))?;
+    let (report, registry, usage) = execute(
+        &config,
+        Some((std::time::Duration::from_millis(200), total_bytes)),
+        None,
+    )?;
     print!("{}", summary::render_bench(&report, &registry, &usage));
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
