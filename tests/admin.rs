@@ -115,6 +115,33 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
             && b.contains("# TYPE sluice_request_duration_seconds histogram")
     });
 
+    // The component view: the same numbers as each component's own
+    // families, under the standard names.
+    let component = |family: &str, kind: &str, id: &str| {
+        sample(
+            &body,
+            &format!("sluice_{family}{{component_kind=\"{kind}\",component=\"{id}\"}}"),
+        )
+    };
+    assert_eq!(
+        component("component_received_events_total", "source", "in"),
+        Some(lines)
+    );
+    assert_eq!(component("component_sent_events_total", "source", "in"), Some(lines));
+    assert_eq!(
+        component("component_received_bytes_total", "source", "in"),
+        Some(input.len() as f64)
+    );
+    assert_eq!(
+        component("component_received_events_total", "stage", "parse"),
+        Some(lines)
+    );
+    assert_eq!(component("component_sent_events_total", "stage", "parse"), Some(lines));
+    assert_eq!(
+        component("component_sent_events_total", "stage", "multiline"),
+        component("component_received_events_total", "stage", "redact")
+    );
+
     // The naming and help lint of a real scraper's tool.
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -235,6 +262,13 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
         if let (Some(1.0), Some(out)) = (up, out) {
             let (_, now) = get(port, "/metrics").unwrap();
             if Some(out) == sample(&now, "sluice_events_out_total{sink=\"out\"}") {
+                assert_eq!(
+                    sample(
+                        &now,
+                        "sluice_component_sent_events_total{component_kind=\"sink\",component=\"out\"}"
+                    ),
+                    Some(out)
+                );
                 break out;
             }
         }

@@ -12,6 +12,7 @@ pub mod ack;
 pub mod added_fields;
 pub mod batch;
 pub mod component;
+pub mod component_metrics;
 pub mod encode;
 pub mod event;
 pub mod json_scan;

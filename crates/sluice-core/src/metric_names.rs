@@ -26,6 +26,14 @@ pub const CIRCUIT_STATE: &str = "circuit_state";
 pub const STAGE_QUEUE_BATCHES: &str = "stage_queue_batches";
 /// Unix time a stage began its current batch; 0 while it waits for one.
 pub const STAGE_BUSY_SINCE_SECONDS: &str = "stage_busy_since_seconds";
+/// Events a component took in, by `component_kind` and `component`.
+pub const COMPONENT_RECEIVED_EVENTS_TOTAL: &str = "component_received_events_total";
+/// Events a component passed on.
+pub const COMPONENT_SENT_EVENTS_TOTAL: &str = "component_sent_events_total";
+/// Bytes a source read.
+pub const COMPONENT_RECEIVED_BYTES_TOTAL: &str = "component_received_bytes_total";
+/// Errors by component and kind.
+pub const COMPONENT_ERRORS_TOTAL: &str = "component_errors_total";
 /// Configuration reloads applied.
 pub const CONFIG_RELOADS_TOTAL: &str = "config_reloads_total";
 /// Configuration reloads refused (the old pipeline kept running).

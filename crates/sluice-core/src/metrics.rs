@@ -166,6 +166,22 @@ impl Registry {
         c
     }
 
+    /// Expose `counter` also as the series `name{labels}`: one number
+    /// under a second name. A series already registered under that name
+    /// keeps its own counter.
+    pub fn alias_counter(
+        &self,
+        counter: &Counter,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+    ) {
+        let mut entries = self.entries.lock().expect("metrics lock");
+        if entries.find(name, labels).is_none() {
+            entries.push(entry(name, help, labels, Metric::Counter(counter.clone())));
+        }
+    }
+
     /// The gauge `name{labels}`, created on first use.
     pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
         let mut entries = self.entries.lock().expect("metrics lock");
@@ -346,6 +362,37 @@ fn series(e: &Entry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_is_the_same_number_under_a_second_name_registered_once() {
+        let r = Registry::new();
+        let events = r.counter("events_in_total", "Events read.", &[("source", "in")]);
+        r.alias_counter(
+            &events,
+            "component_received_events_total",
+            "In.",
+            &[("component", "in")],
+        );
+        // Registering it again (a reload) adds no second series.
+        r.alias_counter(
+            &events,
+            "component_received_events_total",
+            "In.",
+            &[("component", "in")],
+        );
+        events.add(3);
+        assert_eq!(
+            r.value("component_received_events_total", &[("component", "in")]),
+            Some(3)
+        );
+        assert_eq!(
+            r.render_prometheus(),
+            "# HELP sluice_events_in_total Events read.\n# TYPE sluice_events_in_total counter\n\
+             sluice_events_in_total{source=\"in\"} 3\n\
+             # HELP sluice_component_received_events_total In.\n# TYPE sluice_component_received_events_total counter\n\
+             sluice_component_received_events_total{component=\"in\"} 3\n"
+        );
+    }
 
     #[test]
     fn counters_are_shared_by_name_and_labels() {

@@ -8,6 +8,7 @@
 //! process dies before closing the frame). A file is fsync'ed when it is
 //! rotated and at shutdown.
 
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::metric_names;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -208,6 +209,7 @@ fn run(mut ctx: SinkContext, cfg: FileSinkConfig) -> Result<SinkSummary, SinkErr
     let labels = [("sink", ctx.id.as_str())];
     let r = &ctx.registry;
     let events = r.counter("events_out_total", "Events written by a sink.", &labels);
+    component_metrics::sent_events(r, ComponentKind::Sink, &ctx.id, &events);
     let bytes = r.counter(
         "bytes_out_total",
         "NDJSON bytes written by a sink (before compression).",

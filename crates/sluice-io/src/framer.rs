@@ -14,6 +14,7 @@
 //! * At end of input a final line without `\n` is still a line.
 
 use memchr::memchr_iter;
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::event::FLAG_TRUNCATED;
 use sluice_core::metric_names;
 use sluice_core::{Batch, Counter, Event, Registry, Span};
@@ -37,7 +38,7 @@ impl FramerCounters {
     /// Register the counters of source `id`.
     pub fn new(registry: &Registry, id: &str) -> FramerCounters {
         let l = [("source", id)];
-        FramerCounters {
+        let counters = FramerCounters {
             events: registry.counter(metric_names::EVENTS_IN_TOTAL, "Events read by a source.", &l),
             bytes: registry.counter(metric_names::BYTES_IN_TOTAL, "Bytes read by a source.", &l),
             empty: registry.counter(metric_names::EMPTY_LINES_TOTAL, "Empty lines skipped.", &l),
@@ -51,7 +52,12 @@ impl FramerCounters {
                 "Bytes beyond max_line_bytes that were dropped.",
                 &l,
             ),
-        }
+        };
+        // Every framed event goes on to the chain.
+        component_metrics::received_events(registry, ComponentKind::Source, id, &counters.events);
+        component_metrics::sent_events(registry, ComponentKind::Source, id, &counters.events);
+        component_metrics::received_bytes(registry, id, &counters.bytes);
+        counters
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::encode::write_batch;
 use sluice_core::{SinkBatch, SinkContext, SinkError, SinkSummary};
 use tokio::task::JoinHandle;
@@ -19,6 +20,7 @@ pub fn run(mut ctx: SinkContext, mut out: impl Write) -> Result<SinkSummary, Sin
     let events = ctx
         .registry
         .counter("events_out_total", "Events written by a sink.", &labels);
+    component_metrics::sent_events(&ctx.registry, ComponentKind::Sink, &ctx.id, &events);
     let bytes = ctx.registry.counter(
         "bytes_out_total",
         "NDJSON bytes written by a sink (before compression).",

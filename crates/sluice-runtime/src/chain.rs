@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::{metric_names, AckToken, Batch, Counter, Gauge, Registry, SinkBatch, Stage};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -18,7 +19,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// Where a stage thread sends its output.
 enum Downstream {
     Next(mpsc::Sender<Batch>),
-    Sinks(Vec<mpsc::Sender<SinkBatch>>),
+    /// Each sink's input and the count of events it was handed.
+    Sinks(Vec<(mpsc::Sender<SinkBatch>, Counter)>),
 }
 
 impl Downstream {
@@ -45,9 +47,13 @@ impl Downstream {
                 let acks = batch.take_acks();
                 let batch = Arc::new(batch);
                 let mut any = false;
-                for tx in sinks {
+                for (tx, received) in sinks {
                     // A sink that died drops what it is sent: its claim fails.
-                    any |= tx.blocking_send(SinkBatch::new(batch.clone(), acks.clone())).is_ok();
+                    let sent = tx.blocking_send(SinkBatch::new(batch.clone(), acks.clone())).is_ok();
+                    if sent {
+                        received.add(batch.len() as u64);
+                    }
+                    any |= sent;
                 }
                 acks.into_iter().for_each(AckToken::release);
                 any
@@ -76,10 +82,17 @@ impl Chain {
 pub fn start(
     stages: Vec<Box<dyn Stage>>,
     head: mpsc::Receiver<Batch>,
-    sinks: Vec<mpsc::Sender<SinkBatch>>,
+    sinks: Vec<(String, mpsc::Sender<SinkBatch>)>,
     capacity: usize,
     registry: &Registry,
 ) -> Result<Chain, RuntimeError> {
+    let sinks: Vec<(mpsc::Sender<SinkBatch>, Counter)> = sinks
+        .into_iter()
+        .map(|(id, tx)| {
+            let received = component_metrics::received_events_counter(registry, ComponentKind::Sink, &id);
+            (tx, received)
+        })
+        .collect();
     let handle = Handle::current();
     let mut threads = Vec::new();
     let mut input = head;
@@ -115,6 +128,13 @@ pub fn start(
                 &[("stage", name)],
             ),
             stall: std::env::var(STALL_HOOK).is_ok_and(|s| s == name),
+            flow: stage.is_some().then(|| {
+                component_metrics::errors(registry, ComponentKind::Stage, name, "panic", &panics);
+                (
+                    component_metrics::received_events_counter(registry, ComponentKind::Stage, name),
+                    component_metrics::sent_events_counter(registry, ComponentKind::Stage, name),
+                )
+            }),
         };
         let rx = std::mem::replace(&mut input, next_input.unwrap_or_else(|| mpsc::channel(1).1));
         let h = handle.clone();
@@ -136,6 +156,8 @@ struct StageWatch {
     busy_since: Gauge,
     queue: Gauge,
     stall: bool,
+    /// Events in and out of the stage (none for the bare fan-out).
+    flow: Option<(Counter, Counter)>,
 }
 
 impl StageWatch {
@@ -178,7 +200,7 @@ fn stage_loop(
                     Ok(b) => b,
                     Err(_) => {
                         tick(&mut stage, &mut out, &mut last_tick);
-                        if !forward(&mut out, &downstream) {
+                        if !forward(&mut out, &downstream, &watch) {
                             break;
                         }
                         continue;
@@ -187,6 +209,9 @@ fn stage_loop(
             }
         };
         watch.begin(input.len());
+        if let (Some(b), Some((received, _))) = (&next, &watch.flow) {
+            received.add(b.len() as u64);
+        }
         match next {
             Some(batch) => match stage.as_mut() {
                 Some(s) => {
@@ -210,7 +235,7 @@ fn stage_loop(
             tick(&mut stage, &mut out, &mut last_tick);
         }
         watch.end();
-        if !forward(&mut out, &downstream) {
+        if !forward(&mut out, &downstream, &watch) {
             break;
         }
     }
@@ -229,7 +254,10 @@ fn tick(stage: &mut Option<Box<dyn Stage>>, out: &mut Vec<Batch>, last_tick: &mu
     *last_tick = now;
 }
 
-fn forward(out: &mut Vec<Batch>, downstream: &Downstream) -> bool {
+fn forward(out: &mut Vec<Batch>, downstream: &Downstream, watch: &StageWatch) -> bool {
+    if let Some((_, sent)) = &watch.flow {
+        sent.add(out.iter().map(|b| b.len() as u64).sum());
+    }
     let mut alive = true;
     for batch in out.drain(..) {
         if alive {

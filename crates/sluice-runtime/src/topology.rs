@@ -84,11 +84,11 @@ impl Sinks {
     }
 
     /// Senders for the chain, in the configuration's sink order.
-    pub(crate) fn senders(&self, config: &Config) -> Vec<mpsc::Sender<SinkBatch>> {
+    pub(crate) fn senders(&self, config: &Config) -> Vec<(String, mpsc::Sender<SinkBatch>)> {
         config
             .sinks
             .keys()
-            .filter_map(|id| self.running.get(id).map(|s| s.input.clone()))
+            .filter_map(|id| self.running.get(id).map(|s| (id.clone(), s.input.clone())))
             .collect()
     }
 
@@ -181,7 +181,7 @@ impl Generation {
     pub(crate) fn start(
         config: &Config,
         registry: &Registry,
-        sinks: Vec<mpsc::Sender<SinkBatch>>,
+        sinks: Vec<(String, mpsc::Sender<SinkBatch>)>,
         process: &Shutdown,
     ) -> Result<Generation, RuntimeError> {
         let capacity = config.pipeline.channel_capacity;

@@ -12,6 +12,7 @@
 //! batches undelivered (their sources re-read them next start), a disk
 //! buffer keeps them for the next run.
 
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::metric_names;
 use std::future::Future;
 use std::io::Write;
@@ -422,6 +423,8 @@ pub async fn run_sink<E: Encoder, T: Transport>(
         cfg: cfg.clone(),
         summary: SinkSummary::default(),
     };
+    component_metrics::sent_events(r, ComponentKind::Sink, &id, &delivery.counters.sent_events);
+    component_metrics::errors(r, ComponentKind::Sink, &id, "rejected_record", &delivery.dead.counter);
 
     // Intake: its own task, so encoding and buffering go on while a request
     // is in flight.

@@ -19,6 +19,7 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::{Counter, Gauge, Registry};
 
 /// What a target said about one request.
@@ -192,6 +193,9 @@ impl TargetHealth {
                 &[("sink", sink), ("kind", k.label())],
             )
         });
+        for (k, c) in FailureKind::ALL.iter().zip(&errors) {
+            component_metrics::errors(registry, ComponentKind::Sink, sink, k.label(), c);
+        }
         let failing = registry.gauge(
             "sink_target_failing",
             "1 while a sink's last request failed as a whole (the target is down or refuses everyone), else 0.",

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sluice_config::{FileSourceConfig, ReadFrom};
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::{metric_names, AckReceiver, AckSender, AckTracker, Counter, Gauge, SourceContext, SourceSummary};
 use sluice_io::FramerCounters;
 
@@ -172,6 +173,8 @@ impl Tailer {
             checkpoints: r.counter("checkpoint_writes_total", "Checkpoint files written.", &l),
             io_errors: r.counter("file_io_errors_total", "Errors opening or reading files (retried).", &l),
         };
+        component_metrics::errors(r, ComponentKind::Source, &ctx.id, "io", &counters.io_errors);
+        component_metrics::errors(r, ComponentKind::Source, &ctx.id, "malformed", &counters.malformed);
         let mut restored = HashMap::new();
         match store.load()? {
             Loaded::Files(files) => {

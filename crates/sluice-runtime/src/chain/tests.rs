@@ -87,7 +87,14 @@ async fn a_panicking_stage_costs_one_batch_and_its_acks_fail() {
     let (acks, ack_rx) = ack::channel();
     let (head_tx, head_rx) = mpsc::channel(4);
     let (sink, delivered) = delivering_sink();
-    let chain = start(vec![Box::new(PanicsOnBang)], head_rx, vec![sink], 4, &registry).unwrap();
+    let chain = start(
+        vec![Box::new(PanicsOnBang)],
+        head_rx,
+        vec![("out".to_string(), sink)],
+        4,
+        &registry,
+    )
+    .unwrap();
     head_tx.send(batch(&acks, 0, 3)).await.unwrap();
     head_tx.send(batch_of(&acks, 1, b"!!")).await.unwrap();
     head_tx.send(batch(&acks, 2, 4)).await.unwrap();
@@ -106,6 +113,27 @@ async fn a_panicking_stage_costs_one_batch_and_its_acks_fail() {
     );
     assert_eq!(delivered.await.unwrap(), 7);
     assert_eq!(registry.value("stage_panics_total", &[("stage", "bang")]), Some(1));
+    // The component view: 3 + 2 + 4 events in, the panicking batch's 2 not
+    // out, and the panic under the stage's errors.
+    let c = |name, id| {
+        registry.value(
+            name,
+            &[
+                ("component_kind", if id == "out" { "sink" } else { "stage" }),
+                ("component", id),
+            ],
+        )
+    };
+    assert_eq!(c("component_received_events_total", "bang"), Some(9));
+    assert_eq!(c("component_sent_events_total", "bang"), Some(7));
+    assert_eq!(c("component_received_events_total", "out"), Some(7));
+    assert_eq!(
+        registry.value(
+            "component_errors_total",
+            &[("component_kind", "stage"), ("component", "bang"), ("kind", "panic")]
+        ),
+        Some(1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,13 +144,27 @@ async fn a_dead_sink_fails_what_it_did_not_take() {
     let (live, delivered) = delivering_sink();
     let (dead, dead_rx) = mpsc::channel::<SinkBatch>(4);
     drop(dead_rx);
-    let chain = start(vec![], head_rx, vec![live, dead], 4, &registry).unwrap();
+    let chain = start(
+        vec![],
+        head_rx,
+        vec![("live".to_string(), live), ("dead".to_string(), dead)],
+        4,
+        &registry,
+    )
+    .unwrap();
     head_tx.send(batch(&acks, 0, 2)).await.unwrap();
     head_tx.send(batch(&acks, 1, 5)).await.unwrap();
     drop((head_tx, acks));
     // The live sink delivered both, but every sink must accept a batch for
     // its source to pass it.
     assert_eq!(settle(ack_rx).await, [(0, AckStatus::Failed), (1, AckStatus::Failed)]);
+    let received = |id| {
+        registry.value(
+            "component_received_events_total",
+            &[("component_kind", "sink"), ("component", id)],
+        )
+    };
+    assert_eq!((received("live"), received("dead")), (Some(7), Some(0)));
     assert_eq!(
         tokio::task::spawn_blocking(move || chain.join()).await.unwrap(),
         Vec::<String>::new()
@@ -137,7 +179,14 @@ async fn when_every_sink_is_gone_queued_batches_fail() {
     let (head_tx, head_rx) = mpsc::channel(8);
     let (dead, dead_rx) = mpsc::channel::<SinkBatch>(4);
     drop(dead_rx);
-    let chain = start(vec![Box::new(HoldsAll::default())], head_rx, vec![dead], 8, &registry).unwrap();
+    let chain = start(
+        vec![Box::new(HoldsAll::default())],
+        head_rx,
+        vec![("dead".to_string(), dead)],
+        8,
+        &registry,
+    )
+    .unwrap();
     for seq in 0..3 {
         head_tx.send(batch(&acks, seq, 1)).await.unwrap();
     }
@@ -158,7 +207,14 @@ async fn held_batches_are_released_at_the_end_and_empty_ones_count_as_done() {
     let (acks, ack_rx) = ack::channel();
     let (head_tx, head_rx) = mpsc::channel(4);
     let (sink, delivered) = delivering_sink();
-    let chain = start(vec![Box::new(HoldsAll::default())], head_rx, vec![sink], 4, &registry).unwrap();
+    let chain = start(
+        vec![Box::new(HoldsAll::default())],
+        head_rx,
+        vec![("out".to_string(), sink)],
+        4,
+        &registry,
+    )
+    .unwrap();
     head_tx.send(batch(&acks, 0, 2)).await.unwrap();
     // Every event sampled away: nothing reaches a sink, and it is done.
     head_tx.send(batch(&acks, 1, 0)).await.unwrap();

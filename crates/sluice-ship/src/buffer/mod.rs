@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sluice_config::{BufferConfig, BufferKind, WhenFull};
+use sluice_core::component_metrics::{self, ComponentKind};
 use sluice_core::metric_names;
 use sluice_core::{AckToken, Counter, Gauge, Registry, SinkBatch};
 use tokio::sync::Notify;
@@ -174,11 +175,15 @@ impl Buffer {
                 "Events dropped because a sink's buffer was full (when_full = drop_newest).",
                 &labels,
             ),
-            corrupt: registry.counter(
-                "buffer_corrupt_records_total",
-                "Damaged disk buffer regions moved to quarantine.",
-                &labels,
-            ),
+            corrupt: {
+                let c = registry.counter(
+                    "buffer_corrupt_records_total",
+                    "Damaged disk buffer regions moved to quarantine.",
+                    &labels,
+                );
+                component_metrics::errors(registry, ComponentKind::Sink, sink, "corrupt_buffer", &c);
+                c
+            },
             volume_full: registry.counter(
                 "buffer_volume_full_total",
                 "Writes to a disk buffer that found its volume full (intake waited or dropped).",
