@@ -75,6 +75,11 @@ pub struct FileSourceConfig {
     /// Most files held open at once; more wait their turn.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
+    /// How many of the files furthest behind get a `file_lag_by_file_bytes`
+    /// series of their own (labelled by path); further lagging files are
+    /// only counted (`file_lag_files_unlisted`). 0: no per-file series.
+    #[serde(default = "default_lag_series")]
+    pub lag_series: usize,
     /// Most bytes read from one file per round, so one chatty file cannot
     /// starve the rest.
     #[serde(default = "default_read_per_round")]
@@ -110,6 +115,9 @@ fn default_rotate_wait() -> Duration {
 }
 fn default_max_open_files() -> usize {
     1024
+}
+fn default_lag_series() -> usize {
+    10
 }
 fn default_read_per_round() -> ByteSize {
     ByteSize::kib(256)
@@ -203,6 +211,11 @@ impl FileSourceConfig {
             "at least one glob pattern is required",
         )?;
         check(self.max_open_files > 0, "max_open_files", "must be at least 1")?;
+        check(
+            self.lag_series <= 1000,
+            "lag_series",
+            "at most 1000: each is a series on every scrape",
+        )?;
         // Shorter would spin: an idle source re-reading and re-scanning
         // with no pause burns a core.
         let least = Duration::from_millis(10);

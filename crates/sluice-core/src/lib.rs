@@ -26,6 +26,6 @@ pub use ack::{AckReceiver, AckSender, AckStatus, AckToken, AckTracker, Acknowled
 pub use batch::{Batch, Origin, SinkBatch};
 pub use component::{SinkContext, SinkError, SinkSummary, SourceContext, SourceError, SourceSummary};
 pub use event::{Event, EventKind, Field, FieldValue, Span, FIELD_COUNT};
-pub use metrics::{Counter, Gauge, HistogramSeries, Registry};
+pub use metrics::{Counter, Gauge, GaugeSet, HistogramSeries, Registry};
 pub use shutdown::Shutdown;
 pub use stage::Stage;

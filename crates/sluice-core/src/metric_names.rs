@@ -14,6 +14,10 @@ pub const REQUEST_DURATION_SECONDS: &str = "request_duration_seconds";
 pub const FILE_LAG_BYTES: &str = "file_lag_bytes";
 /// The file source: the largest lag of one open file.
 pub const FILE_LAG_MAX_BYTES: &str = "file_lag_max_bytes";
+/// The file source: one open file's lag, for the files furthest behind.
+pub const FILE_LAG_BY_FILE_BYTES: &str = "file_lag_by_file_bytes";
+/// The file source: lagging files beyond those with a series of their own.
+pub const FILE_LAG_FILES_UNLISTED: &str = "file_lag_files_unlisted";
 /// A storage sink's request latency histogram, by sink.
 pub const SINK_REQUEST_DURATION_SECONDS: &str = "sink_request_duration_seconds";
 /// Bytes waiting in a sink's buffer.

@@ -48,6 +48,26 @@ impl Gauge {
     }
 }
 
+/// A gauge family whose members come and go (the most-behind files, say):
+/// its owner replaces the whole set at once and keeps it bounded; each
+/// member is one series, told apart by one label.
+#[derive(Debug, Clone, Default)]
+pub struct GaugeSet(Arc<Mutex<Vec<(String, i64)>>>);
+
+impl GaugeSet {
+    /// Make `members` (label value, value) the whole set.
+    pub fn replace(&self, members: impl IntoIterator<Item = (String, i64)>) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.clear();
+        set.extend(members);
+    }
+
+    /// The members now, in the order they were given.
+    pub fn members(&self) -> Vec<(String, i64)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// One histogram's series (one label set): cumulative bucket counters in
 /// the order of the bounds it was registered with, `+Inf` last, then the
 /// sum and the count of observations. Whoever observes keeps them
@@ -69,6 +89,9 @@ enum Metric {
     /// A series of a histogram family (`_bucket`, `_sum` or `_count`):
     /// a counter, rendered under the family's `histogram` TYPE.
     HistogramPart(Counter),
+    /// Gauges whose members come and go, each labelled by the label named
+    /// here.
+    GaugeSet(GaugeSet, &'static str),
 }
 
 impl Metric {
@@ -76,6 +99,7 @@ impl Metric {
         match self {
             Metric::Counter(c) | Metric::HistogramPart(c) => c.get() as i64,
             Metric::Gauge(g) => g.get(),
+            Metric::GaugeSet(s, _) => s.members().iter().map(|(_, v)| v).sum(),
         }
     }
 }
@@ -191,6 +215,24 @@ impl Registry {
         let g = Gauge::default();
         entries.push(entry(name, help, labels, Metric::Gauge(g.clone())));
         g
+    }
+
+    /// The gauge set `name{labels,<member_label>=...}`, created on first
+    /// use.
+    pub fn gauge_set(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        member_label: &'static str,
+    ) -> GaugeSet {
+        let mut entries = self.entries.lock().expect("metrics lock");
+        if let Some(Metric::GaugeSet(s, _)) = entries.find(name, labels).map(|e| &e.metric) {
+            return s.clone();
+        }
+        let s = GaugeSet::default();
+        entries.push(entry(name, help, labels, Metric::GaugeSet(s.clone(), member_label)));
+        s
     }
 
     /// The histogram `name{labels}` with buckets at `bounds` (ascending;
@@ -311,11 +353,19 @@ impl Registry {
                 family = Some(e.name);
                 let kind = match e.metric {
                     Metric::Counter(_) => "counter",
-                    Metric::Gauge(_) => "gauge",
+                    Metric::Gauge(_) | Metric::GaugeSet(..) => "gauge",
                     Metric::HistogramPart(_) => "histogram",
                 };
                 let _ = writeln!(out, "# HELP sluice_{} {}", e.name, e.help);
                 let _ = writeln!(out, "# TYPE sluice_{} {}", e.name, kind);
+            }
+            if let Metric::GaugeSet(set, member_label) = &e.metric {
+                for (member, value) in set.members() {
+                    let mut labels = e.labels.clone();
+                    labels.push((member_label, member));
+                    let _ = writeln!(out, "sluice_{} {value}", series_with(e.name, e.suffix, &labels));
+                }
+                continue;
             }
             let value = e.metric.value();
             if e.divisor > 1 {
@@ -344,11 +394,15 @@ fn same_labels(have: &[(&'static str, String)], want: &[(&str, &str)]) -> bool {
 }
 
 fn series(e: &Entry) -> String {
-    if e.labels.is_empty() {
-        return format!("{}{}", e.name, e.suffix);
+    series_with(e.name, e.suffix, &e.labels)
+}
+
+fn series_with(name: &str, suffix: &str, labels: &[(&'static str, String)]) -> String {
+    if labels.is_empty() {
+        return format!("{name}{suffix}");
     }
-    let mut s = format!("{}{}{{", e.name, e.suffix);
-    for (i, (k, v)) in e.labels.iter().enumerate() {
+    let mut s = format!("{name}{suffix}{{");
+    for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
@@ -362,6 +416,22 @@ fn series(e: &Entry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gauge_set_renders_its_members_now_and_forgets_the_ones_replaced() {
+        let r = Registry::new();
+        let set = r.gauge_set("file_lag_by_file_bytes", "Lag by file.", &[("source", "pods")], "file");
+        set.replace([("/a.log".to_string(), 5), ("/b\"q.log".to_string(), 2)]);
+        assert_eq!(
+            r.render_prometheus(),
+            "# HELP sluice_file_lag_by_file_bytes Lag by file.\n# TYPE sluice_file_lag_by_file_bytes gauge\n\
+             sluice_file_lag_by_file_bytes{source=\"pods\",file=\"/a.log\"} 5\n\
+             sluice_file_lag_by_file_bytes{source=\"pods\",file=\"/b\\\"q.log\"} 2\n"
+        );
+        set.replace([("/c.log".to_string(), 1)]);
+        assert!(r.render_prometheus().ends_with("{source=\"pods\",file=\"/c.log\"} 1\n"));
+        assert_eq!(r.value("file_lag_by_file_bytes", &[("source", "pods")]), Some(1));
+    }
 
     #[test]
     fn an_alias_is_the_same_number_under_a_second_name_registered_once() {

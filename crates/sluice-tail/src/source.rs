@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use sluice_config::{FileSourceConfig, ReadFrom};
 use sluice_core::component_metrics::{self, ComponentKind};
-use sluice_core::{metric_names, AckReceiver, AckSender, AckTracker, Counter, Gauge, SourceContext, SourceSummary};
+use sluice_core::{
+    metric_names, AckReceiver, AckSender, AckTracker, Counter, Gauge, GaugeSet, SourceContext, SourceSummary,
+};
 use sluice_io::FramerCounters;
 
 use crate::batch_builder::BatchBuilder;
@@ -33,6 +35,10 @@ struct Counters {
     files_waiting: Gauge,
     lag_bytes: Gauge,
     lag_max_bytes: Gauge,
+    /// The `lag_series` files furthest behind, by path.
+    lag_by_file: GaugeSet,
+    /// Lagging files beyond `lag_series`.
+    lag_unlisted: Gauge,
     files_parked: Counter,
     partial_timeouts: Counter,
     rotations: Counter,
@@ -107,19 +113,36 @@ pub struct Tailer {
 
 impl Tailer {
     /// Publish how far the open files' checkpoints are behind their ends
-    /// (one `fstat` per open file, once a scan). Per source, never per
-    /// file: a path is not a label.
+    /// (one `fstat` per open file, once a scan): summed and the worst per
+    /// source, and per file for only the `lag_series` furthest behind, so
+    /// the series a node exposes stay bounded however many files it has.
     fn publish_lag(&mut self) {
         let (mut sum, mut max) = (0u64, 0u64);
+        let mut behind: Vec<(u64, &std::path::Path)> = Vec::new();
         for (id, t) in &self.files {
             let Ok(size) = t.size() else { continue };
             let done = self.committed.get(id).map_or(0, |c| c.offset);
             let lag = size.saturating_sub(done);
             sum += lag;
             max = max.max(lag);
+            if lag > 0 {
+                behind.push((lag, &t.path));
+            }
         }
         self.counters.lag_bytes.set(sum as i64);
         self.counters.lag_max_bytes.set(max as i64);
+        let keep = self.cfg.lag_series.min(behind.len());
+        if keep < behind.len() {
+            behind.select_nth_unstable_by(keep, |a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        }
+        self.counters.lag_unlisted.set((behind.len() - keep) as i64);
+        behind.truncate(keep);
+        behind.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        self.counters.lag_by_file.replace(
+            behind
+                .into_iter()
+                .map(|(lag, path)| (path.display().to_string(), lag as i64)),
+        );
     }
 
     /// Set up the source and restore its checkpoints.
@@ -130,6 +153,17 @@ impl Tailer {
         let counters = Counters {
             framer: FramerCounters::new(r, &ctx.id),
             files_open: r.gauge("files_open", "Files the file source holds open.", &l),
+            lag_by_file: r.gauge_set(
+                metric_names::FILE_LAG_BY_FILE_BYTES,
+                "Bytes of one open file past its checkpoint, for the lag_series files furthest behind.",
+                &l,
+                "file",
+            ),
+            lag_unlisted: r.gauge(
+                metric_names::FILE_LAG_FILES_UNLISTED,
+                "Files behind their checkpoints beyond the lag_series that have their own series.",
+                &l,
+            ),
             lag_bytes: r.gauge(
                 metric_names::FILE_LAG_BYTES,
                 "Bytes of the open files not yet acknowledged by every sink (file end minus checkpoint), summed.",

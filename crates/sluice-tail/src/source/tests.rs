@@ -226,3 +226,47 @@ fn lag_is_what_lies_past_the_checkpoint() {
         (grown - size, grown - size)
     );
 }
+
+#[test]
+fn only_the_files_furthest_behind_get_a_series_and_the_rest_are_counted() {
+    let root = tempfile::tempdir().unwrap();
+    for (i, n) in [3u64, 9, 1, 6].iter().enumerate() {
+        let dir = root.path().join(format!("pods/ns_pod{i}_uid/app"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0.log"), lines(0..*n)).unwrap();
+    }
+    let mut t = tailer_with(root.path(), "lag_series = 2");
+    assert!(t.scan(true));
+    // Nothing read or acknowledged: each file is behind by its size.
+    t.publish_lag();
+    let path = |i: usize| format!("{}/pods/ns_pod{i}_uid/app/0.log", root.path().display());
+    let size = |i: usize| std::fs::metadata(path(i)).unwrap().len() as i64;
+    assert_eq!(
+        t.counters.lag_by_file.members(),
+        [(path(1), size(1)), (path(3), size(3))]
+    );
+    assert_eq!(t.counters.lag_unlisted.get(), 2);
+    // A file that caught up leaves the set; the next one behind takes its place.
+    let caught_up = t
+        .files
+        .iter()
+        .find(|(_, f)| f.path.ends_with("ns_pod1_uid/app/0.log"))
+        .map(|(id, _)| *id);
+    let caught_up = caught_up.unwrap();
+    t.committed
+        .entry(caught_up)
+        .or_insert_with(|| Committed {
+            fingerprint: Fingerprint::of(b""),
+            offset: 0,
+            path: String::new(),
+            final_offset: None,
+            before: None,
+        })
+        .offset = size(1) as u64;
+    t.publish_lag();
+    assert_eq!(
+        t.counters.lag_by_file.members(),
+        [(path(3), size(3)), (path(0), size(0))]
+    );
+    assert_eq!(t.counters.lag_unlisted.get(), 1);
+}
