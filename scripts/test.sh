@@ -36,6 +36,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
+# The Kafka tests run a real Apache Kafka broker (KRaft, one node) from
+# Maven Central's jars: fetched once into target/kafka-broker/ (the
+# marker file says the copy finished), started by the tests as a plain
+# `java` process.
+kafka_jars=target/kafka-broker
+if [ ! -f "$kafka_jars/.complete" ]; then
+  step "fetch the Kafka broker's jars (tests/kafka/pom.xml)"
+  command -v mvn >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven; }
+  rm -rf "$kafka_jars"
+  mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$PWD/$kafka_jars"
+  touch "$kafka_jars/.complete"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

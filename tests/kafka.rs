@@ -1,9 +1,11 @@
-//! Kafka end to end on librdkafka's mock cluster (a real Kafka wire-protocol
-//! broker inside librdkafka, run by this test process), or on the brokers in
-//! `SLUICE_TEST_KAFKA_BROKERS` when set: a node sluice produces the
-//! generator's output, an aggregation-tier sluice consumes it as a consumer
-//! group into files, and is killed with -9 mid-stream: nothing is lost, and
-//! offsets end committed exactly at the end of what was written.
+//! Kafka end to end on a real Apache Kafka 4.4 broker (`common::kafka`:
+//! Maven Central's jars, one KRaft node started by the test), or on the
+//! brokers in `SLUICE_TEST_KAFKA_BROKERS` when set: a node sluice produces
+//! the generator's output, an aggregation-tier sluice consumes it as a
+//! consumer group into files, and is killed with -9 mid-stream: nothing is
+//! lost, and offsets end committed exactly at the end of what was written.
+//! Two aggregators in one group, one killed: its partitions move to the
+//! other and nothing is lost.
 
 mod common;
 
@@ -11,23 +13,36 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kafka::Kafka;
 use common::{count_lines, generated, raw_file_source, sluice, stop, write_config};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
 
-/// The brokers to use: external ones, or a fresh mock cluster kept alive by
-/// the returned guard.
-fn brokers(topic: &str) -> (String, Option<MockCluster<'static, DefaultProducerContext>>) {
+/// The brokers to use, with `topic` created on them: external ones, or a
+/// fresh real broker kept alive by the returned guard.
+fn brokers(topic: &str) -> (String, Option<Kafka>) {
     if let Ok(external) = std::env::var("SLUICE_TEST_KAFKA_BROKERS") {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &external)
+            .create()
+            .unwrap();
+        let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(admin.create_topics([&new], &AdminOptions::new()))
+            .unwrap();
         return (external, None);
     }
-    let mock = MockCluster::new(3).unwrap();
-    mock.create_topic(topic, PARTITIONS, 1).unwrap();
-    (mock.bootstrap_servers(), Some(mock))
+    let kafka = Kafka::start();
+    kafka.create_topic(topic, PARTITIONS);
+    (kafka.brokers(), Some(kafka))
 }
 
 /// Start `sluice run`; its stderr goes to `<config>.<n>.stderr` for
@@ -55,11 +70,11 @@ impl Drop for Reaper {
     }
 }
 
-/// The group's committed offset and the high watermark of each partition.
-fn committed_and_high(brokers: &str, topic: &str) -> (Vec<i64>, Vec<i64>) {
+/// `group`'s committed offset and the high watermark of each partition.
+fn committed_and_high(brokers: &str, topic: &str, group: &str) -> (Vec<i64>, Vec<i64>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", "aggregator")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
@@ -83,14 +98,12 @@ fn committed_and_high(brokers: &str, topic: &str) -> (Vec<i64>, Vec<i64>) {
     (committed, high)
 }
 
-#[test]
-fn node_to_kafka_to_aggregator_survives_kill_9_without_loss() {
-    let topic = format!("logs-{}", std::process::id());
-    let (brokers, _mock) = brokers(&topic);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let node = write_config(
-        dir.path(),
+/// A node: 30,000 generator lines at 6,000 a second → the Kafka sink, and a
+/// plain copy in `node-copy/` (what was sent).
+fn node_config(dir: &Path, brokers: &str, topic: &str) -> std::path::PathBuf {
+    let d = dir.display();
+    write_config(
+        dir,
         "node.toml",
         &format!(
             r#"
@@ -110,29 +123,44 @@ directory = "{d}/node-copy"
 compression = "none"
 "#
         ),
-    );
-    let aggregator = write_config(
-        dir.path(),
-        "aggregator.toml",
+    )
+}
+
+/// An aggregator `name` in consumer group `group`: the topic → files in
+/// `<name>-out/`.
+fn aggregator_config(dir: &Path, brokers: &str, topic: &str, name: &str, group: &str) -> std::path::PathBuf {
+    let d = dir.display();
+    write_config(
+        dir,
+        &format!("{name}.toml"),
         &format!(
             r#"
-data_dir = "{d}/agg-state"
+data_dir = "{d}/{name}-state"
 [sources.kafka]
 type = "kafka"
 brokers = "{brokers}"
 topics = ["{topic}"]
-group_id = "aggregator"
+group_id = "{group}"
 commit_interval = "500ms"
 [sources.kafka.options]
 # A member killed with -9 is noticed after this, not librdkafka's 45 s.
 "session.timeout.ms" = "6000"
 [sinks.out]
 type = "file"
-directory = "{d}/agg-out"
+directory = "{d}/{name}-out"
 compression = "none"
 "#
         ),
-    );
+    )
+}
+
+#[test]
+fn node_to_kafka_to_aggregator_survives_kill_9_without_loss() {
+    let topic = format!("logs-{}", std::process::id());
+    let (brokers, _mock) = brokers(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_config(dir.path(), &brokers, &topic);
+    let aggregator = aggregator_config(dir.path(), &brokers, &topic, "agg", "aggregator");
 
     let producer = spawn(&node, 1);
     let first = spawn(&aggregator, 1);
@@ -150,7 +178,7 @@ compression = "none"
     // What the killed run had written, and what it had committed: a commit
     // may trail the acknowledgements but never run ahead of them.
     let written_before_kill: u64 = count_lines(&out).values().sum();
-    let committed_before_kill: u64 = committed_and_high(&brokers, &topic).0.iter().sum::<i64>() as u64;
+    let committed_before_kill: u64 = committed_and_high(&brokers, &topic, "aggregator").0.iter().sum::<i64>() as u64;
     assert!(
         committed_before_kill <= written_before_kill,
         "committed {committed_before_kill} messages but only {written_before_kill} reached the sink"
@@ -193,7 +221,7 @@ compression = "none"
     assert_eq!(duplicates, written_before_kill - committed_before_kill);
 
     // The group's committed offsets end exactly at the end of the topic.
-    let (committed, high) = committed_and_high(&brokers, &topic);
+    let (committed, high) = committed_and_high(&brokers, &topic, "aggregator");
     assert_eq!(committed, high, "per partition");
     assert_eq!(committed.iter().sum::<i64>() as u64, total, "one message per event");
 
@@ -220,10 +248,80 @@ compression = "none"
     assert_eq!(seen, total);
 }
 
+#[test]
+fn two_aggregators_in_one_group_lose_nothing_when_one_is_killed() {
+    let topic = format!("rebalance-{}", std::process::id());
+    let (brokers, _kafka) = brokers(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_config(dir.path(), &brokers, &topic);
+    let a = aggregator_config(dir.path(), &brokers, &topic, "a", "pair");
+    let b = aggregator_config(dir.path(), &brokers, &topic, "b", "pair");
+    let (a_out, b_out) = (dir.path().join("a-out"), dir.path().join("b-out"));
+
+    let producer = spawn(&node, 1);
+    let mut first = spawn(&a, 1);
+    let second = spawn(&b, 1);
+    let _reaper = Reaper(vec![producer.id(), first.id(), second.id()]);
+    // Both members got partitions and are delivering.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_lines(&a_out).is_empty() || count_lines(&b_out).is_empty() {
+        assert!(Instant::now() < deadline, "the two aggregators never both received");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let written_by_a: u64 = count_lines(&a_out).values().sum();
+    assert!(producer.wait_with_output().unwrap().status.success());
+    let expected = count_lines(&dir.path().join("node-copy"));
+    let total: u64 = expected.values().sum();
+
+    // The survivor takes over the killed member's partitions from their
+    // committed offsets.
+    let union = || {
+        let mut all = count_lines(&a_out);
+        for (line, n) in count_lines(&b_out) {
+            *all.entry(line).or_insert(0) += n;
+        }
+        all
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = union();
+        if expected.keys().all(|l| got.contains_key(l)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} distinct lines arrived",
+            got.len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop(second);
+
+    let got = union();
+    assert_eq!(got.len(), expected.len(), "nothing arrived that was not sent");
+    let mut duplicates = 0;
+    for (line, n) in &expected {
+        let g = got[line];
+        assert!(g >= *n, "lost: {line}");
+        duplicates += g - n;
+    }
+    // Only what the killed member delivered past its last commit comes again.
+    assert!(
+        duplicates <= written_by_a,
+        "{duplicates} duplicates, but the killed member wrote only {written_by_a}"
+    );
+    let (committed, high) = committed_and_high(&brokers, &topic, "pair");
+    assert_eq!(committed, high, "per partition");
+    assert_eq!(committed.iter().sum::<i64>() as u64, total);
+}
+
 /// Benchmark, not a check (run it by name: `cargo test --release --test
 /// kafka -- --ignored --nocapture bench`): 300,000 generator lines from a
-/// file through parse → Kafka sink on the mock cluster; prints sluice's own
-/// MB/s, CPU and RSS (the broker's CPU, in this test process, is not
+/// file through parse → Kafka sink on the real broker; prints sluice's own
+/// MB/s, CPU and RSS (the broker's CPU, in its own process, is not
 /// counted).
 #[test]
 #[ignore]
@@ -249,6 +347,6 @@ topic = "{topic}"
     let out = sluice().args(["bench", "-c"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    let (_, high) = committed_and_high(&brokers, &topic);
+    let (_, high) = committed_and_high(&brokers, &topic, "aggregator");
     assert_eq!(high.iter().sum::<i64>(), 299_656);
 }

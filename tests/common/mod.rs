@@ -5,6 +5,7 @@
 
 pub mod clickhouse;
 pub mod http_server;
+pub mod kafka;
 
 use std::collections::HashMap;
 use std::path::Path;
