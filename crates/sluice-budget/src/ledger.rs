@@ -175,6 +175,26 @@ pub struct BudgetLedger {
     /// The keep-probability's floor and ceiling.
     floor: f64,
     ceiling: f64,
+    /// The other nodes' share of this service, in fleet scope while the
+    /// fleet is heard from; `None` decides by this node alone.
+    pub peers: Option<PeerSums>,
+}
+
+/// What the other nodes of a fleet report for one service, summed: p is
+/// derived from this node's figures plus these, so every node derives the
+/// same p from the same fleet totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PeerSums {
+    /// Bytes they kept in this window.
+    pub spent: f64,
+    /// Their must-keep bytes per second.
+    pub must_rate: f64,
+    /// Their normal bytes per second.
+    pub normal_rate: f64,
+    /// Their must-keep events per second.
+    pub must_events: f64,
+    /// Their normal events per second.
+    pub normal_events: f64,
 }
 
 impl BudgetLedger {
@@ -200,6 +220,7 @@ impl BudgetLedger {
             unmeasured_until: f64::NEG_INFINITY,
             floor,
             ceiling,
+            peers: None,
         }
     }
 
@@ -296,21 +317,41 @@ impl BudgetLedger {
     /// a window, never per event: kept out of the decision loop.
     #[cold]
     fn derive_p(&mut self, now: f64) {
+        self.state.p = self.p_with(self.peers.unwrap_or_default(), now);
+    }
+
+    /// Derive p again now (the fleet's figures changed).
+    pub fn rederive(&mut self, now: f64) {
+        self.derive_p(now);
+    }
+
+    /// The p this node alone would set (what fleet scope falls back to).
+    pub fn local_p(&self, now: f64) -> f64 {
+        self.p_with(PeerSums::default(), now)
+    }
+
+    /// The keep-probability from this node's figures plus `peers`'.
+    fn p_with(&self, peers: PeerSums, now: f64) -> f64 {
         let (floor, ceiling) = (self.floor, self.ceiling);
         let end = self.end;
         let time_left = (end - now).max(1.0);
-        let remaining = (self.budget.bytes as f64 - self.state.spent).max(0.0);
-        let affordable = remaining / time_left - self.state.must_rate.rate;
-        let normal = self.state.normal_rate.rate;
+        let remaining = (self.budget.bytes as f64 - self.state.spent - peers.spent).max(0.0);
+        let affordable = remaining / time_left - self.state.must_rate.rate - peers.must_rate;
+        let normal = self.state.normal_rate.rate + peers.normal_rate;
         let mut p = if normal <= 0.0 { ceiling } else { affordable / normal };
         if let Some(limit) = self.budget.events_per_sec {
             // Errors and slow requests count against the rate first too.
-            let normal = self.state.normal_events.rate;
+            let normal = self.state.normal_events.rate + peers.normal_events;
             if normal > 0.0 {
-                p = p.min((limit - self.state.must_events.rate) / normal);
+                p = p.min((limit - self.state.must_events.rate - peers.must_events) / normal);
             }
         }
-        self.state.p = p.clamp(floor, ceiling);
+        p.clamp(floor, ceiling)
+    }
+
+    /// The end of the current window.
+    pub fn window_end(&self) -> f64 {
+        self.end
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod classify;
 mod event_clock;
+mod fleet;
 mod key_cache;
 mod ledger;
 mod lookback;
@@ -99,6 +100,8 @@ pub struct BudgetStage {
     /// Records whose `ts` was too far past the wall clock to move the
     /// event clock ([`EVENT_CLOCK_LEAD`]).
     future_ts: sluice_core::Counter,
+    /// Fleet scope: the other nodes' figures ([`BudgetStage::with_fleet`]).
+    fleet: Option<fleet::Fleet>,
 }
 
 impl BudgetStage {
@@ -191,9 +194,34 @@ impl BudgetStage {
                 "Records stamped more than a day past the wall clock: judged at the event clock's time without moving it (clock = \"event\").",
                 &[],
             ),
+            fleet: None,
         };
         stage.restore()?;
         Ok(stage)
+    }
+
+    /// Fleet scope: share figures with the other nodes through `exchange`
+    /// (which a Kafka link serves) as `cfg` says.
+    pub fn with_fleet(
+        mut self,
+        cfg: &sluice_config::FleetConfig,
+        exchange: sluice_core::fleet::FleetExchange,
+        registry: &Registry,
+    ) -> BudgetStage {
+        self.fleet = Some(fleet::Fleet::new(cfg, exchange, registry));
+        self
+    }
+
+    /// A fleet round when one is due (publish, read, derive p again).
+    fn fleet_round(&mut self) {
+        let now = self.now();
+        if let Some(f) = &mut self.fleet {
+            if f.round_if_due(&mut self.ledgers, &self.names, now) {
+                for (id, l) in self.ledgers.iter().enumerate() {
+                    self.stats.probability(id, l.state.p, l.state.spent);
+                }
+            }
+        }
     }
 
     /// The budget clock. A wall clock is read once per batch: a batch is
@@ -492,19 +520,23 @@ impl Stage for BudgetStage {
     }
 
     fn tick(&mut self, _now: Instant, _out: &mut Vec<Batch>) {
+        self.fleet_round();
         self.stats.publish_if_due();
         if self.last_save.elapsed().as_secs() >= 5 {
             self.last_save = Instant::now();
             if let Err(e) = self.save() {
-                eprintln!("budget: cannot save state: {e}");
+                tracing::error!(stage = "budget", error = %e, "cannot save the budget state; spend since the last save would be lost by a restart");
             }
         }
     }
 
     fn finish(&mut self, _out: &mut Vec<Batch>) {
+        if let Some(f) = &self.fleet {
+            f.close();
+        }
         self.publish_stats();
         if let Err(e) = self.save() {
-            eprintln!("budget: cannot save state: {e}");
+            tracing::error!(stage = "budget", error = %e, "cannot save the budget state; spend since the last save would be lost by a restart");
         }
     }
 }

@@ -26,7 +26,7 @@ impl BudgetStage {
                 // Never block the pipeline on a bad state file: keep it aside.
                 let aside = path.with_extension("json.corrupt");
                 let _ = std::fs::rename(&path, &aside);
-                eprintln!("budget: state file unreadable ({e}); moved to {}", aside.display());
+                tracing::error!(stage = "budget", error = %e, moved_to = %aside.display(), "budget state file unreadable; set aside, spend starts from zero");
                 return Ok(());
             }
         };
@@ -35,10 +35,11 @@ impl BudgetStage {
             // Ledgers keyed another way (overrides by env or namespace were
             // added or removed since) match no event any more.
             if name.split(KEY_SEPARATOR).count() != parts {
-                eprintln!(
-                    "budget: not restoring ledger `{}` from {}: the configuration keys ledgers differently now (by env or namespace)",
-                    name.replace(KEY_SEPARATOR, "/"),
-                    path.display()
+                tracing::warn!(
+                    stage = "budget",
+                    ledger = %name.replace(KEY_SEPARATOR, "/"),
+                    path = %path.display(),
+                    "not restoring a ledger: the configuration keys ledgers differently now (by env or namespace)"
                 );
                 continue;
             }

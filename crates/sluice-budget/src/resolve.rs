@@ -189,10 +189,11 @@ impl BudgetStage {
         let id = match self.overflow_ledger {
             Some(id) => id,
             None => {
-                eprintln!(
-                    "budget: {} service ledgers reached (budget.max_services); `{}` and services first seen after it share the ledger `{OVERFLOW_SERVICE}`",
-                    self.max_services,
-                    String::from_utf8_lossy(service).replace(KEY_SEPARATOR, "/")
+                tracing::warn!(
+                    stage = "budget",
+                    max_services = self.max_services,
+                    service = %String::from_utf8_lossy(service).replace(KEY_SEPARATOR, "/"),
+                    "budget.max_services ledgers reached: this service and those first seen after it share the ledger `{OVERFLOW_SERVICE}`"
                 );
                 let overflow = self.overflow_key.clone();
                 let id = self.service_id_slow(&overflow, key_cache::Key::of(&overflow), now);

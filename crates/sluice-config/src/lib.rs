@@ -6,6 +6,7 @@
 
 mod duration;
 mod endpoint;
+mod fleet;
 mod interpolate;
 mod model;
 pub mod secret_names;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use bytesize::ByteSize;
 
 pub use endpoint::{mask_urls, Endpoint};
+pub use fleet::{BudgetScope, FleetConfig};
 pub use interpolate::interpolate;
 pub use model::*;
 pub use secret_names::is_secret_key;

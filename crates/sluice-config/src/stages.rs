@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use crate::duration::humantime_serde_compat;
+use crate::fleet::{BudgetScope, FleetConfig};
 use crate::model::{check, Invalid};
 use crate::typed::{Glob, RegexPattern};
 
@@ -136,6 +137,13 @@ pub struct BudgetConfig {
     /// their records keep their own `service` field.
     #[serde(default = "default_max_services")]
     pub max_services: usize,
+    /// Whose budgets these are: this node's (`node`, the default) or the
+    /// whole fleet's (`fleet`, coordinated over Kafka by `[budget.fleet]`).
+    #[serde(default)]
+    pub scope: BudgetScope,
+    /// The fleet's coordination, required by `scope = "fleet"`.
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
 }
 
 fn default_max_services() -> usize {
@@ -446,6 +454,18 @@ impl BudgetConfig {
         {
             return Err(Invalid::new(format!("{table}.{key}"), "must be positive"));
         }
-        check(self.max_services > 0, "max_services", "must be at least 1")
+        check(self.max_services > 0, "max_services", "must be at least 1")?;
+        match (self.scope, &self.fleet) {
+            (BudgetScope::Fleet, None) => Err(Invalid::new(
+                "scope",
+                "`fleet` needs a [budget.fleet] table (brokers, node_id)",
+            )),
+            (BudgetScope::Node, Some(_)) => Err(Invalid::new(
+                "fleet",
+                "set `scope = \"fleet\"` to use [budget.fleet] (the scope is `node`)",
+            )),
+            (_, Some(f)) => f.validate().map_err(|e| e.under("fleet")),
+            (BudgetScope::Node, None) => Ok(()),
+        }
     }
 }

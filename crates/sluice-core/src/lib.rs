@@ -15,6 +15,7 @@ pub mod component;
 pub mod component_metrics;
 pub mod encode;
 pub mod event;
+pub mod fleet;
 pub mod json_scan;
 pub mod metric_names;
 pub mod metrics;

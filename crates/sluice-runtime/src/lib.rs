@@ -151,10 +151,22 @@ pub fn build_stages(config: &Config, registry: &Registry) -> Result<Vec<Box<dyn 
     }
     if let Some(b) = &config.budget {
         let state = Some(config.data_dir.clone());
-        let stage = sluice_budget::BudgetStage::new(b, registry, state).map_err(|e| RuntimeError::Stage {
+        let mut stage = sluice_budget::BudgetStage::new(b, registry, state).map_err(|e| RuntimeError::Stage {
             stage: "budget",
             message: e.to_string(),
         })?;
+        if let Some(fleet) = b
+            .fleet
+            .as_ref()
+            .filter(|_| b.scope == sluice_config::BudgetScope::Fleet)
+        {
+            let exchange = sluice_core::fleet::FleetExchange::new(&fleet.node_id);
+            sluice_kafka::fleet::start_link(fleet, exchange.clone(), registry).map_err(|e| RuntimeError::Stage {
+                stage: "budget",
+                message: e.to_string(),
+            })?;
+            stage = stage.with_fleet(fleet, exchange, registry);
+        }
         stages.push(Box::new(stage));
     }
     Ok(stages)

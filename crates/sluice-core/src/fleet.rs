@@ -1,0 +1,126 @@
+//! The meeting point of a fleet-wide budget: the budget stage leaves this
+//! node's report here and reads the other nodes' reports; the Kafka link
+//! publishes the one and delivers the others. Only opaque bytes and when
+//! they arrived pass through: what a report says belongs to the budget
+//! stage, how it travels to the Kafka crate.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One other node's latest report.
+#[derive(Debug, Clone)]
+pub struct PeerReport {
+    /// The node's id.
+    pub node: String,
+    /// What it published.
+    pub payload: Arc<[u8]>,
+    /// When this node received it.
+    pub received: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    outgoing: Option<Arc<[u8]>>,
+    peers: HashMap<String, PeerReport>,
+}
+
+/// See the module docs. Cheap to clone; every clone is the same exchange.
+#[derive(Debug, Clone)]
+pub struct FleetExchange {
+    node: Arc<str>,
+    inner: Arc<Mutex<Inner>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl FleetExchange {
+    /// The exchange of node `node`.
+    pub fn new(node: &str) -> FleetExchange {
+        FleetExchange {
+            node: node.into(),
+            inner: Arc::default(),
+            closed: Arc::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replace this node's report (the link publishes the latest).
+    pub fn set_outgoing(&self, payload: Vec<u8>) {
+        self.lock().outgoing = Some(payload.into());
+    }
+
+    /// This node's latest report, if there is one yet.
+    pub fn outgoing(&self) -> Option<Arc<[u8]>> {
+        self.lock().outgoing.clone()
+    }
+
+    /// A report received from `node`, replacing its previous one; this
+    /// node's own (read back from the topic) is ignored.
+    pub fn receive(&self, node: &str, payload: &[u8], at: Instant) {
+        if node == &*self.node {
+            return;
+        }
+        self.lock().peers.insert(
+            node.to_string(),
+            PeerReport {
+                node: node.to_string(),
+                payload: payload.into(),
+                received: at,
+            },
+        );
+    }
+
+    /// The other nodes' reports received since `since`; older ones are
+    /// forgotten.
+    pub fn peers_since(&self, since: Instant) -> Vec<PeerReport> {
+        let mut inner = self.lock();
+        inner.peers.retain(|_, p| p.received >= since);
+        let mut peers: Vec<PeerReport> = inner.peers.values().cloned().collect();
+        peers.sort_by(|a, b| a.node.cmp(&b.node));
+        peers
+    }
+
+    /// The stage is done: the link stops.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`FleetExchange::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn keeps_the_latest_report_per_other_node_and_forgets_the_silent() {
+        let x = FleetExchange::new("a");
+        let t0 = Instant::now();
+        x.receive("a", b"mine", t0);
+        x.receive("b", b"old", t0);
+        x.receive("c", b"c1", t0);
+        let t1 = t0 + Duration::from_secs(5);
+        x.receive("b", b"new", t1);
+        let peers = x.peers_since(t0 + Duration::from_secs(1));
+        let got: Vec<(&str, &[u8])> = peers.iter().map(|p| (p.node.as_str(), &*p.payload)).collect();
+        assert_eq!(got, [("b", &b"new"[..])]);
+        x.set_outgoing(b"report".to_vec());
+        assert_eq!(x.outgoing().as_deref(), Some(&b"report"[..]));
+        assert!(!x.is_closed());
+        x.clone().close();
+        assert!(x.is_closed());
+    }
+}
