@@ -29,6 +29,8 @@ use crate::ledger::{BudgetLedger, PeerSums};
 /// One node's report, as published (the node id is the message key).
 #[derive(Debug, Serialize, Deserialize)]
 struct Report {
+    /// The node's budget clock when it reported.
+    clock: f64,
     /// Per ledger key.
     services: Vec<ServiceReport>,
 }
@@ -46,6 +48,8 @@ struct ServiceReport {
     normal_rate: f64,
     must_events: f64,
     normal_events: f64,
+    /// The node's keep-probability of normal events.
+    p: f64,
 }
 
 /// Two nodes' windows are the same window when their starts are this close
@@ -108,15 +112,15 @@ impl Fleet {
             return false;
         }
         self.next = wall + self.interval;
-        self.publish(ledgers, names);
-        self.apply(ledgers, names, wall);
+        self.publish(ledgers, names, now);
+        self.apply(ledgers, names, wall, now);
         for l in ledgers.iter_mut() {
             l.rederive(now);
         }
         true
     }
 
-    fn publish(&self, ledgers: &[BudgetLedger], names: &[Vec<u8>]) {
+    fn publish(&self, ledgers: &[BudgetLedger], names: &[Vec<u8>], now: f64) {
         let services = ledgers
             .iter()
             .zip(names)
@@ -128,15 +132,21 @@ impl Fleet {
                 normal_rate: l.state.normal_rate.rate,
                 must_events: l.state.must_events.rate,
                 normal_events: l.state.normal_events.rate,
+                p: l.state.p,
             })
             .collect();
-        if let Ok(bytes) = serde_json::to_vec(&Report { services }) {
+        if let Ok(bytes) = serde_json::to_vec(&Report { clock: now, services }) {
             self.exchange.set_outgoing(bytes);
         }
     }
 
-    /// Sum the other nodes' fresh figures into each ledger's peers.
-    fn apply(&mut self, ledgers: &mut [BudgetLedger], names: &[Vec<u8>], wall: Instant) {
+    /// Sum the other nodes' fresh figures into each ledger's peers. A
+    /// report is an interval or more old when it is read: each peer's
+    /// spend is carried forward from its clock to ours at the rate it was
+    /// keeping (its must-keep rate plus p times its normal rate), or near
+    /// a window's end every node would overspend by what the others kept
+    /// since they last reported.
+    fn apply(&mut self, ledgers: &mut [BudgetLedger], names: &[Vec<u8>], wall: Instant, now: f64) {
         let since = wall.checked_sub(self.stale_after).unwrap_or(wall);
         let peers = self.exchange.peers_since(since);
         self.parsed.retain(|node, _| peers.iter().any(|p| &p.node == node));
@@ -164,6 +174,7 @@ impl Fleet {
         let index: HashMap<&[u8], usize> = names.iter().enumerate().map(|(i, n)| (n.as_slice(), i)).collect();
         let mut sums: Vec<Option<PeerSums>> = vec![None; ledgers.len()];
         for (_, report) in self.parsed.values() {
+            let behind = (now - report.clock).max(0.0);
             for s in &report.services {
                 let Some(&id) = index.get(s.key.as_bytes()) else {
                     continue;
@@ -172,7 +183,8 @@ impl Fleet {
                 // A node in another window (a clock on the other side of
                 // midnight) offers at its rates but has spent elsewhere.
                 if (s.window_start - ledgers[id].state.window_start).abs() < SAME_WINDOW_SECS {
-                    sum.spent += s.spent;
+                    let since = behind.min((ledgers[id].window_end() - report.clock).max(0.0));
+                    sum.spent += s.spent + since * (s.must_rate + s.p * s.normal_rate);
                 }
                 sum.must_rate += s.must_rate;
                 sum.normal_rate += s.normal_rate;
@@ -248,7 +260,13 @@ mod tests {
     }
 
     fn report(spent: f64, normal: f64, window_start: f64) -> Vec<u8> {
+        report_at(43_200.0, spent, normal, window_start)
+    }
+
+    /// A report made at the peer's clock `clock`, its p 0.05.
+    fn report_at(clock: f64, spent: f64, normal: f64, window_start: f64) -> Vec<u8> {
         serde_json::to_vec(&Report {
+            clock,
             services: vec![ServiceReport {
                 key: "checkout".into(),
                 window_start,
@@ -257,6 +275,7 @@ mod tests {
                 normal_rate: normal,
                 must_events: 0.0,
                 normal_events: 0.0,
+                p: 0.05,
             }],
         })
         .unwrap()
@@ -298,6 +317,13 @@ mod tests {
         fleet.next = Instant::now();
         fleet.round_if_due(&mut ledgers, &names, 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0);
+
+        // A report from 100 s of budget clock ago: its spend is carried
+        // forward at the rate it was keeping (0.05 × 30 bytes/s).
+        exchange.receive("b", &report_at(43_100.0, 100_000.0, 30.0, 0.0), Instant::now());
+        fleet.next = Instant::now();
+        fleet.round_if_due(&mut ledgers, &names, 43_200.0);
+        assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0 + 100.0 * 1.5);
 
         // Nobody heard within stale_intervals × interval: alone again,
         // counted once.
