@@ -110,19 +110,27 @@ fn metrics_pass_promtool_and_prometheus_agrees_with_the_summary() {
     stdin.flush().unwrap();
     // Every line read, and the budget's statistics published (about once
     // a second, not per batch).
+    // The component view counts a batch as a stage passes it on: once the
+    // input is through, what one stage sent the next received.
+    let series = |body: &str, family: &str, kind: &str, id: &str| {
+        sample(
+            body,
+            &format!("sluice_{family}{{component_kind=\"{kind}\",component=\"{id}\"}}"),
+        )
+    };
     let (_, body) = wait_for(port, "/metrics", |_, b| {
         sample(b, "sluice_events_in_total{source=\"in\"}") == Some(lines)
             && b.contains("# TYPE sluice_request_duration_seconds histogram")
+            && series(b, "component_sent_events_total", "stage", "parse") == Some(lines)
+            && series(b, "component_sent_events_total", "stage", "multiline")
+                == series(b, "component_received_events_total", "stage", "redact")
+            && series(b, "component_sent_events_total", "stage", "budget")
+                == series(b, "component_received_events_total", "sink", "out")
     });
 
     // The component view: the same numbers as each component's own
     // families, under the standard names.
-    let component = |family: &str, kind: &str, id: &str| {
-        sample(
-            &body,
-            &format!("sluice_{family}{{component_kind=\"{kind}\",component=\"{id}\"}}"),
-        )
-    };
+    let component = |family: &str, kind: &str, id: &str| series(&body, family, kind, id);
     assert_eq!(
         component("component_received_events_total", "source", "in"),
         Some(lines)
