@@ -158,14 +158,7 @@ fn twenty_reloads_under_a_busy_file_source_lose_and_repeat_nothing() {
         .spawn()
         .unwrap();
     let _guard = KillOnDrop(child.id());
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "admin endpoint never came up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_listener(port);
 
     let mut b: Option<usize> = None;
     let mut budget = "100GiB/day";

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -130,14 +130,7 @@ fn top_draws_the_running_pipeline_and_quits_on_q_and_on_ctrl_c() {
     let mut stdin = run.stdin.take().unwrap();
     stdin.write_all(&generated(2000, 3)).unwrap();
     stdin.flush().unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "admin endpoint never came up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_listener(port);
 
     for key in [&b"q"[..], &b"\x03"[..]] {
         let (code, raw) = top_until_key(port, key);

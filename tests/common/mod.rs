@@ -89,6 +89,31 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Wait until something listens on `127.0.0.1:port` (20 s at most).
+pub fn wait_for_listener(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "nothing came up on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Stop a server the test started: SIGTERM, then SIGKILL after 30 s.
+pub fn terminate(mut child: Child) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// `sluice run -c <config>` to its end: its output and standard error.
 pub fn run_to_end(config: &Path) -> (std::process::Output, String) {
     let out = sluice().args(["run", "-c"]).arg(config).output().unwrap();
