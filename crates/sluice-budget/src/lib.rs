@@ -219,6 +219,7 @@ impl BudgetStage {
             if f.round_if_due(&mut self.ledgers, &self.names, now) {
                 for (id, l) in self.ledgers.iter().enumerate() {
                     self.stats.probability(id, l.state.p, l.state.spent);
+                    self.stats.local_probability(id, l.local_p(now));
                 }
             }
         }

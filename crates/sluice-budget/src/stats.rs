@@ -115,6 +115,9 @@ struct ServiceStats {
     hists: Vec<Hist>,
     probability: Gauge,
     spent: Gauge,
+    /// Fleet scope: the p this node would set alone (registered on first
+    /// use, so node scope exposes no such series).
+    local_probability: Option<Gauge>,
 }
 
 pub struct Stats {
@@ -197,6 +200,7 @@ impl Stats {
                 &s,
             ),
             spent: r.gauge("budget_spent_bytes", "Bytes kept in the current window.", &s),
+            local_probability: None,
         });
         self.labels.push(base);
         self.unpublished_mark.push(false);
@@ -299,6 +303,21 @@ impl Stats {
         let s = &self.services[id];
         s.probability.set((p * 1e6) as i64);
         s.spent.set(spent as i64);
+    }
+
+    /// Fleet scope: the keep-probability this node alone would set, beside
+    /// the fleet's (`budget_keep_probability_ppm`).
+    pub fn local_probability(&mut self, id: usize, p: f64) {
+        let labels: Vec<(&'static str, &str)> = self.labels[id].iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let registry = &self.registry;
+        let gauge = self.services[id].local_probability.get_or_insert_with(|| {
+            registry.gauge(
+                "budget_local_keep_probability_ppm",
+                "Fleet scope: the keep-probability of normal events this node would set alone, parts per million.",
+                &labels,
+            )
+        });
+        gauge.set((p * 1e6) as i64);
     }
 
     /// Publish if [`PUBLISH_EVERY`] has passed since the last time.

@@ -799,3 +799,40 @@ fn a_service_has_at_most_1000_route_histograms_and_counts_every_event() {
 }
 
 mod rules;
+
+#[test]
+fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
+    let lines = day(3 * 3600);
+    let budgets = budgets_for(&lines);
+    let cfg = config(
+        &budgets,
+        "scope = \"fleet\"\n[budget.fleet]\nbrokers = \"k:9092\"\nnode_id = \"a\"\ninterval = \"100ms\"\n",
+    );
+    let registry = Registry::new();
+    let exchange = sluice_core::fleet::FleetExchange::new("a");
+    let mut stage = BudgetStage::new(&cfg, &registry, None).unwrap().with_fleet(
+        cfg.fleet.as_ref().unwrap(),
+        exchange.clone(),
+        &registry,
+    );
+    run(&mut stage, &lines, 0);
+    // Another node offers svc00 a billion bytes a second: the fleet's p
+    // for it falls to the floor; alone, this node would keep more.
+    let id = stage.ids[&b"svc00"[..]];
+    let report = format!(
+        r#"{{"clock":{},"services":[{{"key":"svc00","window_start":{},"spent":0,"must_rate":0,"normal_rate":1e9,"must_events":0,"normal_events":0,"p":0.01}}]}}"#,
+        stage.event_now, stage.ledgers[id].state.window_start
+    );
+    exchange.receive("b", report.as_bytes(), Instant::now());
+    stage.tick(Instant::now(), &mut Vec::new());
+    let svc = [("service", "svc00")];
+    let fleet = registry.value("budget_keep_probability_ppm", &svc).unwrap();
+    let local = registry.value("budget_local_keep_probability_ppm", &svc).unwrap();
+    assert_eq!(fleet, (cfg.floor * 1e6) as i64);
+    assert!(local > fleet, "local {local}, fleet {fleet}");
+    assert_eq!(stage.ledgers[id].state.p, cfg.floor);
+    assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(2));
+    // What this node published names every ledger it keeps.
+    let mine: serde_json::Value = serde_json::from_slice(&exchange.outgoing().unwrap()).unwrap();
+    assert_eq!(mine["services"].as_array().unwrap().len(), stage.ledgers.len());
+}
