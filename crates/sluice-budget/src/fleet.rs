@@ -106,14 +106,20 @@ impl Fleet {
 
     /// Publish and read the fleet's figures when an interval has passed;
     /// whether it did (the ledgers' p were derived again).
-    pub(crate) fn round_if_due(&mut self, ledgers: &mut [BudgetLedger], names: &[Vec<u8>], now: f64) -> bool {
+    pub(crate) fn round_if_due(
+        &mut self,
+        ledgers: &mut [BudgetLedger],
+        names: &[Vec<u8>],
+        ids: &crate::FastMap<Box<[u8]>, usize>,
+        now: f64,
+    ) -> bool {
         let wall = Instant::now();
         if wall < self.next {
             return false;
         }
         self.next = wall + self.interval;
         self.publish(ledgers, names, now);
-        self.apply(ledgers, names, wall, now);
+        self.apply(ledgers, ids, wall, now);
         for l in ledgers.iter_mut() {
             l.rederive(now);
         }
@@ -146,7 +152,7 @@ impl Fleet {
     /// keeping (its must-keep rate plus p times its normal rate), or near
     /// a window's end every node would overspend by what the others kept
     /// since they last reported.
-    fn apply(&mut self, ledgers: &mut [BudgetLedger], names: &[Vec<u8>], wall: Instant, now: f64) {
+    fn apply(&mut self, ledgers: &mut [BudgetLedger], ids: &crate::FastMap<Box<[u8]>, usize>, wall: Instant, now: f64) {
         let since = wall.checked_sub(self.stale_after).unwrap_or(wall);
         let peers = self.exchange.peers_since(since);
         self.parsed.retain(|node, _| peers.iter().any(|p| &p.node == node));
@@ -171,12 +177,11 @@ impl Fleet {
                 }
             }
         }
-        let index: HashMap<&[u8], usize> = names.iter().enumerate().map(|(i, n)| (n.as_slice(), i)).collect();
         let mut sums: Vec<Option<PeerSums>> = vec![None; ledgers.len()];
         for (_, report) in self.parsed.values() {
             let behind = (now - report.clock).max(0.0);
             for s in &report.services {
-                let Some(&id) = index.get(s.key.as_bytes()) else {
+                let Some(&id) = ids.get(s.key.as_bytes()) else {
                     continue;
                 };
                 let sum = sums[id].get_or_insert_with(PeerSums::default);
@@ -235,6 +240,14 @@ mod tests {
     use crate::ledger::{WindowRule, Zone};
     use sluice_config::{Budget, BudgetWindow};
 
+    fn ids_of(names: &[Vec<u8>]) -> crate::FastMap<Box<[u8]>, usize> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone().into_boxed_slice(), i))
+            .collect()
+    }
+
     fn fleet_config() -> FleetConfig {
         let toml = "[sources.s]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[budget]\nscope = \"fleet\"\n[budget.fleet]\nbrokers = \"k:9092\"\nnode_id = \"a\"\ninterval = \"1s\"\n";
         let cfg = sluice_config::parse(toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
@@ -287,10 +300,11 @@ mod tests {
         let exchange = FleetExchange::new("a");
         let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
         let names = vec![b"checkout".to_vec()];
+        let ids = ids_of(&names);
         // Half the day left (43,200 s) and all 432,000 bytes unspent here:
         // alone, 10 bytes/s are affordable of the 20 offered: p = 0.5.
         let mut ledgers = vec![ledger(0.0, 20.0)];
-        assert!(fleet.round_if_due(&mut ledgers, &names, 43_200.0));
+        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0));
         assert_eq!(ledgers[0].state.p, 0.5);
         assert_eq!(ledgers[0].peers, None);
         // What this node published.
@@ -307,7 +321,7 @@ mod tests {
         exchange.receive("b", &report(100_000.0, 30.0, 0.0), now);
         exchange.receive("c", &report(116_000.0, 50.0, 0.0), now);
         fleet.next = Instant::now();
-        assert!(fleet.round_if_due(&mut ledgers, &names, 43_200.0));
+        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0));
         assert!((ledgers[0].state.p - 0.05).abs() < 1e-12, "{}", ledgers[0].state.p);
         assert_eq!(ledgers[0].local_p(43_200.0), 0.5);
         assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(3));
@@ -315,14 +329,14 @@ mod tests {
         // A peer in another window offers, but has spent elsewhere.
         exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0);
 
         // A report from 100 s of budget clock ago: its spend is carried
         // forward at the rate it was keeping (0.05 × 30 bytes/s).
         exchange.receive("b", &report_at(43_100.0, 100_000.0, 30.0, 0.0), Instant::now());
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0 + 100.0 * 1.5);
 
         // Nobody heard within stale_intervals × interval: alone again,
@@ -330,7 +344,7 @@ mod tests {
         fleet.stale_after = Duration::ZERO;
         std::thread::sleep(Duration::from_millis(5));
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
         assert_eq!((ledgers[0].peers, ledgers[0].state.p), (None, 0.5));
         assert_eq!(registry.value("budget_fleet_degraded_total", &[]), Some(1));
         assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(1));
@@ -343,7 +357,8 @@ mod tests {
         let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
         exchange.receive("b", b"{not json", Instant::now());
         let mut ledgers = vec![ledger(0.0, 20.0)];
-        fleet.round_if_due(&mut ledgers, &[b"checkout".to_vec()], 43_200.0);
+        let names = [b"checkout".to_vec()];
+        fleet.round_if_due(&mut ledgers, &names, &ids_of(&names), 43_200.0);
         assert_eq!(registry.value("budget_fleet_bad_reports_total", &[]), Some(1));
         assert_eq!((ledgers[0].peers, ledgers[0].state.p), (None, 0.5));
     }

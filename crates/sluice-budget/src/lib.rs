@@ -216,7 +216,7 @@ impl BudgetStage {
     fn fleet_round(&mut self) {
         let now = self.now();
         if let Some(f) = &mut self.fleet {
-            if f.round_if_due(&mut self.ledgers, &self.names, now) {
+            if f.round_if_due(&mut self.ledgers, &self.names, &self.ids, now) {
                 for (id, l) in self.ledgers.iter().enumerate() {
                     self.stats.probability(id, l.state.p, l.state.spent);
                     self.stats.local_probability(id, l.local_p(now));

@@ -103,11 +103,10 @@ impl Sinks {
     }
 
     /// Close every sink's input and wait for each to finish.
-    pub(crate) async fn finish(mut self, report: &mut RunReport) {
+    pub(crate) async fn finish(self, report: &mut RunReport) {
         // Inputs close first, so each sink drains as soon as the chain is done.
-        let running = std::mem::take(&mut self.running);
         let mut tasks = Vec::new();
-        for (id, s) in running {
+        for (id, s) in self.running {
             drop(s.input);
             tasks.push((id, s.task));
         }
