@@ -175,18 +175,18 @@ fn a_fleet_scope_budget_holds_across_nodes_where_node_scope_spends_it_on_each() 
             continue;
         }
         // Node scope: each node spent the whole budget. Fleet scope: the
-        // fleet did, once: 0.99-1.01 on a quiet machine. Two simulated
-        // hours pass in 16 s here, and on a loaded machine the three
-        // nodes' clocks drift apart by minutes of simulated time, which a
-        // fleet on one wall clock never does: up to 1.08 was seen under
-        // the full test run.
+        // fleet did, once: 0.99-1.01, also with the machine's cores kept
+        // busy. Two simulated hours pass in 16 s here, so the nodes'
+        // clocks are minutes of simulated time apart; a node behind the
+        // others counts what they closed its hour with (up to 1.09 was
+        // seen before they published it).
         assert!(
             (2.7..=3.1).contains(&(n.spent / BUDGET)),
             "{service}: node scope spent {:.2} budgets",
             n.spent / BUDGET
         );
         assert!(
-            (0.92..=1.08).contains(&(f.spent / BUDGET)),
+            (0.95..=1.05).contains(&(f.spent / BUDGET)),
             "{service}: the fleet spent {:.2} budgets",
             f.spent / BUDGET
         );

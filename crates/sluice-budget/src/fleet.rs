@@ -50,6 +50,12 @@ struct ServiceReport {
     normal_events: f64,
     /// The node's keep-probability of normal events.
     p: f64,
+    /// The window it closed last: start and final spend. A node whose
+    /// clock is still in that window counts this spend, not the new
+    /// window's: without it a node a little behind the others ignored
+    /// their spend from their midnight to its own and overspent by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    closed: Option<(f64, f64)>,
 }
 
 /// Two nodes' windows are the same window when their starts are this close
@@ -139,6 +145,7 @@ impl Fleet {
                 must_events: l.state.must_events.rate,
                 normal_events: l.state.normal_events.rate,
                 p: l.state.p,
+                closed: l.closed,
             })
             .collect();
         if let Ok(bytes) = serde_json::to_vec(&Report { clock: now, services }) {
@@ -186,10 +193,15 @@ impl Fleet {
                 };
                 let sum = sums[id].get_or_insert_with(PeerSums::default);
                 // A node in another window (a clock on the other side of
-                // midnight) offers at its rates but has spent elsewhere.
-                if (s.window_start - ledgers[id].state.window_start).abs() < SAME_WINDOW_SECS {
+                // midnight) offers at its rates but has spent elsewhere:
+                // ahead of this one, it spent what it closed ours with;
+                // behind, nothing yet.
+                let ours = ledgers[id].state.window_start;
+                if (s.window_start - ours).abs() < SAME_WINDOW_SECS {
                     let since = behind.min((ledgers[id].window_end() - report.clock).max(0.0));
                     sum.spent += s.spent + since * (s.must_rate + s.p * s.normal_rate);
+                } else if let Some((_, spent)) = s.closed.filter(|c| (c.0 - ours).abs() < SAME_WINDOW_SECS) {
+                    sum.spent += spent;
                 }
                 sum.must_rate += s.must_rate;
                 sum.normal_rate += s.normal_rate;
@@ -289,6 +301,7 @@ mod tests {
                 must_events: 0.0,
                 normal_events: 0.0,
                 p: 0.05,
+                closed: None,
             }],
         })
         .unwrap()
@@ -331,6 +344,15 @@ mod tests {
         fleet.next = Instant::now();
         fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0);
+        // A peer already past our window's end counts what it closed it
+        // with (its clock ahead of ours: nothing carried forward).
+        let mut ahead: Report = serde_json::from_slice(&report_at(86_410.0, 500.0, 50.0, 86_400.0)).unwrap();
+        ahead.services[0].closed = Some((0.0, 120_000.0));
+        exchange.receive("c", &serde_json::to_vec(&ahead).unwrap(), now);
+        fleet.next = Instant::now();
+        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
+        assert_eq!(ledgers[0].peers.unwrap().spent, 220_000.0);
+        exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
 
         // A report from 100 s of budget clock ago: its spend is carried
         // forward at the rate it was keeping (0.05 × 30 bytes/s).

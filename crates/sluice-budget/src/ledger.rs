@@ -178,6 +178,9 @@ pub struct BudgetLedger {
     /// The other nodes' share of this service, in fleet scope while the
     /// fleet is heard from; `None` decides by this node alone.
     pub peers: Option<PeerSums>,
+    /// The window this ledger last closed: its start and final spend (a
+    /// fleet node whose clock is still in that window counts it).
+    pub closed: Option<(f64, f64)>,
 }
 
 /// What the other nodes of a fleet report for one service, summed: p is
@@ -221,6 +224,7 @@ impl BudgetLedger {
             floor,
             ceiling,
             peers: None,
+            closed: None,
         }
     }
 
@@ -240,6 +244,7 @@ impl BudgetLedger {
 
     #[cold]
     fn start_window(&mut self, now: f64, rule: &WindowRule) {
+        self.closed = Some((self.state.window_start, self.state.spent));
         (self.state.window_start, self.end) = rule.window(now, self.state.window_start, self.budget.period_secs);
         self.state.spent = 0.0;
         self.derive_p(now);
