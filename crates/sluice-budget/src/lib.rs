@@ -216,7 +216,7 @@ impl BudgetStage {
     fn fleet_round(&mut self) {
         let now = self.now();
         if let Some(f) = &mut self.fleet {
-            if f.round_if_due(&mut self.ledgers, &self.names, &self.ids, now) {
+            if f.round_if_due(&mut self.ledgers, &self.names, &self.ids, &self.windows, now) {
                 for (id, l) in self.ledgers.iter().enumerate() {
                     self.stats.probability(id, l.state.p, l.state.spent);
                     self.stats.local_probability(id, l.local_p(now));
@@ -310,7 +310,12 @@ impl BudgetStage {
                 }
                 now = self.event_now;
             }
-            let size = e.rewrite.map_or(e.line.len, |r| r.len) as u64 + 1;
+            // What a sink stores: the line, the fields the source adds
+            // to it (its file, pod and container), and the newline.
+            let added = batch
+                .origin(e)
+                .map_or(0, |o| o.fields_json.len() + usize::from(!o.fields_json.is_empty()));
+            let size = e.rewrite.map_or(e.line.len, |r| r.len) as u64 + added as u64 + 1;
             let (id, hist, slow_ms) = match self.pair_probe(data, e) {
                 Some(hit) => hit,
                 None => {
