@@ -16,19 +16,24 @@
 //! kept throughout: only normal events are ever sampled.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sluice_config::FleetConfig;
 use sluice_core::fleet::FleetExchange;
 use sluice_core::{Counter, Gauge, Registry};
 
-use crate::ledger::{BudgetLedger, PeerSums};
+use crate::ledger::{BudgetLedger, PeerSums, WindowRule};
 
 /// One node's report, as published (the node id is the message key).
 #[derive(Debug, Serialize, Deserialize)]
 struct Report {
+    /// Which run of the node made it (a start picks one at random): a
+    /// node tells its previous run's reports from its own.
+    #[serde(default)]
+    run: u64,
     /// The node's budget clock when it reported.
     clock: f64,
     /// Per ledger key.
@@ -62,14 +67,25 @@ struct ServiceReport {
 /// (calendar windows start at the same instant on every node).
 const SAME_WINDOW_SECS: f64 = 1.0;
 
+/// A peer's latest report, parsed.
+struct Held {
+    /// The bytes it was parsed from (unchanged bytes are not parsed again).
+    payload: Arc<[u8]>,
+    /// When the peer published it.
+    sent: SystemTime,
+    report: Report,
+}
+
 /// See the module docs.
 pub(crate) struct Fleet {
     exchange: FleetExchange,
     interval: Duration,
     stale_after: Duration,
     next: Instant,
-    /// Reports already parsed, by node: (the bytes, parsed).
-    parsed: HashMap<String, (Arc<[u8]>, Report)>,
+    /// Reports already parsed, by node.
+    parsed: HashMap<String, Held>,
+    /// This run's id in its reports.
+    run: u64,
     /// Whether the last round counted another node.
     heard: bool,
     nodes: Gauge,
@@ -86,6 +102,7 @@ impl Fleet {
             stale_after: cfg.interval * cfg.stale_intervals,
             next: Instant::now(),
             parsed: HashMap::new(),
+            run: run_id(),
             heard: false,
             nodes: registry.gauge(
                 "budget_fleet_nodes",
@@ -117,6 +134,7 @@ impl Fleet {
         ledgers: &mut [BudgetLedger],
         names: &[Vec<u8>],
         ids: &crate::FastMap<Box<[u8]>, usize>,
+        rule: &WindowRule,
         now: f64,
     ) -> bool {
         let wall = Instant::now();
@@ -124,8 +142,18 @@ impl Fleet {
             return false;
         }
         self.next = wall + self.interval;
+        // A ledger's rates move only when its service logs here: one that
+        // went quiet (a service that moved to another node) would report
+        // its last rates for ever, and the fleet would count traffic that
+        // left. Brought up to now, its rates are measured over the
+        // silence, and its window is the current one.
+        for l in ledgers.iter_mut() {
+            l.roll(now, rule);
+            l.update(now);
+        }
+        self.take_up_echo(ledgers, ids);
         self.publish(ledgers, names, now);
-        self.apply(ledgers, ids, wall, now);
+        self.apply(ledgers, ids, now);
         for l in ledgers.iter_mut() {
             l.rederive(now);
         }
@@ -148,72 +176,108 @@ impl Fleet {
                 closed: l.closed,
             })
             .collect();
-        if let Ok(bytes) = serde_json::to_vec(&Report { clock: now, services }) {
+        if let Ok(bytes) = serde_json::to_vec(&Report {
+            run: self.run,
+            clock: now,
+            services,
+        }) {
             self.exchange.set_outgoing(bytes);
         }
     }
 
-    /// Sum the other nodes' fresh figures into each ledger's peers. A
-    /// report is an interval or more old when it is read: each peer's
-    /// spend is carried forward from its clock to ours at the rate it was
-    /// keeping (its must-keep rate plus p times its normal rate), or near
-    /// a window's end every node would overspend by what the others kept
-    /// since they last reported.
-    fn apply(&mut self, ledgers: &mut [BudgetLedger], ids: &crate::FastMap<Box<[u8]>, usize>, wall: Instant, now: f64) {
-        let since = wall.checked_sub(self.stale_after).unwrap_or(wall);
-        let peers = self.exchange.peers_since(since);
+    /// Sum the other nodes' figures into each ledger's peers. A fresh
+    /// report (younger than `stale_after`) counts whole: its rates, and its
+    /// spend carried forward from its clock to ours at the rate it was
+    /// keeping (a report is an interval or more old when it is read, and
+    /// near a window's end every node would otherwise overspend by what
+    /// the others kept since). A stale one (its node gone, or Kafka out of
+    /// reach) counts only what it had spent in our window: spend is
+    /// history, rates are not. A stale report older than the longest
+    /// window is forgotten.
+    fn apply(&mut self, ledgers: &mut [BudgetLedger], ids: &crate::FastMap<Box<[u8]>, usize>, now: f64) {
+        let wall = SystemTime::now();
+        let peers = self.exchange.peers();
         self.parsed.retain(|node, _| peers.iter().any(|p| &p.node == node));
-        let mut oldest = Duration::ZERO;
         for p in &peers {
-            oldest = oldest.max(wall.saturating_duration_since(p.received));
-            if self
-                .parsed
-                .get(&p.node)
-                .is_some_and(|(bytes, _)| Arc::ptr_eq(bytes, &p.payload))
-            {
-                continue;
+            if let Some(held) = self.parsed.get_mut(&p.node) {
+                if Arc::ptr_eq(&held.payload, &p.payload) {
+                    continue;
+                }
             }
             match serde_json::from_slice::<Report>(&p.payload) {
-                Ok(r) => {
-                    self.parsed.insert(p.node.clone(), (p.payload.clone(), r));
+                Ok(report) => {
+                    let held = Held {
+                        payload: p.payload.clone(),
+                        sent: p.sent,
+                        report,
+                    };
+                    self.parsed.insert(p.node.clone(), held);
                 }
                 Err(e) => {
                     self.bad_reports.inc();
                     self.parsed.remove(&p.node);
+                    self.exchange.forget(&p.node);
                     tracing::warn!(stage = "budget", node = %p.node, error = %e, "budget: a fleet report could not be read; that node is not counted");
                 }
             }
         }
+        let longest = ledgers.iter().map(|l| l.budget.period_secs).max().unwrap_or(0) as f64;
         let mut sums: Vec<Option<PeerSums>> = vec![None; ledgers.len()];
-        for (_, report) in self.parsed.values() {
+        let (mut fresh, mut oldest) = (0usize, Duration::ZERO);
+        let mut gone = Vec::new();
+        for (node, held) in &self.parsed {
+            let age = wall.duration_since(held.sent).unwrap_or_default();
+            let is_fresh = age < self.stale_after;
+            if is_fresh {
+                fresh += 1;
+                oldest = oldest.max(age);
+            } else if held.report.clock < now - longest {
+                gone.push(node.clone());
+                continue;
+            }
+            let report = &held.report;
             let behind = (now - report.clock).max(0.0);
             for s in &report.services {
                 let Some(&id) = ids.get(s.key.as_bytes()) else {
                     continue;
                 };
-                let sum = sums[id].get_or_insert_with(PeerSums::default);
                 // A node in another window (a clock on the other side of
-                // midnight) offers at its rates but has spent elsewhere:
-                // ahead of this one, it spent what it closed ours with;
-                // behind, nothing yet.
+                // midnight) has spent elsewhere: ahead of this one, it
+                // spent what it closed ours with; behind, nothing yet.
                 let ours = ledgers[id].state.window_start;
-                if (s.window_start - ours).abs() < SAME_WINDOW_SECS {
-                    let since = behind.min((ledgers[id].window_end() - report.clock).max(0.0));
-                    sum.spent += s.spent + since * (s.must_rate + s.p * s.normal_rate);
-                } else if let Some((_, spent)) = s.closed.filter(|c| (c.0 - ours).abs() < SAME_WINDOW_SECS) {
-                    sum.spent += spent;
+                let spent = if (s.window_start - ours).abs() < SAME_WINDOW_SECS {
+                    let since = if is_fresh {
+                        behind.min((ledgers[id].window_end() - report.clock).max(0.0))
+                    } else {
+                        0.0
+                    };
+                    Some(s.spent + since * (s.must_rate + s.p * s.normal_rate))
+                } else {
+                    s.closed.filter(|c| (c.0 - ours).abs() < SAME_WINDOW_SECS).map(|c| c.1)
+                };
+                if !is_fresh && spent.is_none() {
+                    continue;
                 }
-                sum.must_rate += s.must_rate;
-                sum.normal_rate += s.normal_rate;
-                sum.must_events += s.must_events;
-                sum.normal_events += s.normal_events;
+                let sum = sums[id].get_or_insert_with(PeerSums::default);
+                sum.spent += spent.unwrap_or(0.0);
+                if is_fresh {
+                    sum.must_rate += s.must_rate;
+                    sum.normal_rate += s.normal_rate;
+                    sum.must_events += s.must_events;
+                    sum.normal_events += s.normal_events;
+                }
             }
         }
-        let heard = !self.parsed.is_empty();
+        for node in gone {
+            self.parsed.remove(&node);
+            self.exchange.forget(&node);
+        }
+        let heard = fresh > 0;
         for (l, s) in ledgers.iter_mut().zip(sums) {
             // Heard from the fleet, a service no other node has is this
-            // node's alone: zero peers, not the local rule.
-            l.peers = if heard { Some(s.unwrap_or_default()) } else { None };
+            // node's alone: zero peers, not the local rule. Hearing
+            // nobody, the local rule, less what the silent spent.
+            l.peers = if heard { Some(s.unwrap_or_default()) } else { s };
         }
         if self.heard && !heard {
             self.degraded.inc();
@@ -225,19 +289,66 @@ impl Fleet {
         } else if !self.heard && heard {
             tracing::info!(
                 stage = "budget",
-                nodes = self.parsed.len() + 1,
+                nodes = fresh + 1,
                 "budget: deciding with the fleet's figures"
             );
         }
         self.heard = heard;
-        self.nodes.set(self.parsed.len() as i64 + 1);
+        self.nodes.set(fresh as i64 + 1);
         self.view_age.set(oldest.as_secs() as i64);
+    }
+
+    /// Take up what this node's previous run last reported (read back
+    /// from the topic at a start): its spend in a window still running is
+    /// fresher than the state file, which a SIGKILL leaves up to 5 s old.
+    fn take_up_echo(&mut self, ledgers: &mut [BudgetLedger], ids: &crate::FastMap<Box<[u8]>, usize>) {
+        let Some(echo) = self.exchange.take_echo() else {
+            return;
+        };
+        let Ok(report) = serde_json::from_slice::<Report>(&echo) else {
+            return;
+        };
+        if report.run == self.run {
+            return;
+        }
+        let mut taken = 0.0;
+        for s in &report.services {
+            let Some(&id) = ids.get(s.key.as_bytes()) else {
+                continue;
+            };
+            let l = &mut ledgers[id];
+            if (s.window_start - l.state.window_start).abs() < SAME_WINDOW_SECS && s.spent > l.state.spent {
+                taken += s.spent - l.state.spent;
+                l.state.spent = s.spent;
+            }
+        }
+        if taken > 0.0 {
+            tracing::info!(
+                stage = "budget",
+                bytes = taken as u64,
+                "budget: took up spend from this node's last published report (newer than its saved state)"
+            );
+        }
     }
 
     /// The stage is done: stop the link.
     pub(crate) fn close(&self) {
         self.exchange.close();
     }
+}
+
+/// A run id unlikely to repeat: the start's wall-clock time and pid,
+/// hashed with a random key.
+fn run_id() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 impl Drop for Fleet {
@@ -249,7 +360,7 @@ impl Drop for Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{WindowRule, Zone};
+    use crate::ledger::Zone;
     use sluice_config::{Budget, BudgetWindow};
 
     fn ids_of(names: &[Vec<u8>]) -> crate::FastMap<Box<[u8]>, usize> {
@@ -264,6 +375,13 @@ mod tests {
         let toml = "[sources.s]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[budget]\nscope = \"fleet\"\n[budget.fleet]\nbrokers = \"k:9092\"\nnode_id = \"a\"\ninterval = \"1s\"\n";
         let cfg = sluice_config::parse(toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
         cfg.budget.unwrap().fleet.unwrap()
+    }
+
+    fn rule() -> WindowRule {
+        WindowRule {
+            window: BudgetWindow::Calendar,
+            zone: Zone::Offset(0),
+        }
     }
 
     /// A ledger of `budget` bytes a day, 0.5 of the day gone, that has
@@ -291,6 +409,7 @@ mod tests {
     /// A report made at the peer's clock `clock`, its p 0.05.
     fn report_at(clock: f64, spent: f64, normal: f64, window_start: f64) -> Vec<u8> {
         serde_json::to_vec(&Report {
+            run: 7,
             clock,
             services: vec![ServiceReport {
                 key: "checkout".into(),
@@ -317,7 +436,7 @@ mod tests {
         // Half the day left (43,200 s) and all 432,000 bytes unspent here:
         // alone, 10 bytes/s are affordable of the 20 offered: p = 0.5.
         let mut ledgers = vec![ledger(0.0, 20.0)];
-        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0));
+        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0));
         assert_eq!(ledgers[0].state.p, 0.5);
         assert_eq!(ledgers[0].peers, None);
         // What this node published.
@@ -330,11 +449,11 @@ mod tests {
         // Two peers in the same window: the fleet spent 216,000 (so
         // 216,000 / 43,200 s = 5 bytes/s is affordable) of 20 + 30 + 50
         // offered: p = 0.05 on every node.
-        let now = Instant::now();
+        let now = SystemTime::now();
         exchange.receive("b", &report(100_000.0, 30.0, 0.0), now);
         exchange.receive("c", &report(116_000.0, 50.0, 0.0), now);
         fleet.next = Instant::now();
-        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0));
+        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0));
         assert!((ledgers[0].state.p - 0.05).abs() < 1e-12, "{}", ledgers[0].state.p);
         assert_eq!(ledgers[0].local_p(43_200.0), 0.5);
         assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(3));
@@ -342,7 +461,7 @@ mod tests {
         // A peer in another window offers, but has spent elsewhere.
         exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0);
         // A peer already past our window's end counts what it closed it
         // with (its clock ahead of ours: nothing carried forward).
@@ -350,26 +469,68 @@ mod tests {
         ahead.services[0].closed = Some((0.0, 120_000.0));
         exchange.receive("c", &serde_json::to_vec(&ahead).unwrap(), now);
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 220_000.0);
         exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
 
         // A report from 100 s of budget clock ago: its spend is carried
         // forward at the rate it was keeping (0.05 × 30 bytes/s).
-        exchange.receive("b", &report_at(43_100.0, 100_000.0, 30.0, 0.0), Instant::now());
+        exchange.receive("b", &report_at(43_100.0, 100_000.0, 30.0, 0.0), SystemTime::now());
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0 + 100.0 * 1.5);
 
         // Nobody heard within stale_intervals × interval: alone again,
-        // counted once.
+        // counted once, less what the silent spent in this window (b's
+        // 100,000 as it last said; c spent in another day): 332,000 left
+        // over 43,200 s for 20 bytes/s offered.
         fleet.stale_after = Duration::ZERO;
         std::thread::sleep(Duration::from_millis(5));
         fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, 43_200.0);
-        assert_eq!((ledgers[0].peers, ledgers[0].state.p), (None, 0.5));
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
+        let spent_only = PeerSums {
+            spent: 100_000.0,
+            ..PeerSums::default()
+        };
+        assert_eq!(ledgers[0].peers, Some(spent_only));
+        assert!((ledgers[0].state.p - 332_000.0 / 43_200.0 / 20.0).abs() < 1e-12);
         assert_eq!(registry.value("budget_fleet_degraded_total", &[]), Some(1));
         assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(1));
+
+        // A day later their reports are forgotten.
+        fleet.next = Instant::now();
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0 + 86_401.0);
+        assert_eq!(ledgers[0].peers, None);
+        assert!(exchange.peers().is_empty());
+    }
+
+    #[test]
+    fn a_restart_takes_up_the_spend_its_last_run_published() {
+        let registry = Registry::new();
+        let exchange = FleetExchange::new("a");
+        let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
+        let names = vec![b"checkout".to_vec()];
+        let ids = ids_of(&names);
+        // The state file says 50,000; the previous run (run 7) last
+        // published 150,000 in the same day.
+        let mut ledgers = vec![ledger(50_000.0, 20.0)];
+        exchange.receive("a", &report_at(43_000.0, 150_000.0, 20.0, 0.0), SystemTime::now());
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
+        assert_eq!(ledgers[0].state.spent, 150_000.0);
+        // Its own reports read back change nothing; nor does a previous
+        // run's report of another day.
+        ledgers[0].state.spent = 1_000.0;
+        exchange.receive("a", &exchange.outgoing().unwrap(), SystemTime::now());
+        fleet.next = Instant::now();
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
+        exchange.receive(
+            "a",
+            &report_at(-43_000.0, 150_000.0, 20.0, -86_400.0),
+            SystemTime::now(),
+        );
+        fleet.next = Instant::now();
+        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
+        assert_eq!(ledgers[0].state.spent, 1_000.0);
     }
 
     #[test]
@@ -377,10 +538,10 @@ mod tests {
         let registry = Registry::new();
         let exchange = FleetExchange::new("a");
         let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
-        exchange.receive("b", b"{not json", Instant::now());
+        exchange.receive("b", b"{not json", SystemTime::now());
         let mut ledgers = vec![ledger(0.0, 20.0)];
         let names = [b"checkout".to_vec()];
-        fleet.round_if_due(&mut ledgers, &names, &ids_of(&names), 43_200.0);
+        fleet.round_if_due(&mut ledgers, &names, &ids_of(&names), &rule(), 43_200.0);
         assert_eq!(registry.value("budget_fleet_bad_reports_total", &[]), Some(1));
         assert_eq!((ledgers[0].peers, ledgers[0].state.p), (None, 0.5));
     }

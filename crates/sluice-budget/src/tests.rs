@@ -823,7 +823,7 @@ fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
         r#"{{"clock":{},"services":[{{"key":"svc00","window_start":{},"spent":0,"must_rate":0,"normal_rate":1e9,"must_events":0,"normal_events":0,"p":0.01}}]}}"#,
         stage.event_now, stage.ledgers[id].state.window_start
     );
-    exchange.receive("b", report.as_bytes(), Instant::now());
+    exchange.receive("b", report.as_bytes(), std::time::SystemTime::now());
     stage.tick(Instant::now(), &mut Vec::new());
     let svc = [("service", "svc00")];
     let fleet = registry.value("budget_keep_probability_ppm", &svc).unwrap();

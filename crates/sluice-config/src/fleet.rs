@@ -38,9 +38,12 @@ pub struct FleetConfig {
     /// This node's name in the fleet: unique per node, stable across
     /// restarts (`"${HOSTNAME}"`, or the Kubernetes node name).
     pub node_id: String,
-    /// A node not heard from for this many intervals no longer counts;
-    /// when every other node is silent (Kafka unreachable), this node
-    /// decides alone, by the node-local rule, until it hears again.
+    /// A node not heard from for this many intervals stops counting with
+    /// its rates (what it spent in the window still counts); until then
+    /// its spend is carried forward at its last rates, which bridges a
+    /// Kafka outage of up to this long (2 minutes at the defaults). When
+    /// every other node is silent this long, this node decides alone, by
+    /// the node-local rule, until it hears again.
     #[serde(default = "default_stale_intervals")]
     pub stale_intervals: u32,
     /// Extra librdkafka settings for the fleet's producer and consumer.
@@ -55,7 +58,7 @@ fn default_interval() -> Duration {
     Duration::from_secs(5)
 }
 fn default_stale_intervals() -> u32 {
-    3
+    24
 }
 
 impl FleetConfig {

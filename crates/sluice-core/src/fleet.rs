@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::SystemTime;
 
 /// One other node's latest report.
 #[derive(Debug, Clone)]
@@ -16,14 +16,17 @@ pub struct PeerReport {
     pub node: String,
     /// What it published.
     pub payload: Arc<[u8]>,
-    /// When this node received it.
-    pub received: Instant,
+    /// When it was published (its Kafka timestamp, the wall clock).
+    pub sent: SystemTime,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     outgoing: Option<Arc<[u8]>>,
     peers: HashMap<String, PeerReport>,
+    /// This node's own latest report read back from the topic (at a start,
+    /// what its previous run last published).
+    echo: Option<Arc<[u8]>>,
 }
 
 /// See the module docs. Cheap to clone; every clone is the same exchange.
@@ -64,9 +67,10 @@ impl FleetExchange {
     }
 
     /// A report received from `node`, replacing its previous one; this
-    /// node's own (read back from the topic) is ignored.
-    pub fn receive(&self, node: &str, payload: &[u8], at: Instant) {
+    /// node's own (read back from the topic) is kept apart as its echo.
+    pub fn receive(&self, node: &str, payload: &[u8], sent: SystemTime) {
         if node == &*self.node {
+            self.lock().echo = Some(payload.into());
             return;
         }
         self.lock().peers.insert(
@@ -74,19 +78,27 @@ impl FleetExchange {
             PeerReport {
                 node: node.to_string(),
                 payload: payload.into(),
-                received: at,
+                sent,
             },
         );
     }
 
-    /// The other nodes' reports received since `since`; older ones are
-    /// forgotten.
-    pub fn peers_since(&self, since: Instant) -> Vec<PeerReport> {
-        let mut inner = self.lock();
-        inner.peers.retain(|_, p| p.received >= since);
-        let mut peers: Vec<PeerReport> = inner.peers.values().cloned().collect();
+    /// The other nodes' latest reports, by node id.
+    pub fn peers(&self) -> Vec<PeerReport> {
+        let mut peers: Vec<PeerReport> = self.lock().peers.values().cloned().collect();
         peers.sort_by(|a, b| a.node.cmp(&b.node));
         peers
+    }
+
+    /// Stop holding `node`'s report (until it reports again).
+    pub fn forget(&self, node: &str) {
+        self.lock().peers.remove(node);
+    }
+
+    /// This node's own report read back from the topic since the last
+    /// call, if one was.
+    pub fn take_echo(&self) -> Option<Arc<[u8]>> {
+        self.lock().echo.take()
     }
 
     /// The stage is done: the link stops.
@@ -106,17 +118,21 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn keeps_the_latest_report_per_other_node_and_forgets_the_silent() {
+    fn keeps_the_latest_report_per_other_node_and_its_own_apart() {
         let x = FleetExchange::new("a");
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         x.receive("a", b"mine", t0);
         x.receive("b", b"old", t0);
         x.receive("c", b"c1", t0);
         let t1 = t0 + Duration::from_secs(5);
         x.receive("b", b"new", t1);
-        let peers = x.peers_since(t0 + Duration::from_secs(1));
-        let got: Vec<(&str, &[u8])> = peers.iter().map(|p| (p.node.as_str(), &*p.payload)).collect();
-        assert_eq!(got, [("b", &b"new"[..])]);
+        x.forget("c");
+        let peers = x.peers();
+        let got: Vec<(&str, &[u8], SystemTime)> =
+            peers.iter().map(|p| (p.node.as_str(), &*p.payload, p.sent)).collect();
+        assert_eq!(got, [("b", &b"new"[..], t1)]);
+        assert_eq!(x.take_echo().as_deref(), Some(&b"mine"[..]));
+        assert_eq!(x.take_echo(), None);
         x.set_outgoing(b"report".to_vec());
         assert_eq!(x.outgoing().as_deref(), Some(&b"report"[..]));
         assert!(!x.is_closed());

@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use sluice_config::FleetConfig;
 use sluice_core::fleet::FleetExchange;
 use sluice_core::{Counter, Registry};
@@ -39,8 +40,12 @@ pub fn start_link(cfg: &FleetConfig, exchange: FleetExchange, registry: &Registr
     let producer: BaseProducer = client(&[("linger.ms", "0"), ("message.timeout.ms", "30000")])
         .create()
         .map_err(|e| FleetLinkError(format!("cannot create the producer: {e}")))?;
-    // Its own group, never committed: every start reads the whole
-    // (compacted) topic, the latest report of every node.
+    // The topic's partitions are assigned, not subscribed: a group would
+    // make a restarted node wait out its killed predecessor's session
+    // (45 s by default) before it read anything, deciding alone
+    // meanwhile. Every start reads the whole (compacted) topic: the latest
+    // report of every node, its own previous run's included. The group id
+    // is never joined nor committed to.
     let group = format!("sluice-fleet-{}", exchange.node());
     let consumer: BaseConsumer = client(&[
         ("group.id", &group),
@@ -61,7 +66,6 @@ pub fn start_link(cfg: &FleetConfig, exchange: FleetExchange, registry: &Registr
         topic: cfg.topic.clone(),
         brokers: cfg.brokers.clone(),
         interval: cfg.interval,
-        stale_after: cfg.interval * cfg.stale_intervals,
         exchange,
         producer,
         consumer,
@@ -84,7 +88,6 @@ struct Link {
     topic: String,
     brokers: String,
     interval: Duration,
-    stale_after: Duration,
     exchange: FleetExchange,
     producer: BaseProducer,
     consumer: BaseConsumer,
@@ -102,7 +105,7 @@ impl Link {
             if !subscribed && Instant::now() >= next_try {
                 // Until the topic exists (or the brokers answer), try again
                 // every interval; deciding goes on meanwhile.
-                subscribed = self.ensure_topic() && self.consumer.subscribe(&[&self.topic]).is_ok();
+                subscribed = self.ensure_topic() && self.assign();
                 next_try = Instant::now() + self.interval;
             }
             if Instant::now() >= next_publish {
@@ -143,16 +146,16 @@ impl Link {
             match polled {
                 Ok(m) => {
                     if let (Some(key), Some(payload)) = (m.key(), m.payload()) {
-                        let age = match m.timestamp() {
+                        let sent = match m.timestamp() {
                             Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => {
-                                Duration::from_millis(now_ms().saturating_sub(ms.max(0) as u64))
+                                UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
                             }
-                            Timestamp::NotAvailable => Duration::ZERO,
+                            Timestamp::NotAvailable => SystemTime::now(),
                         };
-                        if age < self.stale_after {
-                            let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                            self.exchange.receive(&String::from_utf8_lossy(key), payload, at);
-                        }
+                        // An old report still says what its node spent
+                        // in a window that may still be running: the
+                        // budget stage decides what it counts.
+                        self.exchange.receive(&String::from_utf8_lossy(key), payload, sent);
                     }
                 }
                 Err(e) => {
@@ -163,6 +166,40 @@ impl Link {
             left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
+            }
+        }
+    }
+
+    /// Read every partition of the topic from its beginning.
+    fn assign(&self) -> bool {
+        let metadata = match self.consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(5)) {
+            Ok(m) => m,
+            Err(e) => {
+                self.read_errors.inc();
+                tracing::warn!(topic = %self.topic, error = %e, "budget: cannot read the fleet topic's partitions; retrying");
+                return false;
+            }
+        };
+        let mut list = TopicPartitionList::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == self.topic) {
+            for p in t.partitions() {
+                if list
+                    .add_partition_offset(&self.topic, p.id(), Offset::Beginning)
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        if list.count() == 0 {
+            return false;
+        }
+        match self.consumer.assign(&list) {
+            Ok(()) => true,
+            Err(e) => {
+                self.read_errors.inc();
+                tracing::warn!(topic = %self.topic, error = %e, "budget: cannot read the fleet topic; retrying");
+                false
             }
         }
     }
@@ -189,10 +226,4 @@ impl Link {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
