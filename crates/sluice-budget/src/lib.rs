@@ -196,6 +196,15 @@ impl BudgetStage {
             ),
             fleet: None,
         };
+        // Alerting reads it: a service held at the floor for an hour has a
+        // budget far below what it logs.
+        registry
+            .gauge(
+                "budget_keep_probability_floor_ppm",
+                "The configured floor of the keep-probability, parts per million.",
+                &[],
+            )
+            .set((cfg.floor * 1e6) as i64);
         stage.restore()?;
         Ok(stage)
     }

@@ -177,7 +177,7 @@ impl BudgetStage {
         if let Some(k) = key {
             self.id_cache.insert(&k, 0, id as u32);
         }
-        self.stats.add_service(labels);
+        self.stats.add_service(labels, budget.bytes);
         id
     }
 

@@ -160,9 +160,16 @@ impl Stats {
     }
 
     /// Register ledger number `id` (ids are dense, in order of first sight).
-    pub fn add_service(&mut self, base: Vec<(&'static str, String)>) {
+    pub fn add_service(&mut self, base: Vec<(&'static str, String)>, budget_bytes: u64) {
         let r = &self.registry;
         let s = labelled(&base, &[]);
+        // What the dashboard compares spend with; unlimited reads as 0.
+        r.gauge(
+            "budget_limit_bytes",
+            "The service's budget: bytes per window (0: no byte budget).",
+            &s,
+        )
+        .set(i64::try_from(budget_bytes).unwrap_or(0));
         let mut counters: Vec<Counter> = CLASSES
             .iter()
             .flat_map(|c| LEVELS.iter().map(move |l| (c.label(), *l)))
