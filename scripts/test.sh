@@ -50,17 +50,39 @@ if [ ! -f "$kafka_jars/.complete" ]; then
   touch "$kafka_jars/.complete"
 fi
 
+# The deployment files' validators from PyPI, in a virtual environment
+# made once under target/: yamllint, and kubernetes-validate (it bundles
+# the Kubernetes OpenAPI schemas, so nothing is fetched when it runs).
+deploy_venv=target/deploy-venv
+if [ ! -f "$deploy_venv/.complete" ]; then
+  step "python venv for the deployment checks (yamllint, kubernetes-validate)"
+  python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+  rm -rf "$deploy_venv"
+  python3 -m venv "$deploy_venv"
+  "$deploy_venv/bin/pip" install -q --disable-pip-version-check yamllint==1.38.0 kubernetes-validate==1.37.0
+  touch "$deploy_venv/.complete"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-step "cargo build --release"
-cargo build --release --workspace
+step "cargo build --release --locked (the Dockerfile's build step too)"
+cargo build --release --locked --workspace
 
 step "cargo test (release: the end-to-end tests push a million lines)"
 cargo test --workspace --release
+
+# tests/deploy.rs checked the ConfigMaps, alert rules, runbooks, dashboard
+# and systemd unit against the real tools; here the manifests' syntax and
+# schemas. Every Kubernetes object is validated, not the kustomizations or
+# JSON patches; the PodMonitor is a CRD whose schema is not bundled.
+step "deployment manifests: yamllint, kubernetes-validate (Kubernetes 1.37)"
+"$deploy_venv/bin/yamllint" --strict -c deploy/.yamllint.yaml deploy/
+find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml ! -name '*.patch.yaml' ! -name podmonitor.yaml -print0 \
+  | sort -z | xargs -0 "$deploy_venv/bin/kubernetes-validate" -k 1.37.0 --strict --quiet
 
 step "README's first command on the embedded default"
 out_dir=$(mktemp -d)
