@@ -525,3 +525,53 @@ endpoint = "{endpoint}"
     println!("{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(ch.query("SELECT count() FROM logs").trim(), "299656");
 }
+
+/// Benchmark, not a check (`cargo test --release --test clickhouse --
+/// --ignored --nocapture bench_k8s_node`): the shipped node config
+/// (`config/k8s-node.toml`, reading to the files' end) on four 50 MB CRI
+/// files of generator lines into ClickHouse at full speed, disk buffer
+/// included; prints sluice's MB/s, CPU and peak RSS, the figure the
+/// DaemonSet's memory limit (deploy/kubernetes/node) is set from.
+#[test]
+#[ignore]
+fn bench_k8s_node_config_to_clickhouse() {
+    use std::io::Write;
+    let ch = ClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = generated(150_000, 7);
+    for (n, pod) in ["web", "api", "worker", "cron"].iter().enumerate() {
+        let path = dir.path().join(format!(
+            "pods/shop_{pod}-{n}_{n:08}-0000-0000-0000-000000000000/{pod}/0.log"
+        ));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            f.write_all(b"2026-12-07T10:00:00.000000000Z stdout F ").unwrap();
+            f.write_all(line).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+    }
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/k8s-node.toml")).unwrap();
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &shipped.replace("[sources.pods]\n", "[sources.pods]\nexit_at_eof = true\n"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = sluice()
+        .args(["bench", "-c"])
+        .arg(&config)
+        .env("SLUICE_LOG_DIR", dir.path().join("pods"))
+        .env("SLUICE_DATA_DIR", dir.path().join("state"))
+        .env("SLUICE_CLICKHOUSE_URL", ch.endpoint())
+        .env("SLUICE_ADMIN_ADDRESS", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -493,7 +493,7 @@ impl Tailer {
             c.offset.min(size)
         } else if let Some((_, f)) = closed_at.filter(|(fp, _)| same_content(fp)) {
             f.min(size)
-        } else if let Some((copied, original)) = self.copied_from(&head) {
+        } else if let Some((copied, original)) = (!first_scan).then(|| self.copied_from(&head, &path)).flatten() {
             // The original continues only once this copy is drained. The
             // copy may still be being written: reading waits for its bytes,
             // and an original not yet seen truncated reads nothing more (its

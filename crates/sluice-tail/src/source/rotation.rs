@@ -5,6 +5,7 @@
 //! generation's tail before the new one's lines) is kept by `after`, which
 //! `Tailer::read_file` honours.
 
+use std::path::Path;
 use std::time::Instant;
 
 use super::Tailer;
@@ -16,20 +17,24 @@ impl Tailer {
     /// we track or just saw truncated, one being a prefix of the other since
     /// the copy may still be being written): the offset its original had
     /// reached, and the original.
-    pub(super) fn copied_from(&self, head: &[u8]) -> Option<(u64, FileId)> {
+    pub(super) fn copied_from(&self, head: &[u8], path: &Path) -> Option<(u64, FileId)> {
         if head.is_empty() {
             return None;
         }
         let agrees = |other: &[u8]| !other.is_empty() && (other.starts_with(head) || head.starts_with(other));
+        // A copytruncate copy lands beside its original (`app.log.1`): files
+        // elsewhere that merely start alike (replicas printing the same
+        // banner) are files of their own, read whole.
+        let beside = |other: &Path| other.parent() == path.parent();
         let live = self
             .files
             .values()
-            .filter(|t| agrees(&t.head))
+            .filter(|t| agrees(&t.head) && beside(&t.path))
             .map(|t| (t.safe_offset(), t.id));
         let gone = self
             .truncated
             .iter()
-            .filter(|(_, (h, _, _))| agrees(h))
+            .filter(|(id, (h, _, _))| agrees(h) && self.files.get(id).is_none_or(|t| beside(&t.path)))
             .map(|(id, (_, off, _))| (*off, *id));
         live.chain(gone).max()
     }

@@ -270,3 +270,31 @@ fn only_the_files_furthest_behind_get_a_series_and_the_rest_are_counted() {
     );
     assert_eq!(t.counters.lag_unlisted.get(), 1);
 }
+
+#[test]
+fn files_of_other_containers_that_start_alike_are_read_whole_not_taken_for_copies() {
+    // Replicas printing the same lines (here: identical files) are files
+    // of their own, at the first scan and when one appears later: taken
+    // for copytruncate copies of each other they were never read, while
+    // the run called itself clean.
+    let root = tempfile::tempdir().unwrap();
+    let path = |pod: &str| root.path().join(format!("pods/shop_{pod}_uid/app/0.log"));
+    for pod in ["web-1", "web-2"] {
+        std::fs::create_dir_all(path(pod).parent().unwrap()).unwrap();
+        std::fs::write(path(pod), lines(0..5)).unwrap();
+    }
+    let mut t = tailer_with(root.path(), "");
+    let mut b = BatchBuilder::with_room(1 << 17);
+    assert!(t.scan(true));
+    for id in t.order.clone() {
+        assert!(t.read_file(id, &mut b));
+    }
+    std::fs::create_dir_all(path("web-3").parent().unwrap()).unwrap();
+    std::fs::write(path("web-3"), lines(0..5)).unwrap();
+    assert!(t.scan(false), "the third replica is found");
+    let third = *t.order.last().unwrap();
+    assert!(t.read_file(third, &mut b), "and read from its start");
+    let mut got = numbers(&mut b);
+    got.sort_unstable();
+    assert_eq!(got, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+}
