@@ -20,60 +20,78 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use sluice_config::FleetConfig;
 use sluice_core::fleet::FleetExchange;
 use sluice_core::{Counter, Gauge, Registry};
 
+use crate::fleet_report::{self, Report, ServiceReport};
 use crate::ledger::{BudgetLedger, PeerSums, WindowRule};
-
-/// One node's report, as published (the node id is the message key).
-#[derive(Debug, Serialize, Deserialize)]
-struct Report {
-    /// Which run of the node made it (a start picks one at random): a
-    /// node tells its previous run's reports from its own.
-    #[serde(default)]
-    run: u64,
-    /// The node's budget clock when it reported.
-    clock: f64,
-    /// Per ledger key.
-    services: Vec<ServiceReport>,
-}
-
-/// One ledger's figures in a report.
-#[derive(Debug, Serialize, Deserialize)]
-struct ServiceReport {
-    /// The ledger key (service, and env/namespace where ledgers are split).
-    key: String,
-    /// The start of its current window (the budget clock's seconds).
-    window_start: f64,
-    /// Bytes kept in that window.
-    spent: f64,
-    must_rate: f64,
-    normal_rate: f64,
-    must_events: f64,
-    normal_events: f64,
-    /// The node's keep-probability of normal events.
-    p: f64,
-    /// The window it closed last: start and final spend. A node whose
-    /// clock is still in that window counts this spend, not the new
-    /// window's: without it a node a little behind the others ignored
-    /// their spend from their midnight to its own and overspent by it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    closed: Option<(f64, f64)>,
-}
 
 /// Two nodes' windows are the same window when their starts are this close
 /// (calendar windows start at the same instant on every node).
 const SAME_WINDOW_SECS: f64 = 1.0;
 
-/// A peer's latest report, parsed.
+/// A peer's latest report, kept as its figures for this node's ledgers
+/// only: a peer's services this node has no ledger for cost nothing (a
+/// ledger made later counts that peer from its next report, an interval
+/// on).
 struct Held {
-    /// The bytes it was parsed from (unchanged bytes are not parsed again).
+    /// The bytes it was parsed from (unchanged bytes are not parsed again;
+    /// the exchange holds them anyway).
     payload: Arc<[u8]>,
     /// When the peer published it.
     sent: SystemTime,
-    report: Report,
+    /// The peer's budget clock when it reported.
+    clock: f64,
+    figures: Vec<Figures>,
+}
+
+/// A peer's figures for one of this node's ledgers (a
+/// [`ServiceReport`] without its key).
+struct Figures {
+    /// The ledger's index.
+    id: u32,
+    must_rate: f32,
+    normal_rate: f32,
+    must_events: f32,
+    normal_events: f32,
+    p: f32,
+    window_start: f64,
+    spent: f64,
+    /// The window the peer closed last (start, spend); NaN for none.
+    closed: (f64, f64),
+}
+
+impl Held {
+    fn of(report: Report, payload: Arc<[u8]>, sent: SystemTime, ids: &crate::FastMap<Box<[u8]>, usize>) -> Held {
+        let mut figures: Vec<Figures> = report
+            .services
+            .into_iter()
+            .filter_map(|s| {
+                let &id = ids.get(s.key.as_bytes())?;
+                Some(Figures {
+                    id: id as u32,
+                    must_rate: s.must_rate,
+                    normal_rate: s.normal_rate,
+                    must_events: s.must_events,
+                    normal_events: s.normal_events,
+                    p: s.p,
+                    window_start: s.window_start,
+                    spent: s.spent,
+                    closed: s.closed.unwrap_or((f64::NAN, f64::NAN)),
+                })
+            })
+            .collect();
+        // Collected in place, the list would keep the report's larger
+        // allocation.
+        figures.shrink_to_fit();
+        Held {
+            payload,
+            sent,
+            clock: report.clock,
+            figures,
+        }
+    }
 }
 
 /// See the module docs.
@@ -168,21 +186,19 @@ impl Fleet {
                 key: String::from_utf8_lossy(name).into_owned(),
                 window_start: l.state.window_start,
                 spent: l.state.spent,
-                must_rate: l.state.must_rate.rate,
-                normal_rate: l.state.normal_rate.rate,
-                must_events: l.state.must_events.rate,
-                normal_events: l.state.normal_events.rate,
-                p: l.state.p,
+                must_rate: l.state.must_rate.rate as f32,
+                normal_rate: l.state.normal_rate.rate as f32,
+                must_events: l.state.must_events.rate as f32,
+                normal_events: l.state.normal_events.rate as f32,
+                p: l.state.p as f32,
                 closed: l.closed,
             })
             .collect();
-        if let Ok(bytes) = serde_json::to_vec(&Report {
+        self.exchange.set_outgoing(fleet_report::encode(&Report {
             run: self.run,
             clock: now,
             services,
-        }) {
-            self.exchange.set_outgoing(bytes);
-        }
+        }));
     }
 
     /// Sum the other nodes' figures into each ledger's peers. A fresh
@@ -204,13 +220,9 @@ impl Fleet {
                     continue;
                 }
             }
-            match serde_json::from_slice::<Report>(&p.payload) {
+            match fleet_report::decode(&p.payload) {
                 Ok(report) => {
-                    let held = Held {
-                        payload: p.payload.clone(),
-                        sent: p.sent,
-                        report,
-                    };
+                    let held = Held::of(report, p.payload.clone(), p.sent, ids);
                     self.parsed.insert(p.node.clone(), held);
                 }
                 Err(e) => {
@@ -231,29 +243,27 @@ impl Fleet {
             if is_fresh {
                 fresh += 1;
                 oldest = oldest.max(age);
-            } else if held.report.clock < now - longest {
+            } else if held.clock < now - longest {
                 gone.push(node.clone());
                 continue;
             }
-            let report = &held.report;
-            let behind = (now - report.clock).max(0.0);
-            for s in &report.services {
-                let Some(&id) = ids.get(s.key.as_bytes()) else {
-                    continue;
-                };
+            let behind = (now - held.clock).max(0.0);
+            for s in &held.figures {
+                let id = s.id as usize;
                 // A node in another window (a clock on the other side of
                 // midnight) has spent elsewhere: ahead of this one, it
                 // spent what it closed ours with; behind, nothing yet.
                 let ours = ledgers[id].state.window_start;
                 let spent = if (s.window_start - ours).abs() < SAME_WINDOW_SECS {
                     let since = if is_fresh {
-                        behind.min((ledgers[id].window_end() - report.clock).max(0.0))
+                        behind.min((ledgers[id].window_end() - held.clock).max(0.0))
                     } else {
                         0.0
                     };
-                    Some(s.spent + since * (s.must_rate + s.p * s.normal_rate))
+                    Some(s.spent + since * f64::from(s.must_rate + s.p * s.normal_rate))
                 } else {
-                    s.closed.filter(|c| (c.0 - ours).abs() < SAME_WINDOW_SECS).map(|c| c.1)
+                    // NaN compares false: no closed window.
+                    ((s.closed.0 - ours).abs() < SAME_WINDOW_SECS).then_some(s.closed.1)
                 };
                 if !is_fresh && spent.is_none() {
                     continue;
@@ -261,10 +271,10 @@ impl Fleet {
                 let sum = sums[id].get_or_insert_with(PeerSums::default);
                 sum.spent += spent.unwrap_or(0.0);
                 if is_fresh {
-                    sum.must_rate += s.must_rate;
-                    sum.normal_rate += s.normal_rate;
-                    sum.must_events += s.must_events;
-                    sum.normal_events += s.normal_events;
+                    sum.must_rate += f64::from(s.must_rate);
+                    sum.normal_rate += f64::from(s.normal_rate);
+                    sum.must_events += f64::from(s.must_events);
+                    sum.normal_events += f64::from(s.normal_events);
                 }
             }
         }
@@ -305,7 +315,7 @@ impl Fleet {
         let Some(echo) = self.exchange.take_echo() else {
             return;
         };
-        let Ok(report) = serde_json::from_slice::<Report>(&echo) else {
+        let Ok(report) = fleet_report::decode(&echo) else {
             return;
         };
         if report.run == self.run {
@@ -402,13 +412,13 @@ mod tests {
         l
     }
 
-    fn report(spent: f64, normal: f64, window_start: f64) -> Vec<u8> {
+    fn report(spent: f64, normal: f32, window_start: f64) -> Vec<u8> {
         report_at(43_200.0, spent, normal, window_start)
     }
 
-    /// A report made at the peer's clock `clock`, its p 0.05.
-    fn report_at(clock: f64, spent: f64, normal: f64, window_start: f64) -> Vec<u8> {
-        serde_json::to_vec(&Report {
+    /// A report made at the peer's clock `clock`, its p 0.0625.
+    fn report_at(clock: f64, spent: f64, normal: f32, window_start: f64) -> Vec<u8> {
+        fleet_report::encode(&Report {
             run: 7,
             clock,
             services: vec![ServiceReport {
@@ -419,11 +429,10 @@ mod tests {
                 normal_rate: normal,
                 must_events: 0.0,
                 normal_events: 0.0,
-                p: 0.05,
+                p: 0.0625,
                 closed: None,
             }],
         })
-        .unwrap()
     }
 
     #[test]
@@ -440,7 +449,7 @@ mod tests {
         assert_eq!(ledgers[0].state.p, 0.5);
         assert_eq!(ledgers[0].peers, None);
         // What this node published.
-        let mine: Report = serde_json::from_slice(&exchange.outgoing().unwrap()).unwrap();
+        let mine = fleet_report::decode(&exchange.outgoing().unwrap()).unwrap();
         assert_eq!(
             (mine.services[0].key.as_str(), mine.services[0].normal_rate),
             ("checkout", 20.0)
@@ -465,20 +474,20 @@ mod tests {
         assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0);
         // A peer already past our window's end counts what it closed it
         // with (its clock ahead of ours: nothing carried forward).
-        let mut ahead: Report = serde_json::from_slice(&report_at(86_410.0, 500.0, 50.0, 86_400.0)).unwrap();
+        let mut ahead = fleet_report::decode(&report_at(86_410.0, 500.0, 50.0, 86_400.0)).unwrap();
         ahead.services[0].closed = Some((0.0, 120_000.0));
-        exchange.receive("c", &serde_json::to_vec(&ahead).unwrap(), now);
+        exchange.receive("c", &fleet_report::encode(&ahead), now);
         fleet.next = Instant::now();
         fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
         assert_eq!(ledgers[0].peers.unwrap().spent, 220_000.0);
         exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
 
         // A report from 100 s of budget clock ago: its spend is carried
-        // forward at the rate it was keeping (0.05 × 30 bytes/s).
+        // forward at the rate it was keeping (0.0625 × 30 bytes/s).
         exchange.receive("b", &report_at(43_100.0, 100_000.0, 30.0, 0.0), SystemTime::now());
         fleet.next = Instant::now();
         fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0 + 100.0 * 1.5);
+        assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0 + 100.0 * 1.875);
 
         // Nobody heard within stale_intervals × interval: alone again,
         // counted once, less what the silent spent in this window (b's
@@ -538,7 +547,7 @@ mod tests {
         let registry = Registry::new();
         let exchange = FleetExchange::new("a");
         let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
-        exchange.receive("b", b"{not json", SystemTime::now());
+        exchange.receive("b", b"{not a report", SystemTime::now());
         let mut ledgers = vec![ledger(0.0, 20.0)];
         let names = [b"checkout".to_vec()];
         fleet.round_if_due(&mut ledgers, &names, &ids_of(&names), &rule(), 43_200.0);
@@ -546,3 +555,8 @@ mod tests {
         assert_eq!((ledgers[0].peers, ledgers[0].state.p), (None, 0.5));
     }
 }
+
+/// The coordination's cost at 10,000 services (a measurement).
+#[cfg(test)]
+#[path = "fleet_cost.rs"]
+mod cost;

@@ -11,6 +11,7 @@
 mod classify;
 mod event_clock;
 mod fleet;
+mod fleet_report;
 mod key_cache;
 mod ledger;
 mod lookback;

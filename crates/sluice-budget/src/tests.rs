@@ -819,11 +819,22 @@ fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
     // Another node offers svc00 a billion bytes a second: the fleet's p
     // for it falls to the floor; alone, this node would keep more.
     let id = stage.ids[&b"svc00"[..]];
-    let report = format!(
-        r#"{{"clock":{},"services":[{{"key":"svc00","window_start":{},"spent":0,"must_rate":0,"normal_rate":1e9,"must_events":0,"normal_events":0,"p":0.01}}]}}"#,
-        stage.event_now, stage.ledgers[id].state.window_start
-    );
-    exchange.receive("b", report.as_bytes(), std::time::SystemTime::now());
+    let report = crate::fleet_report::encode(&crate::fleet_report::Report {
+        run: 1,
+        clock: stage.event_now,
+        services: vec![crate::fleet_report::ServiceReport {
+            key: "svc00".into(),
+            window_start: stage.ledgers[id].state.window_start,
+            spent: 0.0,
+            must_rate: 0.0,
+            normal_rate: 1e9,
+            must_events: 0.0,
+            normal_events: 0.0,
+            p: 0.01,
+            closed: None,
+        }],
+    });
+    exchange.receive("b", &report, std::time::SystemTime::now());
     stage.tick(Instant::now(), &mut Vec::new());
     let svc = [("service", "svc00")];
     let fleet = registry.value("budget_keep_probability_ppm", &svc).unwrap();
@@ -833,6 +844,6 @@ fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
     assert_eq!(stage.ledgers[id].state.p, cfg.floor);
     assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(2));
     // What this node published names every ledger it keeps.
-    let mine: serde_json::Value = serde_json::from_slice(&exchange.outgoing().unwrap()).unwrap();
-    assert_eq!(mine["services"].as_array().unwrap().len(), stage.ledgers.len());
+    let mine = crate::fleet_report::decode(&exchange.outgoing().unwrap()).unwrap();
+    assert_eq!(mine.services.len(), stage.ledgers.len());
 }

@@ -19,6 +19,9 @@ use sluice_config::FleetConfig;
 use sluice_core::fleet::FleetExchange;
 use sluice_core::{Counter, Registry};
 
+/// The largest report the fleet topic and this node's producer take.
+const MAX_REPORT_BYTES: &str = "8388608";
+
 /// The link could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("budget fleet link: {0}")]
@@ -37,9 +40,15 @@ pub fn start_link(cfg: &FleetConfig, exchange: FleetExchange, registry: &Registr
         }
         c
     };
-    let producer: BaseProducer = client(&[("linger.ms", "0"), ("message.timeout.ms", "30000")])
-        .create()
-        .map_err(|e| FleetLinkError(format!("cannot create the producer: {e}")))?;
+    // A report is about 70 bytes a service: 10,000 services fit Kafka's
+    // 1 MB default; the topic and the producer allow 8 MB, for more.
+    let producer: BaseProducer = client(&[
+        ("linger.ms", "0"),
+        ("message.timeout.ms", "30000"),
+        ("message.max.bytes", MAX_REPORT_BYTES),
+    ])
+    .create()
+    .map_err(|e| FleetLinkError(format!("cannot create the producer: {e}")))?;
     // The topic's partitions are assigned, not subscribed: a group would
     // make a restarted node wait out its killed predecessor's session
     // (45 s by default) before it read anything, deciding alone
@@ -215,7 +224,9 @@ impl Link {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             return false;
         };
-        let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+        let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", MAX_REPORT_BYTES);
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
         match runtime.block_on(admin.create_topics([&topic], &options)).as_deref() {
             Ok([Ok(_)]) | Ok([Err((_, RDKafkaErrorCode::TopicAlreadyExists))]) => true,
