@@ -11,7 +11,8 @@ RUN cargo build --release --locked --bin sluice \
  && install -D -m 0755 target/release/sluice /out/sluice
 
 # Run: glibc, CA certificates and time-zone data, no shell, no package
-# manager; user 65532 ("nonroot") by default. The node DaemonSet runs it
+# manager (zlib, zstd and librdkafka are linked in statically: the binary
+# needs nothing beyond glibc and libgcc); user 65532 ("nonroot") by default. The node DaemonSet runs it
 # as uid 0 with only CAP_DAC_READ_SEARCH to read other pods' log files
 # (deploy/kubernetes/node/daemonset.yaml says why); the aggregator runs
 # as the image's non-root user. sluice also bundles the time-zone

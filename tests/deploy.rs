@@ -341,3 +341,33 @@ fn the_systemd_unit_verifies() {
         "systemd-analyze verify: {text}"
     );
 }
+
+#[test]
+fn the_binary_needs_only_what_the_images_base_provides() {
+    // The Dockerfile runs sluice on distroless `cc-debian12`: glibc and
+    // libgcc (and libstdc++, libssl3), nothing else. zlib, zstd and
+    // librdkafka must be linked in (a libz.so.1 dependency kept the image
+    // from starting).
+    let out = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .output()
+        .expect("ldd");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let provided = [
+        "linux-vdso.so",
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "ld-linux",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libstdc++.so.6",
+    ];
+    for lib in text.lines().filter_map(|l| l.split_whitespace().next()) {
+        assert!(
+            provided.iter().any(|p| lib.contains(p)),
+            "sluice links {lib}, which the image's base does not have: {text}"
+        );
+    }
+}
