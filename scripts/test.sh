@@ -83,6 +83,18 @@ step "deployment manifests: yamllint, kubernetes-validate (Kubernetes 1.37)"
 "$deploy_venv/bin/yamllint" --strict -c deploy/.yamllint.yaml deploy/
 find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml ! -name '*.patch.yaml' ! -name podmonitor.yaml -print0 \
   | sort -z | xargs -0 "$deploy_venv/bin/kubernetes-validate" -k 1.37.0 --strict --quiet
+# What `kubectl apply -k` would send, where kubectl is installed (it
+# bundles kustomize): each kustomization built and its output validated.
+if command -v kubectl >/dev/null 2>&1; then
+  built=$(mktemp -d)
+  for tier in node node-to-kafka aggregator; do
+    kubectl kustomize "deploy/kubernetes/$tier" > "$built/$tier.yaml"
+    "$deploy_venv/bin/kubernetes-validate" -k 1.37.0 --strict --quiet "$built/$tier.yaml"
+  done
+  rm -rf "$built"
+else
+  echo "kubectl is not installed: the kustomizations are not built here"
+fi
 
 step "README's first command on the embedded default"
 out_dir=$(mktemp -d)
