@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clickhouse::ClickHouse;
-use common::{copy_sink, count_lines, generated, raw_file_source, sluice, spawn_piped, stop, write_config};
+use common::{copy_sink, count_lines, free_port, generated, raw_file_source, sluice, spawn_piped, stop, write_config};
 
 /// `raw` of every row, counted.
 fn stored_raw(ch: &ClickHouse) -> HashMap<String, u64> {
@@ -558,11 +558,7 @@ fn bench_k8s_node_config_to_clickhouse() {
         "sluice.toml",
         &shipped.replace("[sources.pods]\n", "[sources.pods]\nexit_at_eof = true\n"),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = sluice()
         .args(["bench", "-c"])
         .arg(&config)

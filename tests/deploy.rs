@@ -223,16 +223,8 @@ fn the_dashboard_and_the_alerts_read_metrics_a_live_sluice_serves() {
         ));
     }
     std::fs::write(d.join("in/app.log"), lines).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let refused = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let refused = free_port();
     let config = write_config(
         d,
         "sluice.toml",

@@ -221,14 +221,6 @@ fn offered() -> Vec<(f64, f64, u64)> {
     o
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn node_config(dir: &Path, node: usize, scope: &str, brokers: &str, port: u16, budgets: &[u64]) -> PathBuf {
     let d = dir.display();
     let fleet = if scope == "fleet" {

@@ -11,7 +11,7 @@ use common::*;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const FILES: usize = 3;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// One HTTP/1.1 request on loopback: (status, body).
 fn request(port: u16, method: &str, path: &str) -> (u16, String) {

@@ -7,15 +7,10 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A pseudo-terminal of 30 rows by 120 columns: (master, slave).
 fn pty() -> (OwnedFd, OwnedFd) {

@@ -4,8 +4,9 @@
 //! 127.0.0.1, free ports), stopped by PID. `scripts/test.sh` installs the
 //! package when it is missing.
 
+use super::free_port;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,10 +18,6 @@ pub struct ClickHouse {
     /// The HTTP port.
     pub http_port: u16,
     tcp_port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn server_binary() -> PathBuf {

@@ -5,7 +5,7 @@
 //! formatted with `kafka.tools.StorageTool` and started as a plain
 //! `java -cp 'target/kafka-broker/*' kafka.Kafka` process, stopped by PID.
 
-use std::net::TcpListener;
+use super::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,10 +21,6 @@ pub struct Kafka {
     dir: tempfile::TempDir,
     /// The client port.
     pub port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn jars() -> PathBuf {

@@ -89,6 +89,16 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A loopback port free at the moment of asking (the test's servers and
+/// admin endpoints bind it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Wait until something listens on `127.0.0.1:port` (20 s at most).
 pub fn wait_for_listener(port: u16) {
     let start = std::time::Instant::now();
