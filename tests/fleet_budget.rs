@@ -12,7 +12,7 @@ use common::*;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
@@ -110,13 +110,7 @@ fn run_fleet(dir: &Path, scope: &str, brokers: &str) -> BTreeMap<String, Kept> {
         .map(|n| {
             let config = node_config(dir, n, scope, brokers);
             let log = std::fs::File::create(dir.join(format!("{scope}-{n}.stderr"))).unwrap();
-            sluice()
-                .args(["run", "-c"])
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap()
+            spawn_logged(&config, log)
         })
         .collect();
     let _guards: Vec<KillOnDrop> = children.iter().map(|c| KillOnDrop(c.id())).collect();

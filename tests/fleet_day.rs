@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 6;
@@ -273,14 +273,9 @@ compression = "none"
 }
 
 fn start_node(config: &Path, log: &Path) -> Child {
+    // Appended to: the restarted node's log follows the killed one's.
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    sluice()
-        .args(["run", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    spawn_logged(config, log)
 }
 
 /// `sluice_file_lag_bytes` of the node's file source, if it answers.

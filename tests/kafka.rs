@@ -11,11 +11,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::kafka::Kafka;
-use common::{count_lines, generated, raw_file_source, sluice, stop, write_config};
+use common::{count_lines, generated, raw_file_source, sluice, spawn_logged, stop, write_config};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -50,13 +50,7 @@ fn brokers(topic: &str) -> (String, Option<Kafka>) {
 /// diagnosis.
 fn spawn(config: &Path, n: u32) -> Child {
     let log = std::fs::File::create(config.with_extension(format!("{n}.stderr"))).unwrap();
-    sluice()
-        .args(["run", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    spawn_logged(config, log)
 }
 
 /// Kills what is left of the sluice processes if the test fails midway.

@@ -89,6 +89,18 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `sluice run -c <config>` in the background, its standard error going
+/// to `log` (kept for diagnosis) and its standard output discarded.
+pub fn spawn_logged(config: &Path, log: std::fs::File) -> Child {
+    sluice()
+        .args(["run", "-c"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// A loopback port free at the moment of asking (the test's servers and
 /// admin endpoints bind it next).
 pub fn free_port() -> u16 {
