@@ -147,6 +147,9 @@ const CONTINUES: &[(Langs, &str)] = &[
     (Langs::GO, r"goroutine \d+ (?:[^\[]* )?\[[^\]]*\]:$"),
     (Langs::GO, r"\tpanic: .+"),
     (Langs::GO, r"\.\.\.(?:additional|\d+) frames elided\.\.\.$"),
+    // A fatal error's dump of a goroutine running on another thread
+    // (`concurrent map writes` prints it now and then).
+    (Langs::GO, r"\tgoroutine running on other thread; stack unavailable$"),
     (Langs::GO, r"\t.+:\d+(?: \+0x[0-9a-f]+)?$"),
     (Langs::GO, r"[\w./*()\-]+\(.*\)$"),
     (Langs::GO, r"created by .+"),
@@ -428,6 +431,13 @@ mod tests {
         assert_eq!(
             d.classify(b"ValueError: bad value", Some(Langs::PYTHON)),
             Class::Continue(Langs::PYTHON)
+        );
+        assert_eq!(
+            d.classify(
+                b"\tgoroutine running on other thread; stack unavailable",
+                Some(Langs::GO)
+            ),
+            Class::Continue(Langs::GO)
         );
         assert_eq!(
             d.classify(b"   at Program.Main() in /src/Program.cs:line 12", Some(Langs::DOTNET)),
