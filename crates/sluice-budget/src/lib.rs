@@ -4,9 +4,10 @@
 //! the decision for a normal event is a hash of its `trace_id` (else
 //! `request_id`) with a configured seed, so every line of a request is kept
 //! or dropped together, on every node; kept sampled events carry
-//! `sample_rate` (= 1/p) so counts re-weighted downstream stay unbiased; and
-//! exact counts are taken *before* sampling. It must not change a kept
-//! event's bytes beyond appending `sample_rate`.
+//! `sample_rate` (= 1/p) so counts re-weighted downstream stay unbiased (an
+//! event sampled upstream already has one: it becomes the product of both);
+//! and exact counts are taken *before* sampling. It must not change a kept
+//! event's bytes beyond setting `sample_rate`.
 
 mod classify;
 mod event_clock;
@@ -416,8 +417,26 @@ impl BudgetStage {
         for &(i, rate) in &sc.rates {
             // As `f32`: the trace memory keeps `p` in 32 bits, and its
             // shortest form prints 1/0.1 as 10.0, not 9.99999985.
-            let rate = rate as f32;
-            batch.append_field(i, sluice_core::added_fields::SAMPLE_RATE, buf.format(rate).as_bytes());
+            let mut rate = rate as f32;
+            let upstream = batch.events()[i].fields[Field::SampleRate as usize];
+            if upstream == FieldValue::Absent {
+                batch.append_field(i, sluice_core::added_fields::SAMPLE_RATE, buf.format(rate).as_bytes());
+            } else {
+                // Sampled before (an upstream sluice, on the aggregation
+                // tier): each kept event now stands for both rates' product,
+                // in the one `sample_rate` the record has. A value that is
+                // no rate is replaced by this stage's.
+                if let Some(u) = upstream
+                    .as_f64(batch.data(), batch.arena())
+                    .filter(|u| u.is_finite() && *u > 0.0)
+                {
+                    rate = (f64::from(rate) * u) as f32;
+                }
+                let value = buf.format(rate).as_bytes();
+                if !batch.replace_value(i, sluice_core::added_fields::SAMPLE_RATE, value) {
+                    batch.append_field(i, sluice_core::added_fields::SAMPLE_RATE, value);
+                }
+            }
             // The sinks read the rate from the slot, as they would one an
             // upstream sluice wrote into the record.
             batch.events_mut()[i].fields[Field::SampleRate as usize] = FieldValue::Float(f64::from(rate));

@@ -847,3 +847,51 @@ fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
     let mine = crate::fleet_report::decode(&exchange.outgoing().unwrap()).unwrap();
     assert_eq!(mine.services.len(), stage.ledgers.len());
 }
+
+#[test]
+fn an_upstream_sample_rate_is_multiplied_in_place_not_added_again() {
+    // The aggregation tier budgets events a node already sampled at 1/4:
+    // each kept one now stands for 4 × 1/p, in the record's one key.
+    let lines = plain_lines((0..4000).map(|n| {
+        let level = if n % 100 == 0 { "error" } else { "info" };
+        format!(
+            r#"{{"ts":"2025-11-25T00:{:02}:{:02}Z","level":"{level}","service":"svc00","trace_id":"t{n}","msg":"x","sample_rate":4,"n":{n}}}"#,
+            n / 600,
+            n / 10 % 60
+        )
+    }));
+    let registry = Registry::new();
+    let mut stage = BudgetStage::new(&config(&[(0, 1)], "floor = 0.1\n"), &registry, None).unwrap();
+    let mut parse = ParseStage::new(&Registry::new());
+    let mut out = Vec::new();
+    for chunk in lines.chunks(100) {
+        let mut b = parsed_batch(&mut parse, chunk);
+        stage.decide(&mut b);
+        sluice_core::encode::write_batch(&b, &mut out);
+        // The sinks read the slot: it holds the product too.
+        let slot = |e: &Event| e.fields[Field::SampleRate as usize].as_f64(b.data(), b.arena());
+        assert!(b
+            .events()
+            .iter()
+            .all(|e| matches!(slot(e), Some(r) if r == 4.0 || r == 40.0)));
+    }
+    let text = String::from_utf8(out).unwrap();
+    let (mut errors, mut normal, mut resampled) = (0, 0, 0);
+    for line in text.lines() {
+        assert_eq!(line.matches("\"sample_rate\"").count(), 1, "{line}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let rate = v["sample_rate"].as_f64().unwrap();
+        if v["level"] == "error" {
+            errors += 1;
+            assert_eq!(rate, 4.0, "{line}");
+        } else {
+            // Kept whole (p = 1) until the ledger has seen a rate, then at
+            // the floor.
+            normal += 1;
+            assert!(rate == 4.0 || rate == 40.0, "{line}");
+            resampled += usize::from(rate == 40.0);
+        }
+    }
+    assert_eq!(errors, 40);
+    assert!(resampled >= 300, "{resampled} of {normal} kept normal events resampled");
+}

@@ -181,6 +181,39 @@ impl Batch {
         self.events[index].extra = Span::new(start, self.arena.len() - start);
     }
 
+    /// Replace the value of event `index`'s top-level member `key` with
+    /// `raw_value` (valid JSON), writing the changed object as the event's
+    /// rewrite. Returns `false`, changing nothing, when the event is not a
+    /// JSON object or has no such member. Costs a copy of the object: for
+    /// the rare event whose record already holds a field a stage sets.
+    pub fn replace_value(&mut self, index: usize, key: &str, raw_value: &[u8]) -> bool {
+        let event = &self.events[index];
+        if event.kind != crate::event::EventKind::Json {
+            return false;
+        }
+        let (in_arena, object) = match event.rewrite {
+            Some(span) => (true, span),
+            None => (false, event.line),
+        };
+        let text = if in_arena { &self.arena } else { &self.data };
+        let Some(value) = crate::json_scan::top_level_value(object.of(text), key.as_bytes()) else {
+            return false;
+        };
+        let (from, to) = (object.start as usize, (object.start + object.len) as usize);
+        let start = self.arena.len();
+        if in_arena {
+            self.arena.extend_from_within(from..from + value.start);
+            self.arena.extend_from_slice(raw_value);
+            self.arena.extend_from_within(from + value.end..to);
+        } else {
+            self.arena.extend_from_slice(&self.data[from..from + value.start]);
+            self.arena.extend_from_slice(raw_value);
+            self.arena.extend_from_slice(&self.data[from + value.end..to]);
+        }
+        self.events[index].rewrite = Some(Span::new(start, self.arena.len() - start));
+        true
+    }
+
     /// Make room for `additional` arena bytes: a stage that appends to many
     /// events knows how much it will add, and one growth beats many.
     pub fn reserve_arena(&mut self, additional: usize) {
@@ -267,6 +300,36 @@ mod tests {
         let e1 = b.events()[1].extra;
         assert_eq!(e0.of(b.arena()), b"\"x\":1,\"z\":3");
         assert_eq!(e1.of(b.arena()), b"\"y\":\"two\"");
+    }
+
+    #[test]
+    fn a_top_level_value_is_replaced_in_the_line_or_in_a_rewrite() {
+        let mut b = batch_of(&[
+            r#"{"a":{"sample_rate":9},"sample_rate":4,"b":1}"#,
+            r#"{"a":1}"#,
+            "not json",
+            r#"{"x":"secret","sample_rate": 2 }"#,
+        ]);
+        for e in b.events_mut() {
+            e.kind = crate::event::EventKind::Json;
+            e.keys = 3;
+        }
+        b.events_mut()[2].kind = crate::event::EventKind::Text;
+        // A stage rewrote the fourth record before.
+        let rewrite = b.push_arena(br#"{"x":"****","sample_rate": 2 }"#);
+        b.events_mut()[3].rewrite = Some(rewrite);
+        assert!(b.replace_value(0, "sample_rate", b"40"));
+        assert!(!b.replace_value(1, "sample_rate", b"40"));
+        assert!(!b.replace_value(2, "sample_rate", b"40"));
+        assert!(b.replace_value(3, "sample_rate", b"20.5"));
+        let out = |b: &Batch, i: usize| {
+            let mut v = Vec::new();
+            crate::encode::write_event(b, &b.events()[i], &mut v);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(out(&b, 0), "{\"a\":{\"sample_rate\":9},\"sample_rate\":40,\"b\":1}\n");
+        assert_eq!(out(&b, 1), "{\"a\":1}\n");
+        assert_eq!(out(&b, 3), "{\"x\":\"****\",\"sample_rate\": 20.5 }\n");
     }
 
     #[test]

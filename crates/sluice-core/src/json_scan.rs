@@ -81,9 +81,106 @@ pub fn skip_ws(line: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The index of the `"` that closes the string whose opening quote is at
+/// `open`, in text already validated; `None` when the text ends first.
+#[inline]
+pub fn string_end(text: &[u8], open: usize) -> Option<usize> {
+    let mut i = open + 1;
+    loop {
+        i += first_stop(text.get(i..)?, Stops::QUOTE_OR_BACKSLASH)?;
+        if text[i] == b'"' {
+            return Some(i);
+        }
+        // A backslash: the byte after it is escaped, whatever it is.
+        i += 2;
+    }
+}
+
+/// Where the value of the top-level member `key` lies in `object`, the
+/// text of one JSON object already validated (a parse stage accepted it):
+/// the last such member, as a parser that keeps the last duplicate reads
+/// it. Keys are compared as their raw bytes. Nested members and string
+/// contents that look like the key are not it.
+pub fn top_level_value(object: &[u8], key: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut found = None;
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    // The start of the wanted member's value, until its end is seen.
+    let mut value_start = None;
+    let mut i = 0;
+    while i < object.len() {
+        match object[i] {
+            b'"' => {
+                let end = string_end(object, i)?;
+                if depth == 1 && expect_key {
+                    expect_key = false;
+                    let colon = skip_ws(object, end + 1);
+                    if &object[i + 1..end] == key {
+                        value_start = Some(skip_ws(object, colon + 1));
+                    }
+                    i = colon + 1;
+                    continue;
+                }
+                i = end + 1;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b',' | b'}' | b']' if depth == 1 => {
+                if let Some(start) = value_start.take() {
+                    let mut end = i;
+                    while end > start && matches!(object[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
+                        end -= 1;
+                    }
+                    found = Some(start..end);
+                }
+                if object[i] == b',' {
+                    expect_key = true;
+                } else {
+                    depth -= 1;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_top_level_value_and_nothing_that_only_looks_like_it() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"{"sample_rate":4}"#, Some("4")),
+            (r#"{"a":1,"sample_rate":2.5,"b":"x"}"#, Some("2.5")),
+            (r#" { "a" : 1 , "sample_rate" : 20 } "#, Some("20")),
+            (r#"{"sample_rate":"7","b":[1,{"sample_rate":9}]}"#, Some(r#""7""#)),
+            (r#"{"a":{"sample_rate":9}}"#, None),
+            (r#"{"a":[{"sample_rate":9}],"c":{"d":{"sample_rate":1}}}"#, None),
+            (r#"{"msg":"\"sample_rate\":9","sample_rate":3}"#, Some("3")),
+            (r#"{"msg":"ends in backslash\\","sample_rate":3}"#, Some("3")),
+            (r#"{"sample_rate":1,"sample_rate":2}"#, Some("2")),
+            (r#"{"sample_rate":{"x":[1,2]},"z":0}"#, Some(r#"{"x":[1,2]}"#)),
+            (r#"{"sample_rates":1,"xsample_rate":2}"#, None),
+            (r#"{"a":"sample_rate","b":1}"#, None),
+            (r#"{}"#, None),
+        ];
+        for &(object, want) in cases {
+            let got = top_level_value(object.as_bytes(), b"sample_rate").map(|r| &object[r]);
+            assert_eq!(got, want, "{object}");
+            // The reference: what a real parser reads there.
+            let parsed: serde_json::Value = serde_json::from_str(object).unwrap();
+            let reference = parsed.get("sample_rate").map(|v| v.to_string());
+            let got_parsed = got.map(|v| serde_json::from_str::<serde_json::Value>(v).unwrap().to_string());
+            assert_eq!(got_parsed, reference, "{object}");
+        }
+    }
 
     #[test]
     fn finds_the_first_stop() {
