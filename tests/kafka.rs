@@ -300,13 +300,67 @@ fn two_aggregators_in_one_group_lose_nothing_when_one_is_killed() {
         duplicates += g - n;
     }
     // At least once: what the killed member delivered past its last
-    // commit comes again, and so does the survivor's own uncommitted tail
-    // when the rebalance hands its partitions back to it (the source
-    // commits every commit_interval, not on revocation).
+    // commit comes again (a handover needs a member alive to make it).
     eprintln!("kafka rebalance: {duplicates} duplicates of {total} ({written_by_a} written by the killed member)");
     let (committed, high) = committed_and_high(&brokers, &topic, "pair");
     assert_eq!(committed, high, "per partition");
     assert_eq!(committed.iter().sum::<i64>() as u64, total);
+}
+
+/// A member joins mid-stream and the first one leaves: each rebalance
+/// hands the revoked partitions over (what was read is delivered and
+/// committed first), so with commits otherwise a minute apart not one line
+/// arrives twice.
+#[test]
+fn members_joining_and_leaving_hand_partitions_over_without_a_duplicate() {
+    let topic = format!("handover-{}", std::process::id());
+    let (brokers, _kafka) = brokers(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_config(dir.path(), &brokers, &topic);
+    let member = |name: &str| {
+        let config = aggregator_config(dir.path(), &brokers, &topic, name, "handover");
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("commit_interval = \"500ms\"", "commit_interval = \"60s\"");
+        std::fs::write(&config, text).unwrap();
+        config
+    };
+    let (a, b) = (member("a"), member("b"));
+    let (a_out, b_out) = (dir.path().join("a-out"), dir.path().join("b-out"));
+
+    let producer = spawn(&node, 1);
+    let first = spawn(&a, 1);
+    let mut reaper = Reaper(vec![producer.id(), first.id()]);
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_until("the first member never received", &|| !count_lines(&a_out).is_empty());
+    let second = spawn(&b, 1);
+    reaper.0.push(second.id());
+    wait_until("the second member never received", &|| !count_lines(&b_out).is_empty());
+    // The first leaves while the producer is still writing.
+    stop(first);
+    assert!(producer.wait_with_output().unwrap().status.success());
+    let expected = count_lines(&dir.path().join("node-copy"));
+    let union = || {
+        let mut all = count_lines(&a_out);
+        for (line, n) in count_lines(&b_out) {
+            *all.entry(line).or_insert(0) += n;
+        }
+        all
+    };
+    wait_for_every_line(&expected, Instant::now() + Duration::from_secs(90), union);
+    stop(second);
+    let got = union();
+    let twice = expected.iter().filter(|(line, n)| got[*line] > **n).count();
+    assert_eq!(got.len(), expected.len(), "nothing arrived that was not sent");
+    assert_eq!(twice, 0, "lines that arrived more than once, of {}", expected.len());
+    let (committed, high) = committed_and_high(&brokers, &topic, "handover");
+    assert_eq!(committed, high, "per partition");
 }
 
 /// Benchmark, not a check (run it by name: `cargo test --release --test

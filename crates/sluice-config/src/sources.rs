@@ -194,6 +194,12 @@ pub struct KafkaSourceConfig {
     /// Commit acknowledged offsets at most this often.
     #[serde(default = "default_commit_interval", with = "humantime_serde_compat")]
     pub commit_interval: Duration,
+    /// How long a rebalance that takes partitions away waits for what was
+    /// read from them to be delivered, so it is committed and their new
+    /// owner does not read it again. Keep it well under the group's
+    /// `max.poll.interval.ms` (300 s by default).
+    #[serde(default = "default_revoke_timeout", with = "humantime_serde_compat")]
+    pub revoke_timeout: Duration,
     /// More librdkafka consumer properties.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -201,6 +207,10 @@ pub struct KafkaSourceConfig {
 
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
+}
+
+fn default_revoke_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl FileSourceConfig {
@@ -271,6 +281,18 @@ impl GeneratorConfig {
 
 impl KafkaSourceConfig {
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
-        check(!self.topics.is_empty(), "topics", "at least one topic is required")
+        check(!self.topics.is_empty(), "topics", "at least one topic is required")?;
+        // The group waits for a member's rejoin at most max.poll.interval.ms;
+        // a handover longer than that gets the member expelled mid-way.
+        let poll_interval_ms = self
+            .options
+            .get("max.poll.interval.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(300_000);
+        check(
+            self.revoke_timeout < Duration::from_millis(poll_interval_ms / 2),
+            "revoke_timeout",
+            "must be under half of max.poll.interval.ms (300 s unless options set it)",
+        )
     }
 }

@@ -402,3 +402,18 @@ fn typed_values_are_refused_at_their_line_and_key() {
         "{e}"
     );
 }
+
+#[test]
+fn a_kafka_handover_must_end_well_before_the_group_gives_up_on_the_member() {
+    let kafka = "[sources.k]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n";
+    let text = format!("{kafka}[sinks.out]\ntype = \"stdout\"\n");
+    let SourceConfig::Kafka(k) = &parse_str(&text).unwrap().sources["k"] else {
+        panic!()
+    };
+    assert_eq!(k.revoke_timeout, std::time::Duration::from_secs(10));
+    let text = format!("{kafka}revoke_timeout = \"40s\"\n[sources.k.options]\n\"max.poll.interval.ms\" = \"60000\"\n[sinks.out]\ntype = \"stdout\"\n");
+    assert_eq!(
+        parse_str(&text).unwrap_err().to_string(),
+        "test.toml: `sources.k.revoke_timeout`: must be under half of max.poll.interval.ms (300 s unless options set it)"
+    );
+}
