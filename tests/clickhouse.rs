@@ -188,6 +188,8 @@ type = "stdin"
 [sinks.ch]
 type = "clickhouse"
 endpoint = "{endpoint}"
+# The other tests send the default LZ4 blocks; gzip bodies are read too.
+compression = "gzip"
 "#,
             d = dir.path().display(),
             endpoint = ch.endpoint()

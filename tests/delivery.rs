@@ -402,7 +402,7 @@ type = "stdin"
 [sinks.ch]
 type = "clickhouse"
 endpoint = "{url}"
-gzip_level = 0
+compression = "none"
 [sinks.ch.delivery]
 retry_initial_backoff = "50ms"
 retry_max_backoff = "200ms"

@@ -16,6 +16,7 @@ pub mod fields;
 pub mod frame;
 pub mod http;
 pub mod loki;
+pub mod native_lz4;
 pub mod outcome;
 pub mod resilience;
 pub mod timestamp;
