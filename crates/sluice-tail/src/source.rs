@@ -286,7 +286,9 @@ impl Tailer {
                 break;
             }
             let mut found_new = false;
-            if std::mem::take(&mut scan_now) || last_scan.is_none_or(|t| t.elapsed() >= self.cfg.scan_interval) {
+            let scanning =
+                std::mem::take(&mut scan_now) || last_scan.is_none_or(|t| t.elapsed() >= self.cfg.scan_interval);
+            if scanning {
                 found_new = self.scan(first_scan);
                 wakeups.retry();
                 first_scan = false;
@@ -304,7 +306,7 @@ impl Tailer {
                 }
             }
             cursor = cursor.wrapping_add(1);
-            self.check_rotations(&mut builder);
+            self.check_rotations(&mut builder, scanning);
             self.flush_stale_partials(&mut builder);
             if !read_any && !builder.is_empty() && !self.send(&mut builder) {
                 return self.settle();

@@ -121,7 +121,7 @@ fn a_copy_found_while_it_is_written_and_before_the_truncation_delivers_each_line
         "still waiting: the truncation is not seen yet"
     );
     assert!(s.t.read_file(c, &mut s.b), "lines 13-19 from the copy");
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     assert!(s.t.read_file(s.o, &mut s.b), "the truncated original restarts: line 20");
     assert_eq!(numbers(&mut s.b), (0..21).collect::<Vec<u64>>());
 }
@@ -139,7 +139,7 @@ fn a_copy_found_after_the_truncation_continues_where_the_original_was() {
         .unwrap();
     append(&s.original, &lines(15..16));
     // The truncation is seen first; its rescan finds the copy.
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     let c = *s.t.order.iter().find(|&&id| id != s.o).expect("found by the rescan");
     assert!(!s.t.read_file(s.o, &mut s.b), "the original waits for the copy");
     assert!(s.t.read_file(c, &mut s.b), "lines 10-14 from the copy");
@@ -164,14 +164,14 @@ fn a_copy_found_shorter_than_its_original_was_read_is_filling_not_truncated() {
     std::fs::write(&s.copy, lines(0..12)).unwrap();
     assert!(s.t.scan(false), "the copy is found");
     let c = *s.t.order.iter().find(|&&id| id != s.o).unwrap();
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     assert!(!s.t.read_file(c, &mut s.b), "the copy has not reached line 15 yet");
     assert!(!s.t.read_file(s.o, &mut s.b), "the original waits for its copy");
     // The copy completes, the original is truncated and gets line 17.
     append(&s.copy, &lines(12..17));
     truncate(&s.original);
     append(&s.original, &lines(17..18));
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     assert!(!s.t.read_file(s.o, &mut s.b), "the copy still holds lines 15-16");
     assert!(s.t.read_file(c, &mut s.b), "lines 15-16 from the copy");
     assert!(s.t.read_file(s.o, &mut s.b), "the truncated original restarts: line 17");
@@ -188,20 +188,20 @@ fn a_copy_that_stops_short_of_where_its_original_was_read_delivers_nothing_and_l
     assert!(s.t.read_file(s.o, &mut s.b), "line 15");
     truncate(&s.original);
     append(&s.original, &lines(16..17));
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     let c = *s.t.order.iter().find(|&&id| id != s.o).expect("found by the rescan");
     assert!(
         !s.t.read_file(s.o, &mut s.b),
         "the original waits while the copy may still grow"
     );
     std::thread::sleep(std::time::Duration::from_millis(60));
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     assert!(
         !s.t.read_file(c, &mut s.b),
         "the copy's lines were all read from the original"
     );
     assert!(s.t.read_file(s.o, &mut s.b), "the original goes on: line 16");
-    s.t.check_rotations(&mut s.b);
+    s.t.check_rotations(&mut s.b, true);
     assert!(!s.t.read_file(c, &mut s.b), "the copy is not taken for truncated");
     assert_eq!(numbers(&mut s.b), (0..17).collect::<Vec<u64>>());
 }
