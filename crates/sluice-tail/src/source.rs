@@ -109,6 +109,9 @@ pub struct Tailer {
     /// Files the last scan could not open for `max_open_files`.
     waiting: u64,
     cap_warned: bool,
+    /// The loop stopped because `exit_at_eof` found nothing more to read
+    /// (not a shutdown): the run then claims every file read to its end.
+    at_eof: bool,
 }
 
 impl Tailer {
@@ -268,6 +271,7 @@ impl Tailer {
             checkpoint_error: None,
             waiting: 0,
             cap_warned: false,
+            at_eof: false,
         })
     }
 
@@ -317,7 +321,17 @@ impl Tailer {
                 last_checkpoint = Instant::now();
             }
             if !read_any {
-                if self.cfg.exit_at_eof && !found_new && self.waiting == 0 && !first_scan && last_scan.is_some() {
+                // A copytruncate copy waits for its original to drain and
+                // settle (`rotate_wait`): its bytes are still to be read.
+                let copies_waiting = self.files.values().any(|t| t.after.is_some());
+                if self.cfg.exit_at_eof
+                    && !found_new
+                    && self.waiting == 0
+                    && !copies_waiting
+                    && !first_scan
+                    && last_scan.is_some()
+                {
+                    self.at_eof = true;
                     break;
                 }
                 // Files wait for a slot and the open ones are read out:
@@ -729,6 +743,25 @@ impl Tailer {
     }
 
     /// Wait for every outstanding acknowledgement, then checkpoint.
+    /// Files an `exit_at_eof` run stops short of: bytes past the read
+    /// offset (a file that grew after its last read, a copy never read).
+    /// A run that says it read everything must have.
+    fn not_read_to_the_end(&self) -> Vec<String> {
+        let mut short: Vec<(&PathBuf, u64)> = self
+            .files
+            .values()
+            .filter_map(|t| {
+                let size = t.size().ok()?;
+                (size > t.read_offset).then(|| (&t.path, size - t.read_offset))
+            })
+            .collect();
+        short.sort();
+        short
+            .into_iter()
+            .map(|(path, left)| format!("{} not read to its end ({left} bytes left)", path.display()))
+            .collect()
+    }
+
     fn settle(mut self) -> std::io::Result<SourceSummary> {
         // Closing our end of the head channel lets the chain drain; the
         // acknowledgements of everything sent then come back.
@@ -752,6 +785,9 @@ impl Tailer {
                 .into_iter()
                 .map(|(path, why)| format!("{} not read ({why})", path.display())),
         );
+        if self.at_eof {
+            problems.extend(self.not_read_to_the_end());
+        }
         Ok(SourceSummary {
             emitted_events: self.emitted,
             delivered_events: self.delivered,

@@ -298,3 +298,27 @@ fn files_of_other_containers_that_start_alike_are_read_whole_not_taken_for_copie
     got.sort_unstable();
     assert_eq!(got, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
 }
+
+#[test]
+fn a_run_that_stops_at_the_end_of_its_input_names_a_file_it_did_not_read_to_the_end() {
+    let s = scene(0..3, "exit_at_eof = true");
+    // Lines that arrive after the last read: a run that ends now has not
+    // read everything, and must not say so.
+    append(&s.original, &lines(3..5));
+    let left = std::fs::metadata(&s.original).unwrap().len() - lines(0..3).len() as u64;
+    let mut t = s.t;
+    t.at_eof = true;
+    let summary = t.settle().unwrap();
+    assert_eq!(
+        summary.problems,
+        vec![format!(
+            "{} not read to its end ({left} bytes left)",
+            s.original.display()
+        )]
+    );
+    // Stopped by a shutdown, the same run claims nothing about the files'
+    // ends: its checkpoint says where the next start goes on.
+    let s = scene(0..3, "exit_at_eof = true");
+    append(&s.original, &lines(3..5));
+    assert!(s.t.settle().unwrap().problems.is_empty());
+}
