@@ -63,6 +63,18 @@ if [ ! -f "$deploy_venv/.complete" ]; then
   touch "$deploy_venv/.complete"
 fi
 
+# A current ClickHouse (26.x) embedded in Python by chdb-core from PyPI, for
+# the test that loads the ClickHouse sink's requests into the schemas for
+# current servers (only 18.16 runs here as a server). Made once under target/.
+chdb_venv=target/chdb-venv
+if [ ! -f "$chdb_venv/.complete-26.9.0" ]; then
+  step "python venv with chdb-core 26.9.0 (ClickHouse in-process)"
+  rm -rf "$chdb_venv"
+  python3 -m venv "$chdb_venv"
+  "$chdb_venv/bin/pip" install -q --disable-pip-version-check chdb-core==26.9.0
+  touch "$chdb_venv/.complete-26.9.0"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

@@ -1,7 +1,9 @@
 //! The `clickhouse` sink against a real ClickHouse server (Debian's
 //! 18.16 package, started by the test as a plain process): exact delivery
 //! of the generator's output, a record the server refuses dead-lettered, a
-//! 30 s outage with zero loss, and kill -9 with a disk buffer.
+//! 30 s outage with zero loss, and kill -9 with a disk buffer. The sink's
+//! exact requests also load into ClickHouse 26.9 (chdb-core, in-process)
+//! with both shipped schemas.
 
 mod common;
 
@@ -572,4 +574,105 @@ fn bench_k8s_node_config_to_clickhouse() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The Python of the virtual environment `scripts/test.sh` makes with
+/// chdb-core (ClickHouse 26.x in-process), or `SLUICE_CHDB_PYTHON`.
+fn chdb_python() -> std::path::PathBuf {
+    std::env::var_os("SLUICE_CHDB_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/chdb-venv/bin/python"),
+        std::path::PathBuf::from,
+    )
+}
+
+/// Only 18.16 runs here as a server, so the sink's exact requests (caught
+/// by a local server) are loaded into a current ClickHouse through chdb,
+/// with the request's own query and settings, into both shipped schemas:
+/// every row is stored, with the typed columns the rows carry.
+#[test]
+fn the_sinks_requests_load_into_a_current_clickhouse_with_either_schema() {
+    let server = common::http_server::HttpServer::start(|_, _| (200, String::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "sluice.toml",
+        &format!(
+            r#"
+data_dir = "{d}/state"
+[sources.gen]
+type = "generator"
+count = 3000
+seed = 5
+[sinks.ch]
+type = "clickhouse"
+endpoint = "{url}"
+# chdb reads the rows as a server does after decompressing them.
+compression = "none"
+"#,
+            d = dir.path().display(),
+            url = server.url()
+        ),
+    );
+    let out = sluice().args(["run", "-c"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = server.accepted();
+    let query = requests[0].path.split_once('?').unwrap().1.to_string();
+    assert!(
+        requests.iter().all(|r| r.path.ends_with(&query)),
+        "one query for every request"
+    );
+    let body: Vec<u8> = requests.iter().flat_map(|r| r.body.clone()).collect();
+    let body_path = dir.path().join("body.ndjson");
+    std::fs::write(&body_path, &body).unwrap();
+
+    // What the rows say, in the order the check prints them.
+    type Row = (u64, String, String, u64, String, f64, String);
+    let row = |v: &serde_json::Value| -> Row {
+        let s = |k: &str| v[k].as_str().unwrap().to_string();
+        (
+            v["ts"].as_u64().unwrap(),
+            s("service"),
+            s("level"),
+            v["status"].as_u64().unwrap(),
+            s("route"),
+            v["sample_rate"].as_f64().unwrap(),
+            s("raw"),
+        )
+    };
+    let mut expected: Vec<Row> = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| row(&serde_json::from_slice(l).unwrap()))
+        .collect();
+    expected.sort_by(|a, b| a.6.cmp(&b.6));
+    // The generator's 3,000 lines, less the blank ones between trace frames.
+    assert!((2900..=3000).contains(&expected.len()), "{} rows", expected.len());
+
+    for schema in ["schema.sql", "schema-current.sql"] {
+        let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/clickhouse")
+            .join(schema);
+        let loaded = std::process::Command::new(chdb_python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clickhouse/chdb_load.py"))
+            .arg(&schema_path)
+            .arg(&query)
+            .arg(&body_path)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh makes it)", chdb_python().display()));
+        assert!(
+            loaded.status.success(),
+            "{schema}: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        let stored: Vec<Row> = String::from_utf8(loaded.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| row(&serde_json::from_str(l).unwrap()))
+            .collect();
+        assert_eq!(stored.len(), expected.len(), "{schema}");
+        assert!(
+            stored == expected,
+            "{schema}: the stored rows differ from the sent ones"
+        );
+    }
 }
