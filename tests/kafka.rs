@@ -86,6 +86,15 @@ fn wait_for_every_line(
     }
 }
 
+/// Every line in the files of two output directories, counted.
+fn union_of(a: &Path, b: &Path) -> std::collections::HashMap<String, u64> {
+    let mut all = count_lines(a);
+    for (line, n) in count_lines(b) {
+        *all.entry(line).or_insert(0) += n;
+    }
+    all
+}
+
 /// `group`'s committed offset and the high watermark of each partition.
 fn committed_and_high(brokers: &str, topic: &str, group: &str) -> (Vec<i64>, Vec<i64>) {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -281,13 +290,7 @@ fn two_aggregators_in_one_group_lose_nothing_when_one_is_killed() {
 
     // The survivor takes over the killed member's partitions from their
     // committed offsets.
-    let union = || {
-        let mut all = count_lines(&a_out);
-        for (line, n) in count_lines(&b_out) {
-            *all.entry(line).or_insert(0) += n;
-        }
-        all
-    };
+    let union = || union_of(&a_out, &b_out);
     wait_for_every_line(&expected, Instant::now() + Duration::from_secs(90), union);
     stop(second);
 
@@ -346,13 +349,7 @@ fn members_joining_and_leaving_hand_partitions_over_without_a_duplicate() {
     stop(first);
     assert!(producer.wait_with_output().unwrap().status.success());
     let expected = count_lines(&dir.path().join("node-copy"));
-    let union = || {
-        let mut all = count_lines(&a_out);
-        for (line, n) in count_lines(&b_out) {
-            *all.entry(line).or_insert(0) += n;
-        }
-        all
-    };
+    let union = || union_of(&a_out, &b_out);
     wait_for_every_line(&expected, Instant::now() + Duration::from_secs(90), union);
     stop(second);
     let got = union();

@@ -1,18 +1,21 @@
-//! The source side of the acknowledgement path for sources that do not
-//! checkpoint (stdin, generator): it still attaches a token to every batch
-//! and waits for every token to come back, so a run can say exactly how many
-//! events reached every sink, and tests can prove none went missing.
+//! The source side of the acknowledgement path: a token on every batch, and
+//! the acknowledgements settled in order, so a run can say exactly how many
+//! events reached every sink. Sources that do not checkpoint (stdin,
+//! generator) use it bare; a source that does (Kafka) gives each batch the
+//! checkpoint it reaches and commits [`DeliveryLedger::checkpoint`].
 
 use sluice_core::ack::{self, AckSender};
 use sluice_core::{AckReceiver, AckStatus, AckTracker, Batch, Counter, Registry, SourceSummary};
 
-/// Issues acknowledgement tokens and settles them. See the module docs.
+/// Issues acknowledgement tokens and settles them; `C` is what a batch's
+/// delivery lets its source commit. See the module docs.
 #[derive(Debug)]
-pub struct DeliveryLedger {
+pub struct DeliveryLedger<C = ()> {
     /// `None` once settling: no more tokens.
     sender: Option<AckSender>,
     receiver: AckReceiver,
-    tracker: AckTracker<u64>,
+    /// Per batch: the events emitted up to its end, and its checkpoint.
+    tracker: AckTracker<(u64, C)>,
     next_seq: u64,
     emitted: u64,
     failed_batches: u64,
@@ -20,8 +23,15 @@ pub struct DeliveryLedger {
 }
 
 impl DeliveryLedger {
+    /// Attach a token to `batch` before it is sent.
+    pub fn attach(&mut self, batch: &mut Batch) {
+        self.attach_at(batch, ());
+    }
+}
+
+impl<C> DeliveryLedger<C> {
     /// A ledger for source `id`.
-    pub fn new(registry: &Registry, id: &str) -> DeliveryLedger {
+    pub fn new(registry: &Registry, id: &str) -> DeliveryLedger<C> {
         let (sender, receiver) = ack::channel();
         DeliveryLedger {
             sender: Some(sender),
@@ -38,13 +48,14 @@ impl DeliveryLedger {
         }
     }
 
-    /// Attach a token to `batch` before it is sent.
-    pub fn attach(&mut self, batch: &mut Batch) {
+    /// Attach a token to `batch` before it is sent; once it and every batch
+    /// before it are delivered, `checkpoint` is the source's to commit.
+    pub fn attach_at(&mut self, batch: &mut Batch, checkpoint: C) {
         let Some(sender) = &self.sender else { return };
         let seq = self.next_seq;
         self.next_seq += 1;
         self.emitted += batch.len() as u64;
-        self.tracker.emitted(seq, self.emitted);
+        self.tracker.emitted(seq, (self.emitted, checkpoint));
         batch.add_ack(sender.token(seq));
         self.drain_ready();
     }
@@ -60,25 +71,64 @@ impl DeliveryLedger {
         if a.status == AckStatus::Failed {
             self.failed_batches += 1;
         }
-        let before = self.tracker.checkpoint().copied().unwrap_or(0);
+        let before = self.delivered();
         self.tracker.acknowledge(a);
-        let after = self.tracker.checkpoint().copied().unwrap_or(0);
-        self.delivered_counter.add(after - before);
+        self.delivered_counter.add(self.delivered() - before);
+    }
+
+    fn delivered(&self) -> u64 {
+        self.tracker.checkpoint().map_or(0, |(n, _)| *n)
+    }
+
+    /// The checkpoint of the newest batch delivered with every one before it.
+    pub fn checkpoint(&self) -> Option<&C> {
+        self.tracker.checkpoint().map(|(_, c)| c)
+    }
+
+    /// Whether every batch sent has come back, or a failed one stopped the
+    /// checkpoint for good: nothing more to wait for.
+    pub fn settled(&self) -> bool {
+        self.tracker.outstanding() == 0 || self.tracker.is_blocked()
+    }
+
+    /// Batches sent and not yet settled.
+    pub fn outstanding(&self) -> usize {
+        self.tracker.outstanding()
+    }
+
+    /// Wait for the next acknowledgement; `false` when none can come (every
+    /// token is back and no more are issued).
+    pub async fn next(&mut self) -> bool {
+        match self.receiver.recv().await {
+            Some(a) => {
+                self.record(a);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Issue no more tokens and wait until every one issued has come back.
+    pub async fn close(&mut self) {
+        // Our own sender must go for `recv` to end once every token is back.
+        self.sender = None;
+        while self.next().await {}
+    }
+
+    /// What the source emitted and what was delivered.
+    pub fn summary(&self) -> SourceSummary {
+        SourceSummary {
+            emitted_events: self.emitted,
+            delivered_events: self.delivered(),
+            failed_batches: self.failed_batches,
+            problems: Vec::new(),
+        }
     }
 
     /// Wait until every token issued has come back, then report.
     pub async fn settle(mut self) -> SourceSummary {
-        // Our own sender must go for `recv` to end once every token is back.
-        self.sender = None;
-        while let Some(a) = self.receiver.recv().await {
-            self.record(a);
-        }
-        SourceSummary {
-            emitted_events: self.emitted,
-            delivered_events: self.tracker.checkpoint().copied().unwrap_or(0),
-            failed_batches: self.failed_batches,
-            problems: Vec::new(),
-        }
+        self.close().await;
+        self.summary()
     }
 }
 

@@ -22,9 +22,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_config::KafkaSourceConfig;
-use sluice_core::ack::{self, AckReceiver, AckSender};
-use sluice_core::{AckStatus, AckTracker, Batch, Counter, SourceContext, SourceError, SourceSummary};
-use sluice_io::{FramerCounters, LineFramer};
+use sluice_core::{Batch, Counter, SourceContext, SourceError, SourceSummary};
+use sluice_io::{DeliveryLedger, FramerCounters, LineFramer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -80,12 +79,9 @@ pub fn spawn_source(ctx: SourceContext, cfg: KafkaSourceConfig) -> JoinHandle<Re
 /// runs inside the loop's own `recv()`, so the two never contend: the
 /// mutex only makes the sharing expressible.
 struct Handoff {
-    sender: Option<AckSender>,
-    receiver: AckReceiver,
-    tracker: AckTracker<(u64, Offsets)>,
-    next_seq: u64,
-    emitted: u64,
-    failed_batches: u64,
+    /// Every batch's offsets, settled by its acknowledgement; `None` only
+    /// while the end of the run waits on it without the lock.
+    ledger: Option<DeliveryLedger<Offsets>>,
     /// Read and not yet sent on.
     framer: LineFramer,
     /// The next offset to read of each partition owned, as read so far.
@@ -104,15 +100,9 @@ struct Handoff {
 
 impl Handoff {
     fn new(ctx: &SourceContext, cfg: &KafkaSourceConfig) -> Handoff {
-        let (sender, receiver) = ack::channel();
         let labels = [("source", ctx.id.as_str())];
         Handoff {
-            sender: Some(sender),
-            receiver,
-            tracker: AckTracker::new(),
-            next_seq: 0,
-            emitted: 0,
-            failed_batches: 0,
+            ledger: Some(DeliveryLedger::new(&ctx.registry, &ctx.id)),
             framer: LineFramer::new(
                 ctx.batch_bytes,
                 ctx.max_line_bytes,
@@ -142,30 +132,19 @@ impl Handoff {
         }
     }
 
-    fn drain(&mut self) {
-        while let Some(a) = self.receiver.try_recv() {
-            self.record(a);
-        }
-    }
-
-    fn record(&mut self, a: sluice_core::Acknowledgement) {
-        if a.status == AckStatus::Failed {
-            self.failed_batches += 1;
-        }
-        self.tracker.acknowledge(a);
+    fn ledger(&mut self) -> &mut DeliveryLedger<Offsets> {
+        self.ledger
+            .as_mut()
+            .expect("the ledger is away only at the end of the run")
     }
 
     /// Frame what is buffered into a batch, registered for its
     /// acknowledgement; `None` when there is nothing to send or nowhere to.
     fn take_batch(&mut self, eof: bool) -> Option<(Batch, mpsc::Sender<Batch>)> {
-        let sender = self.sender.as_ref()?;
         let out = self.out.clone()?;
         let mut batch = self.framer.take_batch(eof)?;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.emitted += batch.len() as u64;
-        self.tracker.emitted(seq, (self.emitted, self.offsets.clone()));
-        batch.add_ack(sender.token(seq));
+        let offsets = self.offsets.clone();
+        self.ledger().attach_at(&mut batch, offsets);
         Some((batch, out))
     }
 
@@ -173,7 +152,7 @@ impl Handoff {
     /// moved.
     fn commit<C: ConsumerContext>(&mut self, consumer: &impl Consumer<C>, mode: CommitMode) {
         self.last_commit = Instant::now();
-        let Some((_, offsets)) = self.tracker.checkpoint() else {
+        let Some(offsets) = self.ledger.as_ref().and_then(DeliveryLedger::checkpoint) else {
             return;
         };
         let mut tpl = TopicPartitionList::new();
@@ -212,14 +191,14 @@ impl Handoff {
                     return false;
                 }
             }
-            self.drain();
-            while self.tracker.outstanding() > 0 && !self.tracker.is_blocked() {
-                match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
-                    Ok(Some(a)) => self.record(a),
-                    Ok(None) | Err(_) => break,
+            let ledger = self.ledger();
+            ledger.drain_ready();
+            while !ledger.settled() {
+                if !matches!(tokio::time::timeout_at(deadline, ledger.next()).await, Ok(true)) {
+                    break;
                 }
             }
-            self.tracker.outstanding() == 0
+            ledger.outstanding() == 0
         });
         self.commit(consumer, CommitMode::Sync);
         if settled == Some(true) {
@@ -228,7 +207,7 @@ impl Handoff {
             self.revoke_timeouts.inc();
             tracing::warn!(
                 partitions = ?revoked,
-                outstanding_batches = self.tracker.outstanding(),
+                outstanding_batches = self.ledger().outstanding(),
                 "Kafka partitions revoked before all read from them was delivered; their new owner reads the rest again"
             );
         }
@@ -256,14 +235,6 @@ struct SourceConsumerContext {
     handoff: Arc<Mutex<Handoff>>,
 }
 
-impl SourceConsumerContext {
-    fn handoff(&self) -> MutexGuard<'_, Handoff> {
-        // A panic elsewhere with the lock held leaves data that is still
-        // consistent enough to commit from: the tracker only moves forward.
-        self.handoff.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl ClientContext for SourceConsumerContext {}
 
 impl ConsumerContext for SourceConsumerContext {
@@ -271,7 +242,7 @@ impl ConsumerContext for SourceConsumerContext {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             if !revoked.is_empty() {
-                self.handoff().hand_over(consumer, &revoked);
+                lock(&self.handoff).hand_over(consumer, &revoked);
             }
         }
     }
@@ -280,7 +251,7 @@ impl ConsumerContext for SourceConsumerContext {
         if let Rebalance::Assign(list) = rebalance {
             let assigned = partitions(list);
             tracing::info!(partitions = ?assigned, "Kafka partitions assigned");
-            self.handoff().assigned.extend(assigned);
+            lock(&self.handoff).assigned.extend(assigned);
         }
     }
 }
@@ -292,6 +263,8 @@ fn partitions(list: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
+/// The shared state. A panic elsewhere with the lock held leaves it still
+/// consistent enough to commit from: the ledger only moves forward.
 fn lock(handoff: &Mutex<Handoff>) -> MutexGuard<'_, Handoff> {
     handoff.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -345,7 +318,7 @@ async fn consume(
             }
         }
         let mut h = lock(handoff);
-        h.drain();
+        h.ledger().drain_ready();
         if h.last_commit.elapsed() >= cfg.commit_interval {
             h.commit(consumer, CommitMode::Async);
         }
@@ -355,26 +328,18 @@ async fn consume(
         let _ = out.send(batch).await;
     }
     // Close our paths into the chain, wait for every batch to come back,
-    // and commit what was acknowledged.
+    // and commit what was acknowledged. The ledger is awaited without the
+    // lock held (no rebalance can run now: nothing polls the consumer).
     drop(ctx);
-    let mut receiver = {
+    let mut ledger = {
         let mut h = lock(handoff);
         h.out = None;
-        h.sender = None;
-        // The receiver is awaited without the lock held; the handoff keeps
-        // one that no sender feeds.
-        std::mem::replace(&mut h.receiver, ack::channel().1)
+        h.ledger.take().expect("the ledger is here until now")
     };
-    while let Some(a) = receiver.recv().await {
-        lock(handoff).record(a);
-    }
+    ledger.close().await;
+    let summary = ledger.summary();
     let mut h = lock(handoff);
+    h.ledger = Some(ledger);
     h.commit(consumer, CommitMode::Sync);
-    let delivered = h.tracker.checkpoint().map_or(0, |(n, _)| *n);
-    SourceSummary {
-        emitted_events: h.emitted,
-        delivered_events: delivered,
-        failed_batches: h.failed_batches,
-        problems: Vec::new(),
-    }
+    summary
 }
