@@ -14,7 +14,8 @@
 # Usage: benches/node_path.sh [--sink clickhouse|file] [--rounds N]
 #                             [--lines N] [BINARY ...]
 #   BINARY defaults to ./target/release/sluice; lines are per file
-#   (150000 ≈ 56 MB of CRI text each).
+#   (150000 ≈ 54 MB of CRI text each). SLUICE_BENCH_WRAP prefixes each run
+#   (e.g. "perf record -g -o /tmp/perf.data", "env MIMALLOC_PURGE_DELAY=0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sink=clickhouse rounds=3 lines=150000 bins=()

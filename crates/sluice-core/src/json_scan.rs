@@ -84,7 +84,7 @@ pub fn skip_ws(line: &[u8], mut i: usize) -> usize {
 /// The index of the `"` that closes the string whose opening quote is at
 /// `open`, in text already validated; `None` when the text ends first.
 #[inline]
-pub fn string_end(text: &[u8], open: usize) -> Option<usize> {
+fn string_end(text: &[u8], open: usize) -> Option<usize> {
     let mut i = open + 1;
     loop {
         i += first_stop(text.get(i..)?, Stops::QUOTE_OR_BACKSLASH)?;
