@@ -11,7 +11,8 @@
 //! Checked per service over the fleet: the day's spend within 3% of its
 //! budget; every error and slow request kept; the sample_rate-weighted
 //! count of normal events within 3% of the truth; and requests kept or
-//! dropped whole across nodes.
+//! dropped whole across nodes (all but 0.1% while the fleet is
+//! undisturbed, all but 1% over the day).
 //!
 //! `SLUICE_FLEET_DAY_SCOPE=node` runs the same day in node scope and
 //! prints what each service spent (the contrast in BENCHMARKS.md).
@@ -433,11 +434,13 @@ fn a_fleet_day_lands_every_service_on_its_budget_through_a_kill_and_an_outage() 
     // Requests of two normal lines: whole, or split between nodes (or,
     // edge → users, between services whose p differ).
     let mut lines_of: HashMap<String, (u32, bool, bool)> = HashMap::new();
+    let mut step_of: HashMap<String, u64> = HashMap::new();
     for step in 0..STEPS {
         let lines = step_lines(step);
         let mut node_of: HashMap<&str, (usize, usize)> = HashMap::new();
         for l in lines.iter().filter(|l| !l.must_keep) {
             let trace = &l.text[l.text.find("trace_id\":\"").unwrap() + 11..][..16];
+            step_of.insert(trace.to_string(), step);
             let e = lines_of.entry(trace.to_string()).or_default();
             e.0 += 1;
             if let Some(&(node, service)) = node_of.get(trace) {
@@ -448,6 +451,16 @@ fn a_fleet_day_lands_every_service_on_its_budget_through_a_kill_and_an_outage() 
         }
     }
     let (mut across_nodes, mut split_nodes, mut across_services, mut split_services) = (0, 0, 0, 0);
+    // Requests on two nodes written while the fleet was undisturbed:
+    // after the first simulated half hour, outside the kill and restart
+    // (and the second of input the killed node reads again), and outside
+    // the broker's outage and the seconds its restart takes.
+    let steady = |step: u64| {
+        step >= 30
+            && !(KILL_AT - 30..RESTART_AT + 30).contains(&step)
+            && !(BROKER_DOWN_AT..BROKER_DOWN_AT + 200).contains(&step)
+    };
+    let (mut across_steady, mut split_steady) = (0u32, 0u32);
     for (trace, &(n, other_node, other_service)) in &lines_of {
         if n < 2 || !other_node {
             continue;
@@ -460,6 +473,10 @@ fn a_fleet_day_lands_every_service_on_its_budget_through_a_kill_and_an_outage() 
         } else {
             across_nodes += 1;
             split_nodes += u32::from(split);
+            if steady(step_of[trace]) {
+                across_steady += 1;
+                split_steady += u32::from(split);
+            }
         }
     }
 
@@ -476,7 +493,8 @@ fn a_fleet_day_lands_every_service_on_its_budget_through_a_kill_and_an_outage() 
         );
     }
     eprintln!(
-        "requests on two nodes of one service: {split_nodes} of {across_nodes} split; \
+        "requests on two nodes of one service: {split_nodes} of {across_nodes} split \
+         ({split_steady} of {across_steady} while undisturbed); \
          on two services on two nodes: {split_services} of {across_services} split"
     );
 
@@ -504,16 +522,11 @@ fn a_fleet_day_lands_every_service_on_its_budget_through_a_kill_and_an_outage() 
             assert_eq!(k.weighted, truth, "{name}");
             continue;
         }
-        // A service on the node killed mid-day lands within 6% (up to
-        // 5.1% was seen, on the service that lived there when it was
-        // killed); every other within 3%.
-        let bound = if (0..24).any(|h| placement(*s, h).iter().any(|n| n.0 == KILLED)) {
-            0.06
-        } else {
-            0.03
-        };
+        // Within 3%, the services of the node killed mid-day included
+        // (0.3% was seen at most: the restarted node waits for the
+        // fleet's reports before it reads its backlog).
         assert!(
-            (spend - 1.0).abs() <= bound,
+            (spend - 1.0).abs() <= 0.03,
             "{name}: the fleet spent {spend:.3} budgets"
         );
     }
@@ -522,11 +535,20 @@ fn a_fleet_day_lands_every_service_on_its_budget_through_a_kill_and_an_outage() 
             across_nodes > 10_000 && across_services > 5_000,
             "{across_nodes} {across_services}"
         );
-        // Each node decides a request by its own view of the fleet's p,
-        // an interval late: about 2.7% of them split, most while p moves
-        // fast (the day's first minutes, the burst, the restart).
+        // Every node switches to a round's p at the same instant, from the
+        // same reports: undisturbed, a request splits only when its lines
+        // straddle that instant (0 to 23 in 158,146 were seen). Most
+        // splits are at the fleet's cold start, when no node has heard
+        // another yet and each decides alone (about 470); the kill and the
+        // outage add a few dozen (0.25-0.46% of the day's were seen in
+        // all, against 2.8% when each node summed its live figures with
+        // the others' last reports).
         assert!(
-            f64::from(split_nodes) <= 0.04 * f64::from(across_nodes),
+            f64::from(split_steady) <= 1e-3 * f64::from(across_steady),
+            "{split_steady} of {across_steady} requests on two nodes split while undisturbed"
+        );
+        assert!(
+            f64::from(split_nodes) <= 0.01 * f64::from(across_nodes),
             "{split_nodes} of {across_nodes} requests on two nodes split"
         );
     }

@@ -1,35 +1,47 @@
-//! Fleet scope: a service's budget is the whole fleet's. Every `interval`
-//! this node leaves a report of each ledger (window start, spend, offered
-//! rates) in the [`FleetExchange`], and sums what the other nodes reported
-//! per ledger key into the ledger's [`PeerSums`]; each ledger then derives p
-//! from its own figures plus its peers', which are the fleet's totals, so
-//! every node derives the same p and trace-consistent sampling holds
-//! across them.
+//! Fleet scope: a service's budget is the whole fleet's. Every node keeps
+//! the same round schedule, slots of `interval` on the wall clock from the
+//! Unix epoch: at a round's start it leaves a report of each ledger
+//! (window start, spend, offered rates) in the [`FleetExchange`]; half an
+//! interval later it sums the latest report of every node, its own as
+//! published included, into each ledger's [`FleetSums`] and derives p from
+//! them. The sums are taken in node order at the latest clock reported, so
+//! every node that read the same reports derives the same p at the same
+//! moment, and keeps it until the next round: a request whose lines are
+//! decided on two nodes is kept or dropped whole unless its lines straddle
+//! a round's switch or a report arrived late somewhere.
 //!
-//! Consistency: a node sees the others' figures one publish interval plus
-//! the consumer's lag late, so all converge within about one interval. A
-//! node that stops hearing the others (Kafka unreachable, a partition)
+//! Consistency: a report reaches the others within the Kafka link's
+//! latency, well inside half an interval, so all converge on each round.
+//! A node that stops hearing the others (Kafka unreachable, a partition)
 //! keeps the last figures it had for `stale_intervals` intervals, then
 //! decides by itself (the node-local rule, which over-spends by the number
 //! of nodes the service runs on until it hears again), counted in
 //! `budget_fleet_degraded_total` and logged. Errors and slow requests are
 //! kept throughout: only normal events are ever sampled.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use sluice_config::FleetConfig;
 use sluice_core::fleet::FleetExchange;
 use sluice_core::{Counter, Gauge, Registry};
 
 use crate::fleet_report::{self, Report, ServiceReport};
-use crate::ledger::{BudgetLedger, PeerSums, WindowRule};
+use crate::ledger::{BudgetLedger, Coordination, FleetSums, WindowRule};
 
 /// Two nodes' windows are the same window when their starts are this close
 /// (calendar windows start at the same instant on every node).
 const SAME_WINDOW_SECS: f64 = 1.0;
+
+/// How long a start waits for the link to read the fleet's reports before
+/// its first decision. A node restarted after a while reads its backlog in
+/// seconds: decided alone, without what the others spent today, it kept
+/// too much of every service it shares (the service living on a killed
+/// node overspent its day by 5%). Kafka out of reach costs a start this
+/// long, once.
+const START_WAIT: Duration = Duration::from_secs(5);
 
 /// A peer's latest report, kept as its figures for this node's ledgers
 /// only: a peer's services this node has no ledger for cost nothing (a
@@ -99,13 +111,24 @@ pub(crate) struct Fleet {
     exchange: FleetExchange,
     interval: Duration,
     stale_after: Duration,
-    next: Instant,
-    /// Reports already parsed, by node.
-    parsed: HashMap<String, Held>,
+    /// The last round published and the last applied (see the module
+    /// docs); `None` forces a round at the next call.
+    published: Option<u64>,
+    applied: Option<u64>,
+    /// Whether the first round waited for the fleet's reports (see
+    /// [`START_WAIT`]).
+    waited: bool,
+    /// This node's previous run's last report, read back at a start: the
+    /// others still count it, and so does this run's first round.
+    previous_run: Option<Held>,
+    /// Reports already parsed, by node (this node's own included), in
+    /// node order: every node sums them in the same order.
+    parsed: BTreeMap<String, Held>,
     /// This run's id in its reports.
     run: u64,
-    /// Whether the last round counted another node.
+    /// Whether the last round counted another node, and how many.
     heard: bool,
+    fresh: usize,
     nodes: Gauge,
     view_age: Gauge,
     degraded: Counter,
@@ -118,10 +141,14 @@ impl Fleet {
             exchange,
             interval: cfg.interval,
             stale_after: cfg.interval * cfg.stale_intervals,
-            next: Instant::now(),
-            parsed: HashMap::new(),
+            published: None,
+            applied: None,
+            waited: false,
+            previous_run: None,
+            parsed: BTreeMap::new(),
             run: run_id(),
             heard: false,
+            fresh: 0,
             nodes: registry.gauge(
                 "budget_fleet_nodes",
                 "Nodes whose budget figures this node counts (itself included).",
@@ -145,8 +172,21 @@ impl Fleet {
         }
     }
 
-    /// Publish and read the fleet's figures when an interval has passed;
-    /// whether it did (the ledgers' p were derived again).
+    /// The round of the wall clock now and whether its second half (when
+    /// reports are summed) has begun.
+    fn round_now(&self) -> (u64, bool) {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let interval = self.interval.as_millis().max(1);
+        ((ms / interval) as u64, ms % interval >= interval / 2)
+    }
+
+    /// Publish at a round's start and sum the fleet's reports half an
+    /// interval later, whichever is due; whether the ledgers' p were
+    /// derived again. Cheap when neither is: called once a batch, so
+    /// every node switches p within a batch of the same instant.
     pub(crate) fn round_if_due(
         &mut self,
         ledgers: &mut [BudgetLedger],
@@ -155,11 +195,89 @@ impl Fleet {
         rule: &WindowRule,
         now: f64,
     ) -> bool {
-        let wall = Instant::now();
-        if wall < self.next {
-            return false;
+        if !self.waited {
+            self.waited = true;
+            self.wait_for_the_fleet();
         }
-        self.next = wall + self.interval;
+        let (round, second_half) = self.round_now();
+        if self.published.is_none_or(|p| p < round) {
+            self.published = Some(round);
+            self.prepare(ledgers, ids, rule, now);
+            self.publish(ledgers, names, ids, now);
+        }
+        if self.applied.is_none() || (second_half && self.applied < Some(round)) {
+            // A start sums at once, out of the schedule, and without its
+            // own report, which the others have not summed yet: it starts
+            // at the p they hold, and joins them at the next round.
+            let first = self.applied.is_none();
+            self.applied = Some(round);
+            let me = self.exchange.node().to_string();
+            match self.previous_run.take() {
+                // What the others hold for this node: its previous run's.
+                Some(previous) if first => {
+                    let own = self.parsed.insert(me.clone(), previous);
+                    self.apply(ledgers, ids, now, true);
+                    if let Some(own) = own {
+                        self.parsed.insert(me, own);
+                    }
+                }
+                _ => self.apply(ledgers, ids, now, !first),
+            }
+            return true;
+        }
+        false
+    }
+
+    /// A whole round at once: publish, then sum what is held.
+    #[cfg(test)]
+    pub(crate) fn round(
+        &mut self,
+        ledgers: &mut [BudgetLedger],
+        names: &[Vec<u8>],
+        ids: &crate::FastMap<Box<[u8]>, usize>,
+        rule: &WindowRule,
+        now: f64,
+    ) {
+        self.waited = true;
+        (self.published, self.applied) = (Some(self.round_now().0), Some(self.round_now().0));
+        self.prepare(ledgers, ids, rule, now);
+        self.publish(ledgers, names, ids, now);
+        self.apply(ledgers, ids, now, true);
+    }
+
+    /// Make the next call a whole round, whatever the wall clock says
+    /// (and without waiting for a link).
+    #[cfg(test)]
+    pub(crate) fn force_round(&mut self) {
+        self.published = None;
+        self.applied = None;
+        self.waited = true;
+    }
+
+    /// Wait, up to [`START_WAIT`], until the link has read what the topic
+    /// holds.
+    fn wait_for_the_fleet(&self) {
+        let start = std::time::Instant::now();
+        while !self.exchange.is_caught_up() {
+            if start.elapsed() >= START_WAIT || self.exchange.is_closed() {
+                tracing::warn!(
+                    stage = "budget",
+                    waited = ?START_WAIT,
+                    "budget: the fleet's reports could not be read at the start; deciding alone until they are"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn prepare(
+        &mut self,
+        ledgers: &mut [BudgetLedger],
+        ids: &crate::FastMap<Box<[u8]>, usize>,
+        rule: &WindowRule,
+        now: f64,
+    ) {
         // A ledger's rates move only when its service logs here: one that
         // went quiet (a service that moved to another node) would report
         // its last rates for ever, and the fleet would count traffic that
@@ -170,15 +288,15 @@ impl Fleet {
             l.update(now);
         }
         self.take_up_echo(ledgers, ids);
-        self.publish(ledgers, names, now);
-        self.apply(ledgers, ids, now);
-        for l in ledgers.iter_mut() {
-            l.rederive(now);
-        }
-        true
     }
 
-    fn publish(&self, ledgers: &[BudgetLedger], names: &[Vec<u8>], now: f64) {
+    fn publish(
+        &mut self,
+        ledgers: &[BudgetLedger],
+        names: &[Vec<u8>],
+        ids: &crate::FastMap<Box<[u8]>, usize>,
+        now: f64,
+    ) {
         let services = ledgers
             .iter()
             .zip(names)
@@ -194,32 +312,49 @@ impl Fleet {
                 closed: l.closed,
             })
             .collect();
-        self.exchange.set_outgoing(fleet_report::encode(&Report {
+        let report = Report {
             run: self.run,
             clock: now,
             services,
-        }));
+        };
+        let payload: Arc<[u8]> = fleet_report::encode(&report).into();
+        self.exchange.set_outgoing(payload.clone());
+        // Summed with the others' as they will read it (rates as `f32`).
+        let own = Held::of(report, payload, SystemTime::now(), ids);
+        self.parsed.insert(self.exchange.node().to_string(), own);
     }
 
-    /// Sum the other nodes' figures into each ledger's peers. A fresh
-    /// report (younger than `stale_after`) counts whole: its rates, and its
-    /// spend carried forward from its clock to ours at the rate it was
-    /// keeping (a report is an interval or more old when it is read, and
-    /// near a window's end every node would otherwise overspend by what
-    /// the others kept since). A stale one (its node gone, or Kafka out of
-    /// reach) counts only what it had spent in our window: spend is
-    /// history, rates are not. A stale report older than the longest
-    /// window is forgotten.
-    fn apply(&mut self, ledgers: &mut [BudgetLedger], ids: &crate::FastMap<Box<[u8]>, usize>, now: f64) {
+    /// Sum every node's figures into each ledger's [`FleetSums`]. A fresh
+    /// report (younger than `stale_after`) counts whole: its rates, and
+    /// its spend carried forward from its clock to the round's common
+    /// clock at the rate it was keeping (near a window's end every node
+    /// would otherwise overspend by what the others kept since they
+    /// reported). A stale one (its node gone, or Kafka out of reach)
+    /// counts only what it had spent in the window: spend is history,
+    /// rates are not. A stale report older than the longest window is
+    /// forgotten.
+    fn apply(
+        &mut self,
+        ledgers: &mut [BudgetLedger],
+        ids: &crate::FastMap<Box<[u8]>, usize>,
+        now: f64,
+        with_own: bool,
+    ) {
         let wall = SystemTime::now();
+        let me = self.exchange.node().to_string();
         let peers = self.exchange.peers();
-        self.parsed.retain(|node, _| peers.iter().any(|p| &p.node == node));
+        let held_before = self.parsed.len();
+        self.parsed
+            .retain(|node, _| *node == me || peers.iter().any(|p| &p.node == node));
+        // Whether any other node's figures changed since the last round.
+        let mut news = self.parsed.len() != held_before;
         for p in &peers {
             if let Some(held) = self.parsed.get_mut(&p.node) {
                 if Arc::ptr_eq(&held.payload, &p.payload) {
                     continue;
                 }
             }
+            news = true;
             match fleet_report::decode(&p.payload) {
                 Ok(report) => {
                     let held = Held::of(report, p.payload.clone(), p.sent, ids);
@@ -234,28 +369,51 @@ impl Fleet {
             }
         }
         let longest = ledgers.iter().map(|l| l.budget.period_secs).max().unwrap_or(0) as f64;
-        let mut sums: Vec<Option<PeerSums>> = vec![None; ledgers.len()];
+        let is_fresh = |held: &Held| wall.duration_since(held.sent).unwrap_or_default() < self.stale_after;
+        // The common clock, the latest reported: every node that holds the
+        // same reports picks the same one.
+        let clock = self
+            .parsed
+            .iter()
+            .filter(|(node, h)| if **node == me { with_own } else { is_fresh(h) })
+            .map(|(_, h)| h.clock)
+            .fold(f64::NAN, f64::max);
+        let clock = if clock.is_nan() { now } else { clock };
+        // A clock past a ledger's window (a node already past midnight)
+        // reads as the window's end.
+        let mut sums: Vec<FleetSums> = ledgers
+            .iter()
+            .map(|l| FleetSums {
+                clock: clock.min(l.window_end()),
+                ..FleetSums::default()
+            })
+            .collect();
+        let mut stale_spent = vec![0.0f64; ledgers.len()];
         let (mut fresh, mut oldest) = (0usize, Duration::ZERO);
         let mut gone = Vec::new();
         for (node, held) in &self.parsed {
+            let own = *node == me;
+            if own && !with_own {
+                continue;
+            }
             let age = wall.duration_since(held.sent).unwrap_or_default();
-            let is_fresh = age < self.stale_after;
-            if is_fresh {
+            let fresh_report = own || age < self.stale_after;
+            if fresh_report && !own {
                 fresh += 1;
                 oldest = oldest.max(age);
-            } else if held.clock < now - longest {
+            } else if !fresh_report && held.clock < now - longest {
                 gone.push(node.clone());
                 continue;
             }
-            let behind = (now - held.clock).max(0.0);
             for s in &held.figures {
                 let id = s.id as usize;
+                let behind = (sums[id].clock - held.clock).max(0.0);
                 // A node in another window (a clock on the other side of
                 // midnight) has spent elsewhere: ahead of this one, it
                 // spent what it closed ours with; behind, nothing yet.
                 let ours = ledgers[id].state.window_start;
                 let spent = if (s.window_start - ours).abs() < SAME_WINDOW_SECS {
-                    let since = if is_fresh {
+                    let since = if fresh_report {
                         behind.min((ledgers[id].window_end() - held.clock).max(0.0))
                     } else {
                         0.0
@@ -265,12 +423,12 @@ impl Fleet {
                     // NaN compares false: no closed window.
                     ((s.closed.0 - ours).abs() < SAME_WINDOW_SECS).then_some(s.closed.1)
                 };
-                if !is_fresh && spent.is_none() {
-                    continue;
+                if !fresh_report {
+                    stale_spent[id] += spent.unwrap_or(0.0);
                 }
-                let sum = sums[id].get_or_insert_with(PeerSums::default);
+                let sum = &mut sums[id];
                 sum.spent += spent.unwrap_or(0.0);
-                if is_fresh {
+                if fresh_report {
                     sum.must_rate += f64::from(s.must_rate);
                     sum.normal_rate += f64::from(s.normal_rate);
                     sum.must_events += f64::from(s.must_events);
@@ -278,16 +436,31 @@ impl Fleet {
                 }
             }
         }
+        news |= !gone.is_empty();
         for node in gone {
             self.parsed.remove(&node);
             self.exchange.forget(&node);
         }
         let heard = fresh > 0;
-        for (l, s) in ledgers.iter_mut().zip(sums) {
-            // Heard from the fleet, a service no other node has is this
-            // node's alone: zero peers, not the local rule. Hearing
-            // nobody, the local rule, less what the silent spent.
-            l.peers = if heard { Some(s.unwrap_or_default()) } else { s };
+        // Nothing new from anyone (Kafka out of reach, most likely for
+        // every node alike): each node would sum its own fresh figures with
+        // the others' old ones and p would differ between nodes. Every
+        // node holds the last round's p instead, until news or staleness.
+        let hold = heard && self.heard && !news && fresh == self.fresh;
+        self.fresh = fresh;
+        for ((l, sum), peers_spent) in ledgers.iter_mut().zip(sums).zip(stale_spent) {
+            if hold && matches!(l.coordination, Coordination::Fleet(_)) {
+                continue;
+            }
+            // Heard from the fleet, the fleet's totals (a service no other
+            // node has is this node's alone, at the round's figures).
+            // Hearing nobody, the local rule, less what the silent spent.
+            l.coordination = if heard {
+                Coordination::Fleet(sum)
+            } else {
+                Coordination::Alone { peers_spent }
+            };
+            l.rederive(now);
         }
         if self.heard && !heard {
             self.degraded.inc();
@@ -320,6 +493,9 @@ impl Fleet {
         };
         if report.run == self.run {
             return;
+        }
+        if self.applied.is_none() {
+            self.previous_run = Some(Held::of(report.clone(), echo.clone(), SystemTime::now(), ids));
         }
         let mut taken = 0.0;
         for s in &report.services {
@@ -368,193 +544,7 @@ impl Drop for Fleet {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::Zone;
-    use sluice_config::{Budget, BudgetWindow};
-
-    fn ids_of(names: &[Vec<u8>]) -> crate::FastMap<Box<[u8]>, usize> {
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone().into_boxed_slice(), i))
-            .collect()
-    }
-
-    fn fleet_config() -> FleetConfig {
-        let toml = "[sources.s]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[budget]\nscope = \"fleet\"\n[budget.fleet]\nbrokers = \"k:9092\"\nnode_id = \"a\"\ninterval = \"1s\"\n";
-        let cfg = sluice_config::parse(toml, std::path::Path::new("t.toml"), &|_| None).unwrap();
-        cfg.budget.unwrap().fleet.unwrap()
-    }
-
-    fn rule() -> WindowRule {
-        WindowRule {
-            window: BudgetWindow::Calendar,
-            zone: Zone::Offset(0),
-        }
-    }
-
-    /// A ledger of `budget` bytes a day, 0.5 of the day gone, that has
-    /// spent `spent` and sees `normal` normal bytes a second.
-    fn ledger(spent: f64, normal: f64) -> BudgetLedger {
-        let rule = WindowRule {
-            window: BudgetWindow::Calendar,
-            zone: Zone::Offset(0),
-        };
-        let budget = Budget {
-            bytes: 432_000,
-            period_secs: 86_400,
-            events_per_sec: None,
-        };
-        let mut l = BudgetLedger::new(budget, 43_200.0, &rule, 0.001, 1.0);
-        l.state.spent = spent;
-        l.state.normal_rate.rate = normal;
-        l
-    }
-
-    fn report(spent: f64, normal: f32, window_start: f64) -> Vec<u8> {
-        report_at(43_200.0, spent, normal, window_start)
-    }
-
-    /// A report made at the peer's clock `clock`, its p 0.0625.
-    fn report_at(clock: f64, spent: f64, normal: f32, window_start: f64) -> Vec<u8> {
-        fleet_report::encode(&Report {
-            run: 7,
-            clock,
-            services: vec![ServiceReport {
-                key: "checkout".into(),
-                window_start,
-                spent,
-                must_rate: 0.0,
-                normal_rate: normal,
-                must_events: 0.0,
-                normal_events: 0.0,
-                p: 0.0625,
-                closed: None,
-            }],
-        })
-    }
-
-    #[test]
-    fn every_node_derives_p_from_the_fleets_totals_and_alone_when_it_hears_nobody() {
-        let registry = Registry::new();
-        let exchange = FleetExchange::new("a");
-        let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
-        let names = vec![b"checkout".to_vec()];
-        let ids = ids_of(&names);
-        // Half the day left (43,200 s) and all 432,000 bytes unspent here:
-        // alone, 10 bytes/s are affordable of the 20 offered: p = 0.5.
-        let mut ledgers = vec![ledger(0.0, 20.0)];
-        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0));
-        assert_eq!(ledgers[0].state.p, 0.5);
-        assert_eq!(ledgers[0].peers, None);
-        // What this node published.
-        let mine = fleet_report::decode(&exchange.outgoing().unwrap()).unwrap();
-        assert_eq!(
-            (mine.services[0].key.as_str(), mine.services[0].normal_rate),
-            ("checkout", 20.0)
-        );
-
-        // Two peers in the same window: the fleet spent 216,000 (so
-        // 216,000 / 43,200 s = 5 bytes/s is affordable) of 20 + 30 + 50
-        // offered: p = 0.05 on every node.
-        let now = SystemTime::now();
-        exchange.receive("b", &report(100_000.0, 30.0, 0.0), now);
-        exchange.receive("c", &report(116_000.0, 50.0, 0.0), now);
-        fleet.next = Instant::now();
-        assert!(fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0));
-        assert!((ledgers[0].state.p - 0.05).abs() < 1e-12, "{}", ledgers[0].state.p);
-        assert_eq!(ledgers[0].local_p(43_200.0), 0.5);
-        assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(3));
-
-        // A peer in another window offers, but has spent elsewhere.
-        exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0);
-        // A peer already past our window's end counts what it closed it
-        // with (its clock ahead of ours: nothing carried forward).
-        let mut ahead = fleet_report::decode(&report_at(86_410.0, 500.0, 50.0, 86_400.0)).unwrap();
-        ahead.services[0].closed = Some((0.0, 120_000.0));
-        exchange.receive("c", &fleet_report::encode(&ahead), now);
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        assert_eq!(ledgers[0].peers.unwrap().spent, 220_000.0);
-        exchange.receive("c", &report(116_000.0, 50.0, -86_400.0), now);
-
-        // A report from 100 s of budget clock ago: its spend is carried
-        // forward at the rate it was keeping (0.0625 × 30 bytes/s).
-        exchange.receive("b", &report_at(43_100.0, 100_000.0, 30.0, 0.0), SystemTime::now());
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        assert_eq!(ledgers[0].peers.unwrap().spent, 100_000.0 + 100.0 * 1.875);
-
-        // Nobody heard within stale_intervals × interval: alone again,
-        // counted once, less what the silent spent in this window (b's
-        // 100,000 as it last said; c spent in another day): 332,000 left
-        // over 43,200 s for 20 bytes/s offered.
-        fleet.stale_after = Duration::ZERO;
-        std::thread::sleep(Duration::from_millis(5));
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        let spent_only = PeerSums {
-            spent: 100_000.0,
-            ..PeerSums::default()
-        };
-        assert_eq!(ledgers[0].peers, Some(spent_only));
-        assert!((ledgers[0].state.p - 332_000.0 / 43_200.0 / 20.0).abs() < 1e-12);
-        assert_eq!(registry.value("budget_fleet_degraded_total", &[]), Some(1));
-        assert_eq!(registry.value("budget_fleet_nodes", &[]), Some(1));
-
-        // A day later their reports are forgotten.
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0 + 86_401.0);
-        assert_eq!(ledgers[0].peers, None);
-        assert!(exchange.peers().is_empty());
-    }
-
-    #[test]
-    fn a_restart_takes_up_the_spend_its_last_run_published() {
-        let registry = Registry::new();
-        let exchange = FleetExchange::new("a");
-        let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
-        let names = vec![b"checkout".to_vec()];
-        let ids = ids_of(&names);
-        // The state file says 50,000; the previous run (run 7) last
-        // published 150,000 in the same day.
-        let mut ledgers = vec![ledger(50_000.0, 20.0)];
-        exchange.receive("a", &report_at(43_000.0, 150_000.0, 20.0, 0.0), SystemTime::now());
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        assert_eq!(ledgers[0].state.spent, 150_000.0);
-        // Its own reports read back change nothing; nor does a previous
-        // run's report of another day.
-        ledgers[0].state.spent = 1_000.0;
-        exchange.receive("a", &exchange.outgoing().unwrap(), SystemTime::now());
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        exchange.receive(
-            "a",
-            &report_at(-43_000.0, 150_000.0, 20.0, -86_400.0),
-            SystemTime::now(),
-        );
-        fleet.next = Instant::now();
-        fleet.round_if_due(&mut ledgers, &names, &ids, &rule(), 43_200.0);
-        assert_eq!(ledgers[0].state.spent, 1_000.0);
-    }
-
-    #[test]
-    fn an_unreadable_report_is_counted_and_its_node_not_counted() {
-        let registry = Registry::new();
-        let exchange = FleetExchange::new("a");
-        let mut fleet = Fleet::new(&fleet_config(), exchange.clone(), &registry);
-        exchange.receive("b", b"{not a report", SystemTime::now());
-        let mut ledgers = vec![ledger(0.0, 20.0)];
-        let names = [b"checkout".to_vec()];
-        fleet.round_if_due(&mut ledgers, &names, &ids_of(&names), &rule(), 43_200.0);
-        assert_eq!(registry.value("budget_fleet_bad_reports_total", &[]), Some(1));
-        assert_eq!((ledgers[0].peers, ledgers[0].state.p), (None, 0.5));
-    }
-}
+mod tests;
 
 /// The coordination's cost at 10,000 services (a measurement).
 #[cfg(test)]

@@ -48,7 +48,7 @@ fn fleet_cost_at_10k_services() {
     for peer in 0..PEERS {
         let x = FleetExchange::new(&format!("peer-{peer}"));
         let mut f = Fleet::new(&cfg, x.clone(), &Registry::new());
-        f.round_if_due(&mut ledgers(peer as f64), &names, &ids, &rule, 43_200.0);
+        f.round(&mut ledgers(peer as f64), &names, &ids, &rule, 43_200.0);
         exchange.receive(&format!("peer-{peer}"), &x.outgoing().unwrap(), SystemTime::now());
     }
     // Each round reads five new reports (every peer publishes every
@@ -64,8 +64,7 @@ fn fleet_cost_at_10k_services() {
             // Received again: a new payload, parsed again.
             exchange.receive(&p.node, &p.payload, SystemTime::now());
         }
-        fleet.next = Instant::now();
-        assert!(fleet.round_if_due(&mut mine, &names, &ids, &rule, 43_200.0 + r as f64));
+        fleet.round(&mut mine, &names, &ids, &rule, 43_200.0 + r as f64);
     }
     let per_round = (cpu() - start) / rounds as f64;
     let held: usize = fleet
@@ -81,7 +80,7 @@ fn fleet_cost_at_10k_services() {
         .filter(|(_, &i)| i < 200)
         .map(|(k, &i)| (k.clone(), i))
         .collect();
-    small.round_if_due(&mut ledgers(0.0)[..200], &names[..200], &few, &rule, 43_200.0);
+    small.round(&mut ledgers(0.0)[..200], &names[..200], &few, &rule, 43_200.0);
     let small_held: usize = small
         .parsed
         .values()

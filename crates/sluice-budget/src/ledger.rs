@@ -175,28 +175,51 @@ pub struct BudgetLedger {
     /// The keep-probability's floor and ceiling.
     floor: f64,
     ceiling: f64,
-    /// The other nodes' share of this service, in fleet scope while the
-    /// fleet is heard from; `None` decides by this node alone.
-    pub peers: Option<PeerSums>,
+    /// How p is derived: by this node alone, or from the fleet's totals.
+    pub coordination: Coordination,
     /// The window this ledger last closed: its start and final spend (a
     /// fleet node whose clock is still in that window counts it).
     pub closed: Option<(f64, f64)>,
 }
 
-/// What the other nodes of a fleet report for one service, summed: p is
-/// derived from this node's figures plus these, so every node derives the
-/// same p from the same fleet totals.
+/// How a ledger derives its keep-probability.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Coordination {
+    /// By this node's figures, after every batch: node scope, and a fleet
+    /// node that hears no other node, less what silent nodes last said they
+    /// spent in this window (`peers_spent`).
+    Alone {
+        /// Bytes other nodes reported keeping in this window.
+        peers_spent: f64,
+    },
+    /// From the fleet's totals at the last round, this node's own report
+    /// included as published: every node that read the same reports
+    /// derives the same p, and p holds until the next round, so a request
+    /// decided on two nodes between two rounds is kept or dropped whole.
+    Fleet(FleetSums),
+}
+
+impl Default for Coordination {
+    fn default() -> Coordination {
+        Coordination::Alone { peers_spent: 0.0 }
+    }
+}
+
+/// A fleet's figures for one service, summed over every node's report
+/// (this node's included), each report's spend carried forward to `clock`.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PeerSums {
-    /// Bytes they kept in this window.
+pub struct FleetSums {
+    /// The round's common budget clock: the latest clock reported.
+    pub clock: f64,
+    /// Bytes the fleet kept in this window by `clock`.
     pub spent: f64,
-    /// Their must-keep bytes per second.
+    /// Must-keep bytes per second.
     pub must_rate: f64,
-    /// Their normal bytes per second.
+    /// Normal bytes per second.
     pub normal_rate: f64,
-    /// Their must-keep events per second.
+    /// Must-keep events per second.
     pub must_events: f64,
-    /// Their normal events per second.
+    /// Normal events per second.
     pub normal_events: f64,
 }
 
@@ -223,7 +246,7 @@ impl BudgetLedger {
             unmeasured_until: f64::NEG_INFINITY,
             floor,
             ceiling,
-            peers: None,
+            coordination: Coordination::default(),
             closed: None,
         }
     }
@@ -247,6 +270,14 @@ impl BudgetLedger {
         self.closed = Some((self.state.window_start, self.state.spent));
         (self.state.window_start, self.end) = rule.window(now, self.state.window_start, self.budget.period_secs);
         self.state.spent = 0.0;
+        if let Coordination::Fleet(f) = &mut self.coordination {
+            // Every node rolls at its own clock's midnight: the new window
+            // starts unspent, at the fleet's rates, as of its start.
+            f.spent = 0.0;
+            f.clock = self.state.window_start;
+        } else {
+            self.coordination = Coordination::default();
+        }
         self.derive_p(now);
     }
 
@@ -319,36 +350,54 @@ impl BudgetLedger {
 
     /// The keep-probability that lands the window's spend on its budget at
     /// the rates measured, within the floor and the ceiling. Once a batch or
-    /// a window, never per event: kept out of the decision loop.
+    /// a window, never per event: kept out of the decision loop. From the
+    /// fleet's totals, p is the round's and only a round changes it.
     #[cold]
     fn derive_p(&mut self, now: f64) {
-        self.state.p = self.p_with(self.peers.unwrap_or_default(), now);
+        self.state.p = match self.coordination {
+            Coordination::Alone { peers_spent } => self.local_with(peers_spent, now),
+            Coordination::Fleet(f) => self.p_from(&f, f.clock),
+        };
     }
 
-    /// Derive p again now (the fleet's figures changed).
+    /// Derive p again (a fleet round changed the coordination).
     pub fn rederive(&mut self, now: f64) {
         self.derive_p(now);
     }
 
     /// The p this node alone would set (what fleet scope falls back to).
     pub fn local_p(&self, now: f64) -> f64 {
-        self.p_with(PeerSums::default(), now)
+        self.local_with(0.0, now)
     }
 
-    /// The keep-probability from this node's figures plus `peers`'.
-    fn p_with(&self, peers: PeerSums, now: f64) -> f64 {
+    fn local_with(&self, peers_spent: f64, now: f64) -> f64 {
+        let s = &self.state;
+        let own = FleetSums {
+            clock: now,
+            spent: s.spent + peers_spent,
+            must_rate: s.must_rate.rate,
+            normal_rate: s.normal_rate.rate,
+            must_events: s.must_events.rate,
+            normal_events: s.normal_events.rate,
+        };
+        self.p_from(&own, now)
+    }
+
+    /// The keep-probability for `f`'s spend and rates at `now`.
+    fn p_from(&self, f: &FleetSums, now: f64) -> f64 {
         let (floor, ceiling) = (self.floor, self.ceiling);
-        let end = self.end;
-        let time_left = (end - now).max(1.0);
-        let remaining = (self.budget.bytes as f64 - self.state.spent - peers.spent).max(0.0);
-        let affordable = remaining / time_left - self.state.must_rate.rate - peers.must_rate;
-        let normal = self.state.normal_rate.rate + peers.normal_rate;
-        let mut p = if normal <= 0.0 { ceiling } else { affordable / normal };
+        let time_left = (self.end - now).max(1.0);
+        let remaining = (self.budget.bytes as f64 - f.spent).max(0.0);
+        let affordable = remaining / time_left - f.must_rate;
+        let mut p = if f.normal_rate <= 0.0 {
+            ceiling
+        } else {
+            affordable / f.normal_rate
+        };
         if let Some(limit) = self.budget.events_per_sec {
             // Errors and slow requests count against the rate first too.
-            let normal = self.state.normal_events.rate + peers.normal_events;
-            if normal > 0.0 {
-                p = p.min((limit - self.state.must_events.rate - peers.must_events) / normal);
+            if f.normal_events > 0.0 {
+                p = p.min((limit - f.must_events) / f.normal_events);
             }
         }
         p.clamp(floor, ceiling)

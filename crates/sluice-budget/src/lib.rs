@@ -225,6 +225,9 @@ impl BudgetStage {
 
     /// A fleet round when one is due (publish, read, derive p again).
     fn fleet_round(&mut self) {
+        if self.fleet.is_none() {
+            return;
+        }
         let now = self.now();
         if let Some(f) = &mut self.fleet {
             if f.round_if_due(&mut self.ledgers, &self.names, &self.ids, &self.windows, now) {
@@ -269,6 +272,9 @@ impl BudgetStage {
 
     /// Decide every event of a batch; dropped events leave the batch.
     pub fn decide(&mut self, batch: &mut Batch) {
+        // A fleet round's p takes effect at the batch after its instant
+        // on every node, not at the next tick.
+        self.fleet_round();
         let mut sc = std::mem::take(&mut self.scratch);
         sc.kept.clear();
         sc.rates.clear();

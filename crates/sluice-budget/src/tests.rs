@@ -810,6 +810,7 @@ fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
     );
     let registry = Registry::new();
     let exchange = sluice_core::fleet::FleetExchange::new("a");
+    exchange.mark_caught_up();
     let mut stage = BudgetStage::new(&cfg, &registry, None).unwrap().with_fleet(
         cfg.fleet.as_ref().unwrap(),
         exchange.clone(),
@@ -835,6 +836,7 @@ fn fleet_scope_derives_p_from_the_fleet_and_shows_the_local_one_beside_it() {
         }],
     });
     exchange.receive("b", &report, std::time::SystemTime::now());
+    stage.fleet.as_mut().unwrap().force_round();
     stage.tick(Instant::now(), &mut Vec::new());
     let svc = [("service", "svc00")];
     let fleet = registry.value("budget_keep_probability_ppm", &svc).unwrap();

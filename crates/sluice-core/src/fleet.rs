@@ -35,6 +35,7 @@ pub struct FleetExchange {
     node: Arc<str>,
     inner: Arc<Mutex<Inner>>,
     closed: Arc<AtomicBool>,
+    caught_up: Arc<AtomicBool>,
 }
 
 impl FleetExchange {
@@ -44,6 +45,7 @@ impl FleetExchange {
             node: node.into(),
             inner: Arc::default(),
             closed: Arc::default(),
+            caught_up: Arc::default(),
         }
     }
 
@@ -57,7 +59,7 @@ impl FleetExchange {
     }
 
     /// Replace this node's report (the link publishes the latest).
-    pub fn set_outgoing(&self, payload: Vec<u8>) {
+    pub fn set_outgoing(&self, payload: impl Into<Arc<[u8]>>) {
         self.lock().outgoing = Some(payload.into());
     }
 
@@ -99,6 +101,17 @@ impl FleetExchange {
     /// call, if one was.
     pub fn take_echo(&self) -> Option<Arc<[u8]>> {
         self.lock().echo.take()
+    }
+
+    /// The link has read every report the topic held when it started
+    /// (each node's latest, this node's previous run's included).
+    pub fn mark_caught_up(&self) {
+        self.caught_up.store(true, Ordering::Release);
+    }
+
+    /// Whether [`FleetExchange::mark_caught_up`] was called.
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
     }
 
     /// The stage is done: the link stops.

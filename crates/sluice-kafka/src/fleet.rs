@@ -1,10 +1,14 @@
 //! The Kafka side of a fleet-wide budget: a thread that publishes this
-//! node's report from the [`FleetExchange`] every interval (keyed by node
+//! node's report from the [`FleetExchange`] as soon as it changes, and
+//! again every interval while it does not (keyed by node
 //! id, to a compacted topic it creates when missing) and hands every
 //! report it reads back to the exchange. Kafka is the only coordination:
 //! no leader, no other server. It carries bytes and when they were
 //! written; what they mean is the budget stage's.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -19,6 +23,10 @@ use sluice_config::FleetConfig;
 use sluice_core::fleet::FleetExchange;
 use sluice_core::{Counter, Registry};
 
+/// How often the link looks for a new report between reads: a round's
+/// reports must reach every node within half an interval.
+const POLL: Duration = Duration::from_millis(10);
+
 /// The largest report the fleet topic and this node's producer take.
 const MAX_REPORT_BYTES: &str = "8388608";
 
@@ -32,6 +40,11 @@ pub fn start_link(cfg: &FleetConfig, exchange: FleetExchange, registry: &Registr
     let client = |extra: &[(&str, &str)]| {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &cfg.brokers);
+        // Back within a second of the broker: until every node hears the
+        // others' reports again, each sums its own fresh one with theirs
+        // from before the outage, and p differs between nodes (librdkafka
+        // backs off up to 10 s by default).
+        c.set("reconnect.backoff.max.ms", "1000");
         for (k, v) in extra {
             c.set(*k, *v);
         }
@@ -78,6 +91,8 @@ pub fn start_link(cfg: &FleetConfig, exchange: FleetExchange, registry: &Registr
         exchange,
         producer,
         consumer,
+        unread: RefCell::new(HashMap::new()),
+        read_failing: Cell::new(false),
         publish_errors: errors("publish"),
         read_errors: errors("read"),
         published: registry.counter(
@@ -100,6 +115,12 @@ struct Link {
     exchange: FleetExchange,
     producer: BaseProducer,
     consumer: BaseConsumer,
+    /// Per partition, the end offset the link must read up to before the
+    /// exchange holds what the topic held at the start (the budget stage
+    /// waits for that at a start); emptied as they are reached.
+    unread: RefCell<HashMap<i32, i64>>,
+    /// Whether the last read failed (a failing read is logged once).
+    read_failing: Cell<bool>,
     publish_errors: Counter,
     read_errors: Counter,
     published: Counter,
@@ -110,6 +131,7 @@ impl Link {
         let mut subscribed = false;
         let mut next_publish = Instant::now();
         let mut next_try = Instant::now();
+        let mut last: Option<Arc<[u8]>> = None;
         while !self.exchange.is_closed() {
             if !subscribed && Instant::now() >= next_try {
                 // Until the topic exists (or the brokers answer), try again
@@ -117,25 +139,33 @@ impl Link {
                 subscribed = self.ensure_topic() && self.assign();
                 next_try = Instant::now() + self.interval;
             }
-            if Instant::now() >= next_publish {
+            // A new report goes out at once: the nodes sum each round's
+            // reports half an interval after it starts. An unchanged one
+            // is sent again each interval, which says the node lives.
+            let outgoing = self.exchange.outgoing();
+            let changed = match (&outgoing, &last) {
+                (Some(o), Some(l)) => !Arc::ptr_eq(o, l),
+                (o, l) => o.is_some() != l.is_some(),
+            };
+            if changed || Instant::now() >= next_publish {
                 next_publish = Instant::now() + self.interval;
-                self.publish();
+                if let Some(report) = &outgoing {
+                    self.publish(report);
+                }
+                last = outgoing;
             }
             self.producer.poll(Duration::ZERO);
             if subscribed {
-                self.read(Duration::from_millis(100));
+                self.read(POLL);
             } else {
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(POLL);
             }
         }
         let _ = self.producer.flush(Duration::from_secs(1));
     }
 
-    fn publish(&self) {
-        let Some(report) = self.exchange.outgoing() else {
-            return;
-        };
-        let record = BaseRecord::to(&self.topic).key(self.exchange.node()).payload(&*report);
+    fn publish(&self, report: &[u8]) {
+        let record = BaseRecord::to(&self.topic).key(self.exchange.node()).payload(report);
         match self.producer.send(record) {
             Ok(()) => self.published.inc(),
             Err((e, _)) => {
@@ -166,16 +196,32 @@ impl Link {
                         // budget stage decides what it counts.
                         self.exchange.receive(&String::from_utf8_lossy(key), payload, sent);
                     }
+                    self.read_failing.set(false);
+                    self.reached(m.partition(), m.offset() + 1);
                 }
                 Err(e) => {
                     self.read_errors.inc();
-                    tracing::warn!(error = %e, "budget: cannot read the fleet topic");
+                    if !self.read_failing.replace(true) {
+                        tracing::warn!(error = %e, "budget: cannot read the fleet topic (logged once until a read succeeds)");
+                    }
                 }
             }
             left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
+        }
+    }
+
+    /// The link has read `partition` up to `next`: tell the exchange once
+    /// every partition is read to where it ended at the start.
+    fn reached(&self, partition: i32, next: i64) {
+        let mut unread = self.unread.borrow_mut();
+        if unread.get(&partition).is_some_and(|&end| next >= end) {
+            unread.remove(&partition);
+        }
+        if unread.is_empty() && !self.exchange.is_caught_up() {
+            self.exchange.mark_caught_up();
         }
     }
 
@@ -204,7 +250,24 @@ impl Link {
             return false;
         }
         match self.consumer.assign(&list) {
-            Ok(()) => true,
+            Ok(()) => {
+                let mut unread = HashMap::new();
+                for p in list.elements() {
+                    // Unknown, the end is taken as reached: the stage's
+                    // wait at a start is for what can be read.
+                    if let Ok((low, high)) =
+                        self.consumer
+                            .fetch_watermarks(&self.topic, p.partition(), Duration::from_secs(5))
+                    {
+                        if high > low {
+                            unread.insert(p.partition(), high);
+                        }
+                    }
+                }
+                *self.unread.borrow_mut() = unread;
+                self.reached(-1, 0);
+                true
+            }
             Err(e) => {
                 self.read_errors.inc();
                 tracing::warn!(topic = %self.topic, error = %e, "budget: cannot read the fleet topic; retrying");
