@@ -46,11 +46,8 @@ const START_WAIT: Duration = Duration::from_secs(5);
 /// A peer's latest report, kept as its figures for this node's ledgers
 /// only: a peer's services this node has no ledger for cost nothing (a
 /// ledger made later counts that peer from its next report, an interval
-/// on).
+/// on). Its bytes are not kept, here nor in the exchange.
 struct Held {
-    /// The bytes it was parsed from (unchanged bytes are not parsed again;
-    /// the exchange holds them anyway).
-    payload: Arc<[u8]>,
     /// When the peer published it.
     sent: SystemTime,
     /// The peer's budget clock when it reported.
@@ -75,7 +72,7 @@ struct Figures {
 }
 
 impl Held {
-    fn of(report: Report, payload: Arc<[u8]>, sent: SystemTime, ids: &crate::FastMap<Box<[u8]>, usize>) -> Held {
+    fn of(report: Report, sent: SystemTime, ids: &crate::FastMap<Box<[u8]>, usize>) -> Held {
         let mut figures: Vec<Figures> = report
             .services
             .into_iter()
@@ -98,7 +95,6 @@ impl Held {
         // allocation.
         figures.shrink_to_fit();
         Held {
-            payload,
             sent,
             clock: report.clock,
             figures,
@@ -320,7 +316,7 @@ impl Fleet {
         let payload: Arc<[u8]> = fleet_report::encode(&report).into();
         self.exchange.set_outgoing(payload.clone());
         // Summed with the others' as they will read it (rates as `f32`).
-        let own = Held::of(report, payload, SystemTime::now(), ids);
+        let own = Held::of(report, SystemTime::now(), ids);
         self.parsed.insert(self.exchange.node().to_string(), own);
     }
 
@@ -342,22 +338,20 @@ impl Fleet {
     ) {
         let wall = SystemTime::now();
         let me = self.exchange.node().to_string();
-        let peers = self.exchange.peers();
+        let peers = self.exchange.take_peers();
         let held_before = self.parsed.len();
         self.parsed
             .retain(|node, _| *node == me || peers.iter().any(|p| &p.node == node));
         // Whether any other node's figures changed since the last round.
         let mut news = self.parsed.len() != held_before;
         for p in &peers {
-            if let Some(held) = self.parsed.get_mut(&p.node) {
-                if Arc::ptr_eq(&held.payload, &p.payload) {
-                    continue;
-                }
-            }
+            let Some(payload) = &p.payload else {
+                continue;
+            };
             news = true;
-            match fleet_report::decode(&p.payload) {
+            match fleet_report::decode(payload) {
                 Ok(report) => {
-                    let held = Held::of(report, p.payload.clone(), p.sent, ids);
+                    let held = Held::of(report, p.sent, ids);
                     self.parsed.insert(p.node.clone(), held);
                 }
                 Err(e) => {
@@ -495,7 +489,7 @@ impl Fleet {
             return;
         }
         if self.applied.is_none() {
-            self.previous_run = Some(Held::of(report.clone(), echo.clone(), SystemTime::now(), ids));
+            self.previous_run = Some(Held::of(report.clone(), SystemTime::now(), ids));
         }
         let mut taken = 0.0;
         for s in &report.services {

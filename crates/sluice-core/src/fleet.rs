@@ -14,8 +14,10 @@ use std::time::SystemTime;
 pub struct PeerReport {
     /// The node's id.
     pub node: String,
-    /// What it published.
-    pub payload: Arc<[u8]>,
+    /// What it published, when that is new since the last
+    /// [`FleetExchange::take_peers`] (the exchange holds a report only
+    /// until the budget stage takes it).
+    pub payload: Option<Arc<[u8]>>,
     /// When it was published (its Kafka timestamp, the wall clock).
     pub sent: SystemTime,
 }
@@ -79,15 +81,26 @@ impl FleetExchange {
             node.to_string(),
             PeerReport {
                 node: node.to_string(),
-                payload: payload.into(),
+                payload: Some(payload.into()),
                 sent,
             },
         );
     }
 
-    /// The other nodes' latest reports, by node id.
-    pub fn peers(&self) -> Vec<PeerReport> {
-        let mut peers: Vec<PeerReport> = self.lock().peers.values().cloned().collect();
+    /// The other nodes heard from, by node id, each with its report when
+    /// it is new since the last call (taken: the exchange keeps only who
+    /// reported when).
+    pub fn take_peers(&self) -> Vec<PeerReport> {
+        let mut peers: Vec<PeerReport> = self
+            .lock()
+            .peers
+            .values_mut()
+            .map(|p| PeerReport {
+                node: p.node.clone(),
+                payload: p.payload.take(),
+                sent: p.sent,
+            })
+            .collect();
         peers.sort_by(|a, b| a.node.cmp(&b.node));
         peers
     }
@@ -140,10 +153,15 @@ mod tests {
         let t1 = t0 + Duration::from_secs(5);
         x.receive("b", b"new", t1);
         x.forget("c");
-        let peers = x.peers();
-        let got: Vec<(&str, &[u8], SystemTime)> =
-            peers.iter().map(|p| (p.node.as_str(), &*p.payload, p.sent)).collect();
-        assert_eq!(got, [("b", &b"new"[..], t1)]);
+        let peers = x.take_peers();
+        let got: Vec<(&str, Option<&[u8]>, SystemTime)> = peers
+            .iter()
+            .map(|p| (p.node.as_str(), p.payload.as_deref(), p.sent))
+            .collect();
+        assert_eq!(got, [("b", Some(&b"new"[..]), t1)]);
+        // Taken: b is still known, its report no longer held.
+        let again = x.take_peers();
+        assert_eq!((again[0].node.as_str(), again[0].payload.as_deref()), ("b", None));
         assert_eq!(x.take_echo().as_deref(), Some(&b"mine"[..]));
         assert_eq!(x.take_echo(), None);
         x.set_outgoing(b"report".to_vec());

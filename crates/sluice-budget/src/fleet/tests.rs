@@ -145,7 +145,7 @@ fn every_node_derives_p_from_the_fleets_totals_and_alone_when_it_hears_nobody() 
     // A day later their reports are forgotten.
     fleet.round(&mut ledgers, &names, &ids, &rule(), 43_200.0 + 86_401.0);
     assert_eq!(ledgers[0].coordination, Coordination::default());
-    assert!(exchange.peers().is_empty());
+    assert!(exchange.take_peers().is_empty());
 }
 
 #[test]
