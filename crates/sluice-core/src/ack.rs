@@ -204,6 +204,13 @@ impl<C> AckTracker<C> {
     /// applies each one).
     pub fn acknowledge_each(&mut self, ack: Acknowledgement, mut on_commit: impl FnMut(&C)) {
         if let Ok(i) = self.pending.binary_search_by_key(&ack.seq, |(s, _, _)| *s) {
+            if self.blocked {
+                // The checkpoint is frozen for good: a settled unit is of no
+                // more use, and kept it would grow the queue by a unit per
+                // batch for the rest of the source's life.
+                self.pending.remove(i);
+                return;
+            }
             self.pending[i].2 = Some(ack.status);
         }
         while !self.blocked {
@@ -213,7 +220,10 @@ impl<C> AckTracker<C> {
                     on_commit(&c);
                     self.committed = Some(c);
                 }
-                Some((_, _, Some(AckStatus::Failed))) => self.blocked = true,
+                Some((_, _, Some(AckStatus::Failed))) => {
+                    self.blocked = true;
+                    self.pending.retain(|(_, _, status)| status.is_none());
+                }
                 _ => break,
             }
         }
@@ -224,7 +234,7 @@ impl<C> AckTracker<C> {
         self.committed.as_ref()
     }
 
-    /// Units emitted and not yet settled (including any behind a failure).
+    /// Units emitted and not yet settled.
     pub fn outstanding(&self) -> usize {
         self.pending.len()
     }
@@ -334,7 +344,18 @@ mod tests {
         });
         assert_eq!(tr.checkpoint(), Some(&0));
         assert!(tr.is_blocked());
-        assert_eq!(tr.outstanding(), 2);
+        assert_eq!(tr.outstanding(), 0);
+        // Behind the failure, units settle without moving the checkpoint
+        // and without being kept.
+        for seq in 3..1003u64 {
+            tr.emitted(seq, seq);
+            tr.acknowledge(Acknowledgement {
+                seq,
+                status: AckStatus::Delivered,
+            });
+        }
+        tr.emitted(1003, 1003);
+        assert_eq!((tr.checkpoint(), tr.outstanding()), (Some(&0), 1));
     }
 
     /// What a holder of a token does next.
