@@ -33,6 +33,14 @@ pub use policy::{default_allow, is_secret_key, AllowList, DEFAULT_ALLOW};
 use serialize::Walk;
 use values::ValueDetectors;
 
+/// The most fields `redactions_total` names per rule; the rest count under
+/// [`OTHER_FIELDS`].
+pub const MAX_FIELDS_PER_RULE: usize = 1000;
+
+/// The `field` label of a rule's redactions past its first
+/// [`MAX_FIELDS_PER_RULE`] fields.
+pub const OTHER_FIELDS: &str = "_other";
+
 /// The stage could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("redact: {0}")]
@@ -50,7 +58,9 @@ pub struct RedactStage {
     hash_key: Option<Vec<u8>>,
     mark: bool,
     registry: Registry,
-    counters: HashMap<(String, String), Counter>,
+    /// `redactions_total` by rule, then by field (looked up without
+    /// allocating; at most [`MAX_FIELDS_PER_RULE`] fields a rule).
+    counters: HashMap<String, HashMap<String, Counter>>,
     changed: Counter,
     scratch: Vec<u8>,
     buffers: Buffers,
@@ -132,10 +142,21 @@ impl RedactStage {
     }
 
     fn count(&mut self, rule: &str, field: &str) {
-        let key = (rule.to_string(), field.to_string());
+        if let Some(c) = self.counters.get(rule).and_then(|f| f.get(field)) {
+            c.inc();
+            return;
+        }
+        let fields = self.counters.entry(rule.to_string()).or_default();
+        // Field paths come from the input: a stream of distinct keys must
+        // not grow the registry without end.
+        let field = if fields.len() < MAX_FIELDS_PER_RULE {
+            field
+        } else {
+            OTHER_FIELDS
+        };
         let registry = &self.registry;
-        self.counters
-            .entry(key)
+        fields
+            .entry(field.to_string())
             .or_insert_with(|| {
                 registry.counter(
                     metric_names::REDACTIONS_TOTAL,

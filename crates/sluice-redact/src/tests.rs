@@ -150,6 +150,30 @@ fn counters_name_rule_and_field_never_the_value() {
     assert!(!registry.render_prometheus().contains("kim@"));
 }
 
+#[test]
+fn a_rule_names_at_most_a_thousand_fields_and_counts_the_rest_together() {
+    let registry = Registry::new();
+    let text = "[sources.i]\ntype = \"stdin\"\n[sinks.o]\ntype = \"stdout\"\n[redact]\n";
+    let cfg = sluice_config::parse(text, std::path::Path::new("t"), &|_| None).unwrap();
+    let mut st = RedactStage::new(cfg.redact.as_ref().unwrap(), &registry).unwrap();
+    // 1,500 records, each with its own unlisted key.
+    let lines: Vec<String> = (0..1500).map(|n| format!(r#"{{"msg":"ok","k{n}":1}}"#)).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    run(&mut st, &refs);
+    let unlisted = |field: &str| registry.value("redactions_total", &[("rule", "unlisted"), ("field", field)]);
+    assert_eq!(
+        (unlisted("k0"), unlisted("k999"), unlisted("k1000")),
+        (Some(1), Some(1), None)
+    );
+    assert_eq!(unlisted(OTHER_FIELDS), Some(500));
+    let series = registry
+        .render_prometheus()
+        .lines()
+        .filter(|l| l.starts_with("sluice_redactions_total{"))
+        .count();
+    assert_eq!(series, MAX_FIELDS_PER_RULE + 1);
+}
+
 proptest::proptest! {
     /// Random records with planted secrets: no output holds a planted value.
     #[test]
