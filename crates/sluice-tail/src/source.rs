@@ -85,8 +85,10 @@ pub struct Tailer {
     order: Vec<FileId>,
     /// Stream keys by container directory: a rotated file's successor
     /// shares its predecessor's key, so a stack trace split by the rotation
-    /// is still one stream to the multiline stage.
+    /// is still one stream to the multiline stage. Forgotten when the
+    /// directory (a pod's container) is gone; keys are never reused.
     stream_keys: HashMap<PathBuf, u64>,
+    next_stream_key: u64,
     restored: HashMap<FileId, FileCheckpoint>,
     /// Files that were truncated: their first bytes before the truncation
     /// and the offset reached. A copytruncate copy found later continues
@@ -256,6 +258,7 @@ impl Tailer {
             files: HashMap::new(),
             order: Vec::new(),
             stream_keys: HashMap::new(),
+            next_stream_key: 2,
             restored,
             truncated: HashMap::new(),
             acks: sluice_core::ack::channel(),
@@ -364,8 +367,11 @@ impl Tailer {
             Some(_) => path.parent().map(PathBuf::from).unwrap_or_default(),
             None => path.to_path_buf(),
         };
-        let next = 2 * self.stream_keys.len() as u64 + 2;
-        let k = *self.stream_keys.entry(owner).or_insert(next);
+        let next = &mut self.next_stream_key;
+        let k = *self.stream_keys.entry(owner).or_insert_with(|| {
+            *next += 2;
+            *next - 2
+        });
         [
             meta.origin(path, Stream::Stdout, k, service.as_deref()),
             meta.origin(path, Stream::Stderr, k + 1, service.as_deref()),
@@ -424,6 +430,9 @@ impl Tailer {
         }
         // A file that failed and is gone now has nothing left to read.
         self.unreadable.retain(|path, _| path.exists());
+        // Pods come and go for the life of a node agent: a deleted
+        // container's key would otherwise be kept for ever.
+        self.stream_keys.retain(|owner, _| owner.exists());
         // A copytruncate copy shows up within a few scans, or never.
         let horizon = self.cfg.scan_interval * 10 + self.cfg.rotate_wait;
         self.truncated.retain(|_, (_, _, at)| at.elapsed() < horizon);

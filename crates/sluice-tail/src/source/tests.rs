@@ -322,3 +322,38 @@ fn a_run_that_stops_at_the_end_of_its_input_names_a_file_it_did_not_read_to_the_
     append(&s.original, &lines(3..5));
     assert!(s.t.settle().unwrap().problems.is_empty());
 }
+
+#[test]
+fn a_deleted_containers_stream_key_is_forgotten_and_never_reused() {
+    let root = tempfile::tempdir().unwrap();
+    let container = |pod: &str| {
+        let dir = root.path().join(format!("pods/ns_{pod}_uid/app"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0.log"), lines(0..3)).unwrap();
+        dir
+    };
+    let (a, b) = (container("a"), container("b"));
+    let mut t = tailer_with(root.path(), "");
+    assert!(t.scan(true));
+    let mut keys: Vec<u64> = t.stream_keys.values().copied().collect();
+    keys.sort();
+    assert_eq!(keys, [2, 4]);
+    // Pod a is deleted; pod c appears.
+    std::fs::remove_dir_all(a.parent().unwrap()).unwrap();
+    container("c");
+    t.scan(false);
+    let mut keys: Vec<(String, u64)> = t
+        .stream_keys
+        .iter()
+        .map(|(dir, &k)| (dir.strip_prefix(root.path()).unwrap().display().to_string(), k))
+        .collect();
+    keys.sort();
+    let b_key = t.stream_keys[&b];
+    assert_eq!(
+        keys,
+        [
+            ("pods/ns_b_uid/app".to_string(), b_key),
+            ("pods/ns_c_uid/app".to_string(), 6)
+        ]
+    );
+}
