@@ -146,9 +146,11 @@ impl MultilineStage {
         }
     }
 
-    fn new_group(batch: &Batch, e: &Event, langs: Langs, header: bool, now: Instant) -> Group {
+    fn new_group(&self, batch: &Batch, e: &Event, langs: Langs, header: bool, now: Instant) -> Group {
         let line = batch.line(e);
-        let mut text = Vec::with_capacity(line.len() * 8);
+        // Room for a trace's usual length, never past what a group may
+        // hold: a 16 MiB first line reserved 128 MiB.
+        let mut text = Vec::with_capacity((line.len() * 8).min(self.max_bytes).max(line.len()));
         text.extend_from_slice(line);
         Group {
             text,
@@ -220,7 +222,7 @@ impl MultilineStage {
                     continue;
                 }
                 (None, Class::Start(l)) => {
-                    let mut g = Self::new_group(batch, &e, l, false, now);
+                    let mut g = self.new_group(batch, &e, l, false, now);
                     if l.has(Langs::NODE) && self.detector.is_node_location(batch.line(&e)) {
                         g.langs = Langs::NODE;
                         g.node_phase = 1;
@@ -229,7 +231,7 @@ impl MultilineStage {
                     return;
                 }
                 (None, Class::Header) => {
-                    let g = Self::new_group(batch, &e, Langs::NONE, true, now);
+                    let g = self.new_group(batch, &e, Langs::NONE, true, now);
                     self.put_group(key, g, now);
                     return;
                 }
@@ -248,7 +250,7 @@ impl MultilineStage {
         if g.lines + 1 + blanks as u32 > self.max_lines || g.text.len() + 1 + blanks + line.len() > self.max_bytes {
             // Cut here; the rest of the trace continues as a new, marked part.
             self.counters.split.inc();
-            let mut rest = Self::new_group(batch, e, g.langs, false, now);
+            let mut rest = self.new_group(batch, e, g.langs, false, now);
             rest.truncated = true;
             rest.python_done = g.python_done;
             g.truncated = true;

@@ -361,3 +361,21 @@ fn a_stitched_trace_is_flagged_for_the_budget_and_a_lone_header_is_not() {
 }
 
 mod shapes;
+
+#[test]
+fn a_long_first_line_reserves_no_more_than_a_group_may_hold() {
+    let mut st = stage();
+    let max = st.max_bytes;
+    // A Java header line as long as a group may be: it opens a group.
+    let long = format!(
+        "2026-11-25 01:02:04.005 ERROR [main] c.e.Svc - {}",
+        "x".repeat(max - 100)
+    );
+    let mut origins = HashMap::new();
+    let mut b = batch(&[(1, long.as_str())], &mut origins);
+    ParseStage::new(&Registry::new()).parse_batch(&mut b);
+    st.process(b, &mut Vec::new());
+    let g = st.streams[&1].group.as_ref().expect("an open group");
+    assert_eq!(g.text.len(), long.len());
+    assert!(g.text.capacity() <= max, "{} reserved of {max}", g.text.capacity());
+}
