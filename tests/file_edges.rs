@@ -374,3 +374,48 @@ fn a_file_rewritten_past_its_checkpoint_while_stopped_is_read_from_its_start() {
     assert_eq!(got[&0], (1..100).collect::<Vec<u64>>());
     assert_eq!(got[&1], (1..150).collect::<Vec<u64>>(), "the new content whole");
 }
+
+#[test]
+fn state_is_private_whatever_the_umask_and_an_open_state_folder_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("logs")).unwrap();
+    std::fs::write(root.path().join("logs/0.log"), lines_of(0, 50)).unwrap();
+    let include = format!("{}/logs/*.log", root.path().display());
+    let cfg = config(root.path(), &include, "exit_at_eof = true");
+    // The loosest umask: what sluice creates must be private anyway.
+    let run = || {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 000; exec {} run -c {}",
+                env!("CARGO_BIN_EXE_sluice"),
+                cfg.display()
+            ))
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = |p: &str| std::fs::metadata(root.path().join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        [
+            mode("state"),
+            mode("state/checkpoints"),
+            mode("state/checkpoints/files.json")
+        ],
+        [0o700, 0o700, 0o600]
+    );
+    // A state folder others may write to: refused before anything is read.
+    std::fs::set_permissions(root.path().join("state"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state folder {}/state can be written by other users (mode 0777)",
+            root.path().display()
+        )),
+        "{stderr}"
+    );
+}

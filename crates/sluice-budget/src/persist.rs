@@ -68,10 +68,10 @@ impl BudgetStage {
             .map(|(k, l)| (String::from_utf8_lossy(k).into_owned(), &l.state))
             .collect();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            sluice_state::create_dir(dir)?;
         }
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&map).map_err(std::io::Error::other)?)?;
+        sluice_state::write_file(&tmp, &serde_json::to_vec(&map).map_err(std::io::Error::other)?)?;
         std::fs::rename(tmp, path)
     }
 }

@@ -117,6 +117,9 @@ pub enum RuntimeError {
         /// What is wrong.
         message: String,
     },
+    /// The state folder is not private to sluice's user.
+    #[error(transparent)]
+    State(#[from] sluice_state::StateDirError),
     /// A stage thread could not be started.
     #[error("cannot start the `{stage}` stage thread: {source}")]
     Thread {
@@ -126,6 +129,18 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Whether `config` keeps anything under `data_dir`: file checkpoints,
+/// budget state, a network sink's buffer and dead letters.
+fn keeps_state(config: &Config) -> bool {
+    use sluice_config::{SinkConfig, SourceConfig};
+    config.budget.is_some()
+        || config.sources.values().any(|s| matches!(s, SourceConfig::File(_)))
+        || config
+            .sinks
+            .values()
+            .any(|s| !matches!(s, SinkConfig::Stdout(_) | SinkConfig::File(_)))
 }
 
 /// Build the stage chain a configuration asks for, in pipeline order:
@@ -186,6 +201,9 @@ pub async fn run(
     reload: Option<ConfigLoader>,
 ) -> Result<RunReport, RuntimeError> {
     let started = Instant::now();
+    if keeps_state(config) {
+        sluice_state::prepare_dir(&config.data_dir)?;
+    }
     let (reload_handle, mut requests) = sluice_core::reload::channel();
     let mut admin_state = sluice_admin::AdminState::new(registry.clone(), shutdown.clone(), config.admin.stall_after);
     if reload.is_some() {

@@ -66,9 +66,14 @@ impl DeadLetters {
     fn write(&mut self, record: &[u8], reason: &str) -> std::io::Result<()> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
+                sluice_state::create_dir(dir)?;
             }
-            self.file = Some(std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?);
+            self.file = Some(
+                sluice_state::open_options()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
         }
         let mut line = Vec::with_capacity(record.len() + reason.len() + 64);
         line.extend_from_slice(b"{\"sink\":");

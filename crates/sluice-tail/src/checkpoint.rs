@@ -121,14 +121,14 @@ impl CheckpointStore {
     /// Replace the checkpoints atomically.
     pub fn save(&self, files: &[FileCheckpoint]) -> std::io::Result<()> {
         let dir = self.path.parent().expect("checkpoint path has a directory");
-        std::fs::create_dir_all(dir)?;
+        sluice_state::create_dir(dir)?;
         let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec(&CheckpointFile {
             version: 1,
             files: files.to_vec(),
         })
         .map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = sluice_state::create_file(&tmp)?;
         f.write_all(&body)?;
         f.sync_all()?;
         drop(f);

@@ -16,7 +16,7 @@
 //! stalled forever on one bad record).
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,7 @@ pub(crate) struct DiskQueue {
 impl DiskQueue {
     /// Open (or create) the queue in `dir`.
     pub fn open(dir: &Path) -> io::Result<DiskQueue> {
-        fs::create_dir_all(dir)?;
+        sluice_state::create_dir(dir)?;
         let mut segments: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
@@ -181,7 +181,7 @@ impl DiskQueue {
             old.file.sync_data()?;
         }
         let id = self.segments.back().map_or(self.read.segment, |&s| s + 1);
-        let file = OpenOptions::new()
+        let file = sluice_state::open_options()
             .create_new(true)
             .append(true)
             .open(segment_path(&self.dir, id))?;
@@ -267,9 +267,9 @@ impl DiskQueue {
             }
         }
         let qdir = self.dir.join("quarantine");
-        fs::create_dir_all(&qdir)?;
+        sluice_state::create_dir(&qdir)?;
         let path = qdir.join(format!("{:020}-{start}.bin", self.read.segment));
-        fs::write(&path, &rest[..next])?;
+        sluice_state::write_file(&path, &rest[..next])?;
         tracing::warn!(path = %path.display(), bytes = next, "damaged disk buffer region quarantined");
         self.quarantined.push(Quarantined {
             path,
@@ -325,7 +325,7 @@ impl DiskQueue {
     /// a volume too full for it is no error: the next commit tries again.
     fn save_position(&self, to: Position) -> io::Result<()> {
         let tmp = self.dir.join("position.json.tmp");
-        let saved = fs::write(&tmp, serde_json::to_vec(&to).expect("a position serializes"))
+        let saved = sluice_state::write_file(&tmp, &serde_json::to_vec(&to).expect("a position serializes"))
             .and_then(|()| fs::rename(&tmp, self.dir.join("position.json")));
         match saved {
             Err(e) if is_volume_full(&e) => {
@@ -484,7 +484,7 @@ mod tests {
         q.append(&a).unwrap();
         drop(q);
         let seg = segment_path(dir.path(), 0);
-        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(b"SLBF\x40\x00\x00\x00partial").unwrap();
 
         let mut q = DiskQueue::open(dir.path()).unwrap();
