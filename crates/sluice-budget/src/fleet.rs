@@ -235,7 +235,8 @@ impl Fleet {
         now: f64,
     ) {
         self.waited = true;
-        (self.published, self.applied) = (Some(self.round_now().0), Some(self.round_now().0));
+        let round = self.round_now().0;
+        (self.published, self.applied) = (Some(round), Some(round));
         self.prepare(ledgers, ids, rule, now);
         self.publish(ledgers, names, ids, now);
         self.apply(ledgers, ids, now, true);

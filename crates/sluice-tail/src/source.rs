@@ -428,6 +428,21 @@ impl Tailer {
                 }
             }
         }
+        if first_scan {
+            // Files deleted while sluice was stopped: their entries would be
+            // kept, and written, for ever.
+            let gone: Vec<FileId> = self
+                .restored
+                .keys()
+                .filter(|id| !seen.contains(id) && !self.files.contains_key(id))
+                .copied()
+                .collect();
+            for id in gone {
+                self.restored.remove(&id);
+                self.committed.remove(&id);
+                self.dirty = true;
+            }
+        }
         // A file that failed and is gone now has nothing left to read.
         self.unreadable.retain(|path, _| path.exists());
         // Pods come and go for the life of a node agent: a deleted

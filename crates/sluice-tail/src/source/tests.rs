@@ -357,3 +357,29 @@ fn a_deleted_containers_stream_key_is_forgotten_and_never_reused() {
         ]
     );
 }
+
+#[test]
+fn checkpoints_of_files_deleted_while_stopped_are_dropped_at_the_first_scan() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("pods/ns_pod_uid/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0.log"), lines(0..3)).unwrap();
+    let live = FileId::of(&std::fs::metadata(dir.join("0.log")).unwrap());
+    // The last run checkpointed this file and one deleted since.
+    let entry = |ino, path: &str| crate::checkpoint::FileCheckpoint {
+        dev: live.dev,
+        ino,
+        fingerprint: crate::checkpoint::Fingerprint { len: 0, crc: 0 },
+        offset: 10,
+        path: path.into(),
+        before: None,
+    };
+    crate::checkpoint::CheckpointStore::new(&root.path().join("state"), "pods")
+        .save(&[entry(live.ino, "0.log"), entry(live.ino + 1_000_000, "gone.log")])
+        .unwrap();
+    let mut t = tailer_with(root.path(), "");
+    assert_eq!(t.committed.len(), 2);
+    t.scan(true);
+    assert_eq!(t.committed.keys().copied().collect::<Vec<_>>(), [live]);
+    assert!(t.restored.is_empty());
+}
