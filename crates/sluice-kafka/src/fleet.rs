@@ -220,7 +220,12 @@ impl Link {
         if unread.get(&partition).is_some_and(|&end| next >= end) {
             unread.remove(&partition);
         }
-        if unread.is_empty() && !self.exchange.is_caught_up() {
+        drop(unread);
+        self.mark_if_caught_up();
+    }
+
+    fn mark_if_caught_up(&self) {
+        if self.unread.borrow().is_empty() && !self.exchange.is_caught_up() {
             self.exchange.mark_caught_up();
         }
     }
@@ -265,7 +270,7 @@ impl Link {
                     }
                 }
                 *self.unread.borrow_mut() = unread;
-                self.reached(-1, 0);
+                self.mark_if_caught_up();
                 true
             }
             Err(e) => {
